@@ -1,0 +1,39 @@
+/* model/sampler.h — choosing the next token from logits: greedy, temperature, top-k, top-p,
+ * presence and frequency penalties (subtracted from the logits; the per-token counts decay by
+ * 0.996 each generated token, as upstream RWKV chat does), a seeded RNG, stop tokens.
+ * Runs on host f32 logits; knows nothing of the model. */
+#ifndef VR_SAMPLER_H
+#define VR_SAMPLER_H
+
+#include <stdint.h>
+
+#include "common/error.h"
+
+typedef struct vr_sampling_params {
+    float temperature;       /* <= 0: greedy (argmax, the first index of the max) */
+    float top_p;             /* 1.0 = off */
+    int top_k;               /* 0 = off */
+    float presence_penalty;  /* 0 = off */
+    float frequency_penalty; /* 0 = off */
+    float penalty_decay;     /* 0.996 */
+    uint64_t seed;
+} vr_sampling_params;
+
+void vr_sampling_params_default(vr_sampling_params *p); /* greedy, top_p 1, decay 0.996, seed 0 */
+vr_status vr_sampling_params_check(const vr_sampling_params *p, vr_error *err);
+
+typedef struct vr_sampler vr_sampler;
+
+vr_status vr_sampler_create(const vr_sampling_params *p, int n_vocab, vr_sampler **out, vr_error *err);
+void vr_sampler_free(vr_sampler *s);
+/* Picks a token from logits[n_vocab] (not modified) applying penalties from the tokens
+ * accepted so far; then records the choice (decays counts, adds 1 for the token). */
+int32_t vr_sampler_sample(vr_sampler *s, const float *logits);
+/* Records a token without sampling it (e.g. a forced stop token), same bookkeeping. */
+void vr_sampler_accept(vr_sampler *s, int32_t token);
+void vr_sampler_reset(vr_sampler *s);
+
+/* The first index of the maximum (NaN never wins). */
+int32_t vr_argmax(const float *x, int n);
+
+#endif
