@@ -39,6 +39,10 @@ void vr_clip_preprocess_default(vr_clip_preprocess *p, int size); /* CLIP mean/s
 /* Resize shortest edge to size (new_long = floor(size*long/short)), center crop size x size,
  * rescale 1/255 (double, rounded to f32), normalise in f32; writes CHW f32 [3*size*size].
  * resized (optional) receives the resized image before cropping (caller frees). */
+/* The geometry of vr_clip_preprocess_image: resized size and crop offsets (HF semantics). */
+vr_status vr_clip_resize_geometry(int width, int height, int size, int *resized_w, int *resized_h, int *crop_top,
+                                  int *crop_left, vr_error *err);
+
 vr_status vr_clip_preprocess_image(const vr_clip_preprocess *p, const vr_image *img, float *pixels,
                                    vr_image *resized, vr_error *err);
 

@@ -12,6 +12,10 @@
 typedef struct vr_tokenizer vr_tokenizer;
 
 vr_status vr_tokenizer_load(const char *vocab_path, vr_tokenizer **out, vr_error *err);
+/* The same from the file's contents in memory (data need not be NUL-terminated and is not kept);
+ * name is used in error messages (may be NULL). */
+vr_status vr_tokenizer_load_memory(const char *data, size_t size, const char *name, vr_tokenizer **out,
+                                   vr_error *err);
 void vr_tokenizer_free(vr_tokenizer *tok);
 
 /* Largest id + 1 that has an entry (65530 for the World vocab). */

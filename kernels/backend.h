@@ -1,0 +1,106 @@
+/* kernels/backend.h — the compute backend contract: one table of ops that model/ expresses its
+ * forward passes in. A backend decides how the ops run (cpu/: C + OpenMP + BLAS; cuda/: kernels
+ * + cuBLAS). Pointers passed to ops live on the backend's device (alloc/upload/download move
+ * data). Activations are f32; weight matrices and embedding tables stay in their loaded dtype
+ * (f32/f16/bf16) and are passed as vr_tensor. Must not know model structure. */
+#ifndef VR_BACKEND_H
+#define VR_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "kernels/tensor.h"
+
+/* A run of consecutive activation rows that belong to one sequence (one session): rows
+ * [offset, offset+len) of the batch. Token shift and WKV carry state along a run, and each run
+ * has its own recurrent state. A prefill is one run of T rows; a decode step is B runs of 1. */
+typedef struct vr_run {
+    int offset, len;
+} vr_run;
+
+typedef struct vr_backend vr_backend;
+
+typedef struct vr_backend_ops {
+    /* memory */
+    void *(*alloc)(vr_backend *be, size_t bytes); /* zeroed; NULL on failure */
+    void (*free)(vr_backend *be, void *p);
+    void (*upload)(vr_backend *be, void *dst, const void *src, size_t bytes);
+    void (*download)(vr_backend *be, void *dst, const void *src, size_t bytes);
+    void (*copy)(vr_backend *be, void *dst, const void *src, size_t bytes);
+    /* Makes a weight matrix usable by the ops, in its loaded dtype: the CPU backend uses the
+     * host (mapped) bytes in place; a GPU backend copies them to the device. weight_free
+     * releases what weight_upload made (nothing on the CPU). */
+    vr_status (*weight_upload)(vr_backend *be, const vr_tensor *host, vr_tensor *out, vr_error *err);
+    void (*weight_free)(vr_backend *be, vr_tensor *t);
+
+    /* y[m, n] = x[m, k] (row stride ldx) @ w[n, k]^T (+ bias[n] when bias != NULL);
+     * beta = 0 overwrites y, beta = 1 accumulates into y. */
+    void (*linear)(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, const vr_tensor *bias,
+                   float beta, float *y);
+    /* out[i, :] = table[ids[i], :] (f32 result) */
+    void (*embedding)(vr_backend *be, const int32_t *ids, int n, const vr_tensor *table, float *out);
+    /* Row-wise LayerNorm over n columns, biased variance. In place allowed. */
+    void (*layer_norm)(vr_backend *be, const float *x, int m, int n, const float *w, const float *b, float eps,
+                       float *y);
+    /* Per-row GroupNorm: each row of groups*gsize columns is normalised per group, then
+     * scaled by w and shifted by b (both groups*gsize). In place allowed. */
+    void (*group_norm)(vr_backend *be, const float *x, int m, int groups, int gsize, const float *w, const float *b,
+                       float eps, float *y);
+
+    /* RWKV token shift over runs: sx[r] = prev(r) - x[r] where prev is the previous row of the
+     * same run, or shift_state[run] for a run's first row; then shift_state[run] = x[last row].
+     * shift_states[i] points at run i's n-float state. */
+    void (*token_shift)(vr_backend *be, const float *x, int n, const vr_run *runs, int n_runs, float *const *shift_states,
+                        float *sx);
+    /* y = x + sx * (maa + (lora ? lora[r] : 0))  row-wise; maa has n entries, lora [m, n] with row
+     * stride ld_lora. */
+    void (*ddlerp)(vr_backend *be, const float *x, const float *sx, int m, int n, const float *maa, const float *lora,
+                   int ld_lora, float *y);
+    /* WKV-6 over runs. r, k, v, w: [rows, H*N] where w is the decay already in (0,1):
+     * exp(-exp(w_raw)); u: [H*N] (time_faaaa); states[i] -> run i's [H][N][N] f32 state
+     * S[j][i] (key j, value i). y: [rows, H*N]. */
+    void (*wkv6)(vr_backend *be, const float *r, const float *k, const float *v, const float *w, const float *u,
+                 int H, int N, const vr_run *runs, int n_runs, float *const *states, float *y);
+
+    /* elementwise, in place allowed */
+    void (*tanh_)(vr_backend *be, float *x, size_t n);
+    void (*silu)(vr_backend *be, float *x, size_t n);
+    void (*sigmoid)(vr_backend *be, float *x, size_t n);
+    void (*relu_sq)(vr_backend *be, float *x, size_t n);
+    void (*quick_gelu)(vr_backend *be, float *x, size_t n);
+    /* w = exp(-exp(base[c] + x[r, c])) for the RWKV-6 decay */
+    void (*decay)(vr_backend *be, const float *x, const float *base, int m, int n, float *w);
+    void (*mul)(vr_backend *be, const float *a, const float *b, float *y, size_t n);  /* y = a * b */
+    void (*add)(vr_backend *be, const float *a, const float *b, float *y, size_t n);  /* y = a + b */
+    /* x[r, :] += rowvec[:] for m rows of n */
+    void (*add_row)(vr_backend *be, float *x, const float *rowvec, int m, int n);
+
+    /* Non-causal multi-head attention (ViT): q, k, v [L, heads*hd] (q already scaled),
+     * out [L, heads*hd]. */
+    void (*attention)(vr_backend *be, const float *q, const float *k, const float *v, int L, int heads, int hd,
+                      float *out);
+    /* Patch embedding: conv with kernel = stride = P, no bias. pixels [3, S, S] f32,
+     * w [D, 3, P, P]; out [G*G, D] row py*G + px. */
+    void (*patch_embed)(vr_backend *be, const float *pixels, int S, int P, const vr_tensor *w, float *out);
+    /* rows[i, :] = x[perm[i], :] (gather); rows and x must differ. */
+    void (*gather_rows)(vr_backend *be, const float *x, const int32_t *perm, int m, int n, float *rows);
+    /* x[perm[i], :] = rows[i, :] (scatter) */
+    void (*scatter_rows)(vr_backend *be, const float *rows, const int32_t *perm, int m, int n, float *x);
+} vr_backend_ops;
+
+struct vr_backend {
+    const vr_backend_ops *ops;
+    const char *name;
+    vr_device device;
+    void *impl;
+};
+
+/* The CPU backend (always available). threads <= 0: OpenMP default. */
+vr_status vr_backend_cpu_create(int threads, vr_backend **out, vr_error *err);
+void vr_backend_free(vr_backend *be);
+
+/* Helpers over ops, for readability in model/ code. */
+static inline float *vr_alloc_f32(vr_backend *be, size_t n) { return (float *)be->ops->alloc(be, n * sizeof(float)); }
+
+#endif

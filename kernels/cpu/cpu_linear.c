@@ -1,0 +1,105 @@
+/* kernels/cpu/cpu_linear.c — the CPU GEMM: y = x @ W^T with W kept in its loaded dtype.
+ * f32 weights go straight to BLAS; bf16/f16 weights are either read row by row into a small
+ * f32 buffer (few activation rows: decode, bandwidth-bound) or converted a block of rows at a
+ * time and handed to BLAS (many rows: prefill, compute-bound). Never converts a whole matrix. */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu/blas.h"
+#include "kernels/cpu/cpu_internal.h"
+
+enum { VR_SMALL_M = 16, VR_BLOCK_ROWS = 512 };
+
+static void row_to_f32(const vr_tensor *w, int64_t row, int k, float *dst) {
+    size_t off = (size_t)row * (size_t)k;
+    switch (w->dtype) {
+    case VR_BF16: {
+        const uint16_t *s = (const uint16_t *)w->data + off;
+        uint32_t *d = (uint32_t *)dst;
+        for (int i = 0; i < k; i++) d[i] = (uint32_t)s[i] << 16;
+        break;
+    }
+    case VR_F16: {
+        const uint16_t *s = (const uint16_t *)w->data + off;
+        for (int i = 0; i < k; i++) dst[i] = vr_f16_to_f32(s[i]);
+        break;
+    }
+    default: memcpy(dst, (const float *)w->data + off, (size_t)k * sizeof(float)); break;
+    }
+}
+
+static float dot_f32(const float *a, const float *b, int k) {
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= k; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[i + l] * b[i + l];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < k; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void linear_few_rows(const float *x, int m, int k, int ldx, const vr_tensor *w, float beta, float *y) {
+    int n = (int)w->shape[0];
+#pragma omp parallel
+    {
+        float *buf = malloc((size_t)k * sizeof(float) + 64);
+#pragma omp for schedule(static)
+        for (int j = 0; j < n; j++) {
+            const float *wr;
+            if (w->dtype == VR_F32) {
+                wr = (const float *)w->data + (size_t)j * (size_t)k;
+            } else {
+                row_to_f32(w, j, k, buf);
+                wr = buf;
+            }
+            for (int i = 0; i < m; i++) {
+                float d = dot_f32(x + (size_t)i * (size_t)ldx, wr, k);
+                float *out = y + (size_t)i * (size_t)n + j;
+                *out = beta != 0.0f ? *out + d : d;
+            }
+        }
+        free(buf);
+    }
+}
+
+static void linear_blocked(const float *x, int m, int k, int ldx, const vr_tensor *w, float beta, float *y) {
+    int n = (int)w->shape[0];
+    int block = n < VR_BLOCK_ROWS ? n : VR_BLOCK_ROWS;
+    float *buf = malloc((size_t)block * (size_t)k * sizeof(float));
+    for (int j0 = 0; j0 < n; j0 += block) {
+        int nb = n - j0 < block ? n - j0 : block;
+#pragma omp parallel for schedule(static)
+        for (int j = 0; j < nb; j++) row_to_f32(w, j0 + j, k, buf + (size_t)j * (size_t)k);
+        cblas_sgemm(VR_CBLAS_ROW_MAJOR, VR_CBLAS_NO_TRANS, VR_CBLAS_TRANS, m, nb, k, 1.0f, x, ldx, buf, k, beta,
+                    y + j0, n);
+    }
+    free(buf);
+}
+
+void vr_cpu_linear(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, const vr_tensor *bias,
+                   float beta, float *y) {
+    (void)be;
+    int n = (int)w->shape[0];
+    if (m <= 0 || n <= 0) return;
+    if (m <= VR_SMALL_M)
+        linear_few_rows(x, m, k, ldx, w, beta, y);
+    else if (w->dtype == VR_F32)
+        cblas_sgemm(VR_CBLAS_ROW_MAJOR, VR_CBLAS_NO_TRANS, VR_CBLAS_TRANS, m, n, k, 1.0f, x, ldx,
+                    (const float *)w->data, k, beta, y, n);
+    else
+        linear_blocked(x, m, k, ldx, w, beta, y);
+    if (bias) {
+        float *b = malloc((size_t)n * sizeof(float));
+        vr_to_f32(bias->dtype, bias->data, b, (size_t)n);
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) y[(size_t)i * (size_t)n + j] += b[j];
+        free(b);
+    }
+}
+
+void vr_cpu_embedding(vr_backend *be, const int32_t *ids, int n, const vr_tensor *table, float *out) {
+    (void)be;
+    int c = (int)table->shape[1];
+    for (int i = 0; i < n; i++) row_to_f32(table, ids[i], c, out + (size_t)i * (size_t)c);
+}

@@ -1,0 +1,279 @@
+/* model/engine.c — model loading, sessions, prefill, batched decode and the turn loop.
+ * Owns the device buffers of one model; one engine is driven by one thread at a time. */
+#include "model/engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+vr_status vr_engine_open(const vr_engine_options *opt, vr_engine **out, vr_error *err) {
+    *out = NULL;
+    vr_engine *e = calloc(1, sizeof *e);
+    if (!e) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    vr_status st = vr_checkpoint_open(opt->model_path, &e->ck, err);
+    if (st == VR_OK) st = vr_config_load(e->ck, opt->config_path, &e->cfg, err);
+    if (st == VR_OK) st = vr_backend_cpu_create(opt->threads, &e->be, err);
+    if (st == VR_OK) {
+        vr_weights_select sel = {0, e->cfg.n_layer, 1, 1, e->cfg.has_vision};
+        st = vr_weights_create(e->be, e->ck, &e->cfg, &sel, &e->w, err);
+    }
+    if (st == VR_OK && opt->vocab_path) st = vr_tokenizer_load(opt->vocab_path, &e->tok, err);
+    if (st == VR_OK && !(e->ws = vr_workspace_create(e->be))) st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    if (st != VR_OK) {
+        vr_engine_free(e);
+        return st;
+    }
+    *out = e;
+    return VR_OK;
+}
+
+void vr_engine_free(vr_engine *e) {
+    if (!e) return;
+    if (e->be) {
+        if (e->x) e->be->ops->free(e->be, e->x);
+        if (e->logits) e->be->ops->free(e->be, e->logits);
+    }
+    vr_workspace_free(e->ws);
+    vr_weights_free(e->w);
+    vr_tokenizer_free(e->tok);
+    vr_backend_free(e->be);
+    vr_checkpoint_free(e->ck);
+    free(e);
+}
+
+static float *grow(vr_engine *e, float **buf, size_t *cap, size_t n) {
+    if (*cap < n) {
+        if (*buf) e->be->ops->free(e->be, *buf);
+        *buf = e->be->ops->alloc(e->be, n * sizeof(float));
+        *cap = *buf ? n : 0;
+    }
+    return *buf;
+}
+
+vr_status vr_engine_encode_pixels(vr_engine *e, const float *pixels, float **features, vr_vision_trace *trace,
+                                  vr_error *err) {
+    *features = NULL;
+    const vr_model_config *c = &e->cfg;
+    if (!c->has_vision) return vr_error_set(err, VR_ERR_INVALID, "this model has no vision tower");
+    size_t npix = (size_t)3 * c->image_size * c->image_size;
+    size_t nfeat = (size_t)c->num_image_tokens * c->n_embd;
+    float *dpix = e->be->ops->alloc(e->be, npix * sizeof(float));
+    float *dfeat = e->be->ops->alloc(e->be, nfeat * sizeof(float));
+    float *host = malloc(nfeat * sizeof(float));
+    vr_status st = VR_OK;
+    if (!dpix || !dfeat || !host) st = vr_error_set(err, VR_ERR_NOMEM, "out of memory encoding an image");
+    if (st == VR_OK) {
+        e->be->ops->upload(e->be, dpix, pixels, npix * sizeof(float));
+        st = vr_vision_encode(e->w, e->ws, dpix, dfeat, trace, err);
+    }
+    if (st == VR_OK) e->be->ops->download(e->be, host, dfeat, nfeat * sizeof(float));
+    if (dpix) e->be->ops->free(e->be, dpix);
+    if (dfeat) e->be->ops->free(e->be, dfeat);
+    if (st != VR_OK) {
+        free(host);
+        return st;
+    }
+    *features = host;
+    return VR_OK;
+}
+
+vr_status vr_engine_encode_image(vr_engine *e, const uint8_t *data, size_t size, const char *name, float **features,
+                                 vr_error *err) {
+    *features = NULL;
+    if (!e->cfg.has_vision) return vr_error_set(err, VR_ERR_INVALID, "this model has no vision tower");
+    vr_image img = {0};
+    vr_status st = vr_image_decode(data, size, name, &img, err);
+    if (st != VR_OK) return st;
+    vr_clip_preprocess pp;
+    vr_clip_preprocess_default(&pp, e->cfg.image_size);
+    memcpy(pp.mean, e->cfg.image_mean, sizeof pp.mean);
+    memcpy(pp.std, e->cfg.image_std, sizeof pp.std);
+    float *pixels = malloc((size_t)3 * pp.size * pp.size * sizeof(float));
+    if (!pixels) {
+        vr_image_free(&img);
+        return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    }
+    st = vr_clip_preprocess_image(&pp, &img, pixels, NULL, err);
+    vr_image_free(&img);
+    if (st == VR_OK) st = vr_engine_encode_pixels(e, pixels, features, NULL, err);
+    free(pixels);
+    return st;
+}
+
+vr_status vr_session_create(vr_engine *e, vr_scan_mode scan, vr_session **out, vr_error *err) {
+    *out = NULL;
+    vr_session *s = calloc(1, sizeof *s);
+    if (!s) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    vr_status st = vr_state_create(e->be, &e->cfg, 0, e->cfg.n_layer, &s->state, err);
+    if (st != VR_OK) {
+        free(s);
+        return st;
+    }
+    s->scan = scan;
+    *out = s;
+    return VR_OK;
+}
+
+void vr_session_free(vr_session *s) {
+    if (!s) return;
+    vr_state_free(s->state);
+    free(s->transcript);
+    free(s);
+}
+
+static vr_status transcript_append(vr_session *s, const int32_t *ids, int n, vr_error *err) {
+    if (s->n_transcript + n > s->cap_transcript) {
+        int cap = s->cap_transcript ? s->cap_transcript : 64;
+        while (cap < s->n_transcript + n) cap *= 2;
+        int32_t *t = realloc(s->transcript, (size_t)cap * sizeof *t);
+        if (!t) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+        s->transcript = t;
+        s->cap_transcript = cap;
+    }
+    memcpy(s->transcript + s->n_transcript, ids, (size_t)n * sizeof *ids);
+    s->n_transcript += n;
+    return VR_OK;
+}
+
+vr_status vr_session_prefill(vr_engine *e, vr_session *s, const int32_t *ids, int n, const float *features, int n_img,
+                             float *logits, float *hidden, vr_error *err) {
+    if (n <= 0) return vr_error_set(err, VR_ERR_INVALID, "nothing to prefill");
+    const int C = e->cfg.n_embd, V = e->cfg.vocab_size, NL = e->cfg.n_layer;
+    int img_at = -1;
+    for (int i = 0; i < n; i++)
+        if (ids[i] == VR_IMAGE_TOKEN_ID) img_at = i;
+    if (img_at >= 0 && !features) return vr_error_set(err, VR_ERR_INVALID, "the prompt has an image but no features");
+    int rows = vr_rwkv_embed_rows(ids, n, img_at >= 0 ? n_img : 0);
+    float *x = grow(e, &e->x, &e->x_cap, (size_t)rows * C);
+    float *dfeat = NULL;
+    if (!x) return vr_error_set(err, VR_ERR_NOMEM, "out of memory for %d prompt rows", rows);
+    if (img_at >= 0) {
+        dfeat = e->be->ops->alloc(e->be, (size_t)n_img * C * sizeof(float));
+        if (!dfeat) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+        e->be->ops->upload(e->be, dfeat, features, (size_t)n_img * C * sizeof(float));
+    }
+    vr_status st = vr_rwkv_embed(e->w, ids, n, dfeat, n_img, x, err);
+    if (dfeat) e->be->ops->free(e->be, dfeat);
+    if (st != VR_OK) return st;
+    vr_run run = {0, rows};
+    vr_scan_plan plan = {s->scan, -1, -1};
+    if (img_at >= 0) {
+        /* the patch segment excludes the trailing cls row */
+        plan.img_start = img_at;
+        plan.img_end = img_at + n_img - 1;
+    }
+    vr_state *st_ptr = s->state;
+    if (hidden) {
+        e->be->ops->download(e->be, hidden, x, (size_t)rows * C * sizeof(float));
+        for (int li = 0; li < NL && st == VR_OK; li++) {
+            st = vr_rwkv_layers(e->w, e->ws, x, &run, 1, &st_ptr, &plan, li, li + 1, err);
+            if (st == VR_OK)
+                e->be->ops->download(e->be, hidden + (size_t)(li + 1) * rows * C, x, (size_t)rows * C * sizeof(float));
+        }
+    } else {
+        st = vr_rwkv_layers(e->w, e->ws, x, &run, 1, &st_ptr, &plan, 0, NL, err);
+    }
+    if (st != VR_OK) return st;
+    if (logits) {
+        float *dl = grow(e, &e->logits, &e->logits_cap, (size_t)V);
+        if (!dl) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+        st = vr_rwkv_head(e->w, e->ws, x + (size_t)(rows - 1) * C, 1, dl, err);
+        if (st != VR_OK) return st;
+        e->be->ops->download(e->be, logits, dl, (size_t)V * sizeof(float));
+    }
+    s->n_rows += rows;
+    return transcript_append(s, ids, n, err);
+}
+
+vr_status vr_sessions_step(vr_engine *e, vr_session *const *sessions, const int32_t *tokens, int n, float *logits,
+                           vr_error *err) {
+    if (n <= 0) return VR_OK;
+    const int C = e->cfg.n_embd, V = e->cfg.vocab_size;
+    float *x = grow(e, &e->x, &e->x_cap, (size_t)n * C);
+    float *dl = grow(e, &e->logits, &e->logits_cap, (size_t)n * V);
+    vr_run *runs = malloc((size_t)n * sizeof *runs);
+    vr_state **states = malloc((size_t)n * sizeof *states);
+    vr_status st = VR_OK;
+    if (!x || !dl || !runs || !states) st = vr_error_set(err, VR_ERR_NOMEM, "out of memory for a batch of %d", n);
+    for (int i = 0; st == VR_OK && i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= V)
+            st = vr_error_set(err, VR_ERR_INVALID, "token id %d is outside the vocabulary", tokens[i]);
+        runs[i] = (vr_run){i, 1};
+        states[i] = sessions[i]->state;
+    }
+    if (st == VR_OK) st = vr_rwkv_embed(e->w, tokens, n, NULL, 0, x, err);
+    if (st == VR_OK) st = vr_rwkv_layers(e->w, e->ws, x, runs, n, states, NULL, 0, e->cfg.n_layer, err);
+    if (st == VR_OK) st = vr_rwkv_head(e->w, e->ws, x, n, dl, err);
+    if (st == VR_OK && logits) e->be->ops->download(e->be, logits, dl, (size_t)n * V * sizeof(float));
+    for (int i = 0; st == VR_OK && i < n; i++) {
+        sessions[i]->n_rows += 1;
+        st = transcript_append(sessions[i], &tokens[i], 1, err);
+    }
+    free(runs);
+    free(states);
+    return st;
+}
+
+static int is_stop(const vr_turn_options *opt, int32_t t) {
+    if (opt->n_stop_tokens <= 0) return t == VR_STOP_TOKEN_DEFAULT;
+    for (int i = 0; i < opt->n_stop_tokens; i++)
+        if (opt->stop_tokens[i] == t) return 1;
+    return 0;
+}
+
+vr_status vr_session_turn(vr_engine *e, vr_session *s, vr_sampler *sampler, const int32_t *ids, int n,
+                          const float *features, int n_img, const vr_turn_options *opt, vr_token_callback cb, void *ctx,
+                          vr_turn_result *res, vr_error *err) {
+    memset(res, 0, sizeof *res);
+    if (opt->max_tokens <= 0) return vr_error_set(err, VR_ERR_INVALID, "max tokens must be positive");
+    const int V = e->cfg.vocab_size;
+    float *logits = malloc((size_t)V * sizeof(float));
+    res->tokens = malloc((size_t)opt->max_tokens * sizeof(int32_t));
+    res->first_logits = malloc((size_t)V * sizeof(float));
+    if (!logits || !res->tokens || !res->first_logits) {
+        free(logits);
+        vr_turn_result_free(res);
+        return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    }
+    vr_status st = vr_session_prefill(e, s, ids, n, features, n_img, logits, NULL, err);
+    if (st == VR_OK) memcpy(res->first_logits, logits, (size_t)V * sizeof(float));
+    int32_t pending[2];
+    int n_pending = 0;
+    while (st == VR_OK) {
+        int32_t t = vr_sampler_sample(sampler, logits);
+        if (is_stop(opt, t)) {
+            res->stopped = 1;
+            pending[n_pending++] = t;
+            break;
+        }
+        res->tokens[res->n_tokens++] = t;
+        int halt = 0;
+        if (cb) {
+            size_t len = 0;
+            const char *bytes = e->tok ? vr_tokenizer_token_bytes(e->tok, t, &len) : NULL;
+            halt = cb(ctx, t, bytes ? bytes : "", bytes ? len : 0);
+        }
+        if (halt || res->n_tokens >= opt->max_tokens) {
+            pending[n_pending++] = t;
+            break;
+        }
+        vr_session *one = s;
+        st = vr_sessions_step(e, &one, &t, 1, logits, err);
+    }
+    /* leave the turn's end in the state: the stop token, or the last token and 261 */
+    if (st == VR_OK) {
+        if (pending[n_pending - 1] != VR_STOP_TOKEN_DEFAULT) {
+            if (!res->stopped) vr_sampler_accept(sampler, VR_STOP_TOKEN_DEFAULT);
+            pending[n_pending++] = VR_STOP_TOKEN_DEFAULT;
+        }
+        st = vr_session_prefill(e, s, pending, n_pending, NULL, 0, NULL, NULL, err);
+    }
+    free(logits);
+    if (st != VR_OK) vr_turn_result_free(res);
+    return st;
+}
+
+void vr_turn_result_free(vr_turn_result *r) {
+    free(r->tokens);
+    free(r->first_logits);
+    memset(r, 0, sizeof *r);
+}

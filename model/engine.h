@@ -1,0 +1,95 @@
+/* model/engine.h — one loaded VisualRWKV model ready to serve: checkpoint, config, weights on
+ * a backend, tokenizer; sessions with their recurrent state; prefill, batched decode step and
+ * the turn loop (prefill, sample, stream, finish the turn with 261 in the state).
+ * This is what the CLI and the workers drive. No networking, no prompt policy beyond
+ * model/prompt. */
+#ifndef VR_ENGINE_H
+#define VR_ENGINE_H
+
+#include <stdint.h>
+
+#include "model/checkpoint.h"
+#include "model/config.h"
+#include "model/image.h"
+#include "model/prompt.h"
+#include "model/rwkv.h"
+#include "model/sampler.h"
+#include "model/tokenizer.h"
+#include "model/vision.h"
+#include "model/weights.h"
+
+typedef struct vr_engine_options {
+    const char *model_path;  /* .pth or .safetensors */
+    const char *config_path; /* optional model.json */
+    const char *vocab_path;  /* optional: no tokenizer without it */
+    int threads;             /* CPU threads, <= 0 default */
+} vr_engine_options;
+
+typedef struct vr_engine {
+    vr_checkpoint *ck;
+    vr_model_config cfg;
+    vr_backend *be;
+    vr_weights *w;
+    vr_tokenizer *tok; /* may be NULL */
+    vr_workspace *ws;
+    float *x;          /* device activations, grow-only */
+    size_t x_cap;
+    float *logits;     /* device logits, grow-only */
+    size_t logits_cap;
+} vr_engine;
+
+vr_status vr_engine_open(const vr_engine_options *opt, vr_engine **out, vr_error *err);
+void vr_engine_free(vr_engine *e);
+
+/* Image bytes (JPEG/PNG) → projected features, host [num_image_tokens * n_embd] (malloc'd). */
+vr_status vr_engine_encode_image(vr_engine *e, const uint8_t *data, size_t size, const char *name, float **features,
+                                 vr_error *err);
+/* Preprocessed pixels (host [3, S, S]) → features (host, malloc'd). trace optional. */
+vr_status vr_engine_encode_pixels(vr_engine *e, const float *pixels, float **features, vr_vision_trace *trace,
+                                  vr_error *err);
+
+typedef struct vr_session {
+    vr_state *state;
+    vr_scan_mode scan;
+    int32_t *transcript; /* every id the state has consumed, -200 for the image */
+    int n_transcript, cap_transcript;
+    int n_rows;          /* rows consumed (image counts n_img) */
+} vr_session;
+
+vr_status vr_session_create(vr_engine *e, vr_scan_mode scan, vr_session **out, vr_error *err);
+void vr_session_free(vr_session *s);
+
+/* Consumes ids (at most one -200, then features host [n_img, C] are used) and writes the logits
+ * after the last id into logits (host [V], may be NULL). hidden (optional, host) receives
+ * [n_layer + 1][rows][C] in original row order: the input and the output of every block. */
+vr_status vr_session_prefill(vr_engine *e, vr_session *s, const int32_t *ids, int n, const float *features, int n_img,
+                             float *logits, float *hidden, vr_error *err);
+/* One decode step for n sessions at once: sessions[i] consumes tokens[i]; logits host [n, V]. */
+vr_status vr_sessions_step(vr_engine *e, vr_session *const *sessions, const int32_t *tokens, int n, float *logits,
+                           vr_error *err);
+
+typedef struct vr_turn_options {
+    int max_tokens;          /* > 0 */
+    const int32_t *stop_tokens;
+    int n_stop_tokens;       /* 0: {261} */
+} vr_turn_options;
+
+/* Called for each generated token (stop token excluded) with the bytes it adds. Return
+ * non-zero to end the turn early (as at max tokens). */
+typedef int (*vr_token_callback)(void *ctx, int32_t token, const char *bytes, size_t len);
+
+typedef struct vr_turn_result {
+    int32_t *tokens; /* generated ids, stop excluded (malloc'd) */
+    int n_tokens;
+    int stopped;     /* 1 when a stop token ended the turn, 0 at max tokens or callback stop */
+    float *first_logits; /* host [V]: the logits that chose the first token (malloc'd) */
+} vr_turn_result;
+
+/* Prefills ids (+ image), generates, streams, then leaves the stop token (or, at max tokens,
+ * the last token and 261) in the state so the next turn continues from it. */
+vr_status vr_session_turn(vr_engine *e, vr_session *s, vr_sampler *sampler, const int32_t *ids, int n,
+                          const float *features, int n_img, const vr_turn_options *opt, vr_token_callback cb, void *ctx,
+                          vr_turn_result *res, vr_error *err);
+void vr_turn_result_free(vr_turn_result *r);
+
+#endif

@@ -1,0 +1,253 @@
+/* model/rwkv.c — the RWKV-6 forward (README of the fixtures §8) in backend ops: ln0, time mix
+ * with data-dependent token shift and decay, WKV-6, GroupNorm, gate; channel mix; head.
+ * Scan modes permute a run's image patch rows before a layer and un-permute after it, which
+ * is exactly the upstream flip/transpose loop. No I/O. */
+#include "model/rwkv.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/prompt.h"
+
+vr_status vr_scan_mode_parse(const char *s, vr_scan_mode *out, vr_error *err) {
+    if (!strcmp(s, "uni")) *out = VR_SCAN_UNI;
+    else if (!strcmp(s, "bi")) *out = VR_SCAN_BI;
+    else if (!strcmp(s, "multi")) *out = VR_SCAN_MULTI;
+    else return vr_error_set(err, VR_ERR_INVALID, "unknown scan mode '%s' (expected uni, bi or multi)", s);
+    return VR_OK;
+}
+
+const char *vr_scan_mode_name(vr_scan_mode m) {
+    return m == VR_SCAN_UNI ? "uni" : m == VR_SCAN_BI ? "bi" : "multi";
+}
+
+int vr_scan_permutation(vr_scan_mode mode, int layer, int n, int32_t *perm) {
+    int kind = 0; /* 0 identity, 1 reversed, 2 column-major, 3 reversed column-major */
+    if (mode == VR_SCAN_BI) kind = layer % 2;
+    else if (mode == VR_SCAN_MULTI) kind = layer % 4;
+    int g = 0;
+    while ((g + 1) * (g + 1) <= n) g++;
+    if ((kind == 2 || kind == 3) && g * g != n) kind -= 2; /* not a square grid: no transpose */
+    for (int j = 0; j < n; j++) {
+        int src = kind == 1 || kind == 3 ? n - 1 - j : j;
+        perm[j] = kind >= 2 ? (src % g) * g + src / g : src;
+    }
+    return kind != 0;
+}
+
+struct vr_workspace {
+    vr_backend *be;
+    float *buf[24];
+    size_t cap[24];
+};
+
+vr_workspace *vr_workspace_create(vr_backend *be) {
+    vr_workspace *ws = calloc(1, sizeof *ws);
+    if (ws) ws->be = be;
+    return ws;
+}
+
+void vr_workspace_free(vr_workspace *ws) {
+    if (!ws) return;
+    for (int i = 0; i < 24; i++)
+        if (ws->buf[i]) ws->be->ops->free(ws->be, ws->buf[i]);
+    free(ws);
+}
+
+float *vr_workspace_get(vr_workspace *ws, int slot, size_t n) {
+    if (slot < 0 || slot >= 24) return NULL;
+    if (ws->cap[slot] < n) {
+        if (ws->buf[slot]) ws->be->ops->free(ws->be, ws->buf[slot]);
+        size_t cap = n + n / 4 + 16;
+        ws->buf[slot] = ws->be->ops->alloc(ws->be, cap * sizeof(float));
+        ws->cap[slot] = ws->buf[slot] ? cap : 0;
+    }
+    return ws->buf[slot];
+}
+
+int vr_rwkv_embed_rows(const int32_t *ids, int n_ids, int n_img) {
+    int rows = 0;
+    for (int i = 0; i < n_ids; i++) rows += ids[i] == VR_IMAGE_TOKEN_ID ? n_img : 1;
+    return rows;
+}
+
+vr_status vr_rwkv_embed(const vr_weights *w, const int32_t *ids, int n_ids, const float *image_features, int n_img,
+                        float *x, vr_error *err) {
+    const int C = w->cfg.n_embd, V = w->cfg.vocab_size;
+    vr_backend *be = w->be;
+    if (!w->emb.data) return vr_error_set(err, VR_ERR_INVALID, "these weights do not hold the embedding");
+    int images = 0;
+    for (int i = 0; i < n_ids; i++) {
+        if (ids[i] == VR_IMAGE_TOKEN_ID) {
+            if (++images > 1) return vr_error_set(err, VR_ERR_INVALID, "the prompt has more than one image placeholder");
+            if (!image_features || n_img <= 0)
+                return vr_error_set(err, VR_ERR_INVALID, "the prompt has an image placeholder but no image was given");
+        } else if (ids[i] < 0 || ids[i] >= V) {
+            return vr_error_set(err, VR_ERR_INVALID, "token id %d at position %d is outside the vocabulary [0, %d)",
+                                ids[i], i, V);
+        }
+    }
+    int row = 0, i = 0;
+    while (i < n_ids) {
+        if (ids[i] == VR_IMAGE_TOKEN_ID) {
+            be->ops->copy(be, x + (size_t)row * C, image_features, (size_t)n_img * C * sizeof(float));
+            row += n_img;
+            i++;
+            continue;
+        }
+        int j = i;
+        while (j < n_ids && ids[j] != VR_IMAGE_TOKEN_ID) j++;
+        be->ops->embedding(be, ids + i, j - i, &w->emb, x + (size_t)row * C);
+        row += j - i;
+        i = j;
+    }
+    return VR_OK;
+}
+
+enum {
+    WS_XA, WS_SX, WS_XXX, WS_M, WS_LORA, WS_XW, WS_XK, WS_XV, WS_XR, WS_XG,
+    WS_R, WS_K, WS_V, WS_G, WS_W, WS_D1, WS_Y, WS_FFK, WS_PERM, WS_ROWS, WS_PTRS
+};
+
+/* Reorders each run's image segment into (undo = 0) or out of (undo = 1) layer's scan order. */
+static void permute_runs(const vr_weights *w, vr_workspace *ws, float *x, const vr_run *runs, int n_runs,
+                         const vr_scan_plan *plans, int layer, int undo) {
+    if (!plans) return;
+    vr_backend *be = w->be;
+    const int C = w->cfg.n_embd;
+    for (int i = 0; i < n_runs; i++) {
+        const vr_scan_plan *p = &plans[i];
+        if (p->img_start < 0 || p->mode == VR_SCAN_UNI) continue;
+        int n = p->img_end - p->img_start;
+        if (n <= 1 || p->img_end > runs[i].len) continue;
+        int32_t *perm = malloc((size_t)n * sizeof *perm);
+        if (!perm) continue;
+        if (vr_scan_permutation(p->mode, layer, n, perm)) {
+            float *seg = x + ((size_t)runs[i].offset + (size_t)p->img_start) * C;
+            float *tmp = vr_workspace_get(ws, WS_ROWS, (size_t)n * C);
+            if (!undo) {
+                be->ops->gather_rows(be, seg, perm, n, C, tmp); /* tmp[j] = seg[perm[j]] */
+                be->ops->copy(be, seg, tmp, (size_t)n * C * sizeof(float));
+            } else {
+                be->ops->copy(be, tmp, seg, (size_t)n * C * sizeof(float));
+                be->ops->scatter_rows(be, tmp, perm, n, C, seg); /* seg[perm[j]] = tmp[j] */
+            }
+        }
+        free(perm);
+    }
+}
+
+static vr_status layer_forward(const vr_weights *w, vr_workspace *ws, float *x, int rows, const vr_run *runs,
+                               int n_runs, vr_state *const *states, int li, vr_error *err) {
+    vr_backend *be = w->be;
+    const vr_backend_ops *op = be->ops;
+    const vr_model_config *cfg = &w->cfg;
+    const vr_rwkv_layer_weights *L = &w->layers[li];
+    const int C = cfg->n_embd, A = cfg->dim_att, F = cfg->dim_ffn, H = cfg->n_head, N = cfg->head_size;
+    const int DM = cfg->d_mix_lora, DD = cfg->d_decay_lora;
+    const size_t RC = (size_t)rows * C, RA = (size_t)rows * A;
+    if (!L->att_r.data) return vr_error_set(err, VR_ERR_INVALID, "these weights do not hold layer %d", li);
+
+    float *xa = vr_workspace_get(ws, WS_XA, RC), *sx = vr_workspace_get(ws, WS_SX, RC);
+    float *xxx = vr_workspace_get(ws, WS_XXX, RC), *m = vr_workspace_get(ws, WS_M, (size_t)rows * 5 * DM);
+    float *lora = vr_workspace_get(ws, WS_LORA, RC);
+    float *xw = vr_workspace_get(ws, WS_XW, RC), *xk = vr_workspace_get(ws, WS_XK, RC);
+    float *xv = vr_workspace_get(ws, WS_XV, RC), *xr = vr_workspace_get(ws, WS_XR, RC);
+    float *xg = vr_workspace_get(ws, WS_XG, RC);
+    float *r = vr_workspace_get(ws, WS_R, RA), *k = vr_workspace_get(ws, WS_K, RA);
+    float *v = vr_workspace_get(ws, WS_V, RA), *g = vr_workspace_get(ws, WS_G, RA);
+    float *dw = vr_workspace_get(ws, WS_W, RA), *d1 = vr_workspace_get(ws, WS_D1, (size_t)rows * DD);
+    float *y = vr_workspace_get(ws, WS_Y, RA), *ffk = vr_workspace_get(ws, WS_FFK, (size_t)rows * F);
+    float **ptrs = (float **)vr_workspace_get(ws, WS_PTRS, (size_t)n_runs * 2 + 2);
+    if (!xa || !sx || !xxx || !m || !lora || !xw || !xk || !xv || !xr || !xg || !r || !k || !v || !g || !dw || !d1 ||
+        !y || !ffk || !ptrs)
+        return vr_error_set(err, VR_ERR_NOMEM, "out of memory for a %d-row forward pass", rows);
+    /* host-side pointer table (the CPU backend's memory is host memory; a device backend
+     * receives an array of device pointers the same way) */
+    float **shift = malloc((size_t)n_runs * sizeof *shift), **wkv = malloc((size_t)n_runs * sizeof *wkv);
+    if (!shift || !wkv) {
+        free(shift);
+        free(wkv);
+        return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    }
+
+    /* time mix */
+    op->layer_norm(be, x, rows, C, L->ln1_w, L->ln1_b, cfg->layer_norm_eps, xa);
+    for (int i = 0; i < n_runs; i++) shift[i] = vr_state_att_shift(states[i], li);
+    op->token_shift(be, xa, C, runs, n_runs, shift, sx);
+    op->ddlerp(be, xa, sx, rows, C, L->maa_x, NULL, 0, xxx);
+    op->linear(be, xxx, rows, C, C, &L->maa_w1, NULL, 0.0f, m);
+    op->tanh_(be, m, (size_t)rows * 5 * DM);
+    const float *maa[5] = {L->maa_w, L->maa_k, L->maa_v, L->maa_r, L->maa_g};
+    float *mixed[5] = {xw, xk, xv, xr, xg};
+    for (int j = 0; j < 5; j++) {
+        op->linear(be, m + (size_t)j * DM, rows, DM, 5 * DM, &L->maa_w2[j], NULL, 0.0f, lora);
+        op->ddlerp(be, xa, sx, rows, C, maa[j], lora, C, mixed[j]);
+    }
+    op->linear(be, xr, rows, C, C, &L->att_r, NULL, 0.0f, r);
+    op->linear(be, xk, rows, C, C, &L->att_k, NULL, 0.0f, k);
+    op->linear(be, xv, rows, C, C, &L->att_v, NULL, 0.0f, v);
+    op->linear(be, xg, rows, C, C, &L->att_g, NULL, 0.0f, g);
+    op->silu(be, g, RA);
+    op->linear(be, xw, rows, C, C, &L->decay_w1, NULL, 0.0f, d1);
+    op->tanh_(be, d1, (size_t)rows * DD);
+    op->linear(be, d1, rows, DD, DD, &L->decay_w2, NULL, 0.0f, lora);
+    op->decay(be, lora, L->time_decay, rows, A, dw);
+    for (int i = 0; i < n_runs; i++) wkv[i] = vr_state_wkv(states[i], li);
+    op->wkv6(be, r, k, v, dw, L->time_faaaa, H, N, runs, n_runs, wkv, y);
+    op->group_norm(be, y, rows, H, N, L->lnx_w, L->lnx_b, cfg->ln_x_eps, y);
+    op->mul(be, y, g, y, RA);
+    op->linear(be, y, rows, A, A, &L->att_o, NULL, 1.0f, x);
+
+    /* channel mix */
+    op->layer_norm(be, x, rows, C, L->ln2_w, L->ln2_b, cfg->layer_norm_eps, xa);
+    for (int i = 0; i < n_runs; i++) shift[i] = vr_state_ffn_shift(states[i], li);
+    op->token_shift(be, xa, C, runs, n_runs, shift, sx);
+    op->ddlerp(be, xa, sx, rows, C, L->ffn_maa_k, NULL, 0, xk);
+    op->ddlerp(be, xa, sx, rows, C, L->ffn_maa_r, NULL, 0, xr);
+    op->linear(be, xk, rows, C, C, &L->ffn_k, NULL, 0.0f, ffk);
+    op->relu_sq(be, ffk, (size_t)rows * F);
+    op->linear(be, ffk, rows, F, F, &L->ffn_v, NULL, 0.0f, xv);
+    op->linear(be, xr, rows, C, C, &L->ffn_r, NULL, 0.0f, xg);
+    op->sigmoid(be, xg, RC);
+    op->mul(be, xg, xv, xg, RC);
+    op->add(be, x, xg, x, RC);
+    free(shift);
+    free(wkv);
+    return VR_OK;
+}
+
+vr_status vr_rwkv_layers(const vr_weights *w, vr_workspace *ws, float *x, const vr_run *runs, int n_runs,
+                         vr_state *const *states, const vr_scan_plan *plans, int first, int last, vr_error *err) {
+    if (n_runs <= 0) return VR_OK;
+    int rows = 0;
+    for (int i = 0; i < n_runs; i++) {
+        if (runs[i].offset != rows || runs[i].len <= 0)
+            return vr_error_set(err, VR_ERR_INVALID, "runs must be consecutive and non-empty");
+        if (!states[i] || states[i]->layer_first > first || states[i]->layer_last < last)
+            return vr_error_set(err, VR_ERR_INVALID, "run %d has no state for layers [%d, %d)", i, first, last);
+        rows += runs[i].len;
+    }
+    const int C = w->cfg.n_embd;
+    if (first == 0 && last > 0) {
+        if (!w->ln0_w) return vr_error_set(err, VR_ERR_INVALID, "these weights do not hold ln0");
+        w->be->ops->layer_norm(w->be, x, rows, C, w->ln0_w, w->ln0_b, w->cfg.layer_norm_eps, x);
+    }
+    for (int li = first; li < last; li++) {
+        permute_runs(w, ws, x, runs, n_runs, plans, li, 0);
+        vr_status st = layer_forward(w, ws, x, rows, runs, n_runs, states, li, err);
+        if (st != VR_OK) return st;
+        permute_runs(w, ws, x, runs, n_runs, plans, li, 1);
+    }
+    return VR_OK;
+}
+
+vr_status vr_rwkv_head(const vr_weights *w, vr_workspace *ws, const float *x, int m, float *logits, vr_error *err) {
+    if (!w->head.data) return vr_error_set(err, VR_ERR_INVALID, "these weights do not hold the head");
+    const int C = w->cfg.n_embd;
+    float *t = vr_workspace_get(ws, WS_XA, (size_t)m * C);
+    if (!t) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    w->be->ops->layer_norm(w->be, x, m, C, w->ln_out_w, w->ln_out_b, w->cfg.layer_norm_eps, t);
+    w->be->ops->linear(w->be, t, m, C, C, &w->head, NULL, 0.0f, logits);
+    return VR_OK;
+}
