@@ -276,9 +276,9 @@ static vr_status png_run(struct png_job *j) {
 
     uint8_t palette[256 * 3];
     if (color_type == PNG_COLOR_TYPE_PALETTE) {
-        /* Pillow's palette starts as a gray ramp; PLTE overwrites its first entries. Indices
-         * past PLTE therefore give (i, i, i). tRNS is ignored (alpha dropped). */
-        for (int i = 0; i < 256; i++) palette[3 * i] = palette[3 * i + 1] = palette[3 * i + 2] = (uint8_t)i;
+        /* Pillow (ImagingPaletteNew) starts from 256 black entries; PLTE overwrites the first
+         * ones, so indices past PLTE give black. tRNS is ignored (alpha dropped). */
+        memset(palette, 0, sizeof palette);
         png_colorp plte = NULL;
         int n = 0;
         if (png_get_PLTE(j->png, j->info, &plte, &n) == PNG_INFO_PLTE && plte) {

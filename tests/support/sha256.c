@@ -1,5 +1,4 @@
-/* tests/support/sha256.c — FIPS 180-4 SHA-256 (streaming and one-shot) for fixture digests.
- * Tests only: must not be used by the library. */
+/* tests/support/sha256.c — SHA-256 (FIPS 180-4), one-shot, for test checksums only. */
 #include "tests/support/sha256.h"
 
 #include <stdio.h>
@@ -17,94 +16,40 @@ static const uint32_t K[64] = {
 
 static uint32_t ror(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
-static void block(vrt_sha256_ctx *c, const uint8_t *p) {
+static void block(uint32_t h[8], const uint8_t *p) {
     uint32_t w[64];
     for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+        w[i] = ((uint32_t)p[4 * i] << 24) | ((uint32_t)p[4 * i + 1] << 16) | ((uint32_t)p[4 * i + 2] << 8) | p[4 * i + 3];
     for (int i = 16; i < 64; i++) {
         uint32_t s0 = ror(w[i - 15], 7) ^ ror(w[i - 15], 18) ^ (w[i - 15] >> 3);
         uint32_t s1 = ror(w[i - 2], 17) ^ ror(w[i - 2], 19) ^ (w[i - 2] >> 10);
         w[i] = w[i - 16] + s0 + w[i - 7] + s1;
     }
-    uint32_t a = c->h[0], b = c->h[1], cc = c->h[2], d = c->h[3], e = c->h[4], f = c->h[5], g = c->h[6],
-             h = c->h[7];
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
     for (int i = 0; i < 64; i++) {
-        uint32_t S1 = ror(e, 6) ^ ror(e, 11) ^ ror(e, 25);
-        uint32_t ch = (e & f) ^ (~e & g);
-        uint32_t t1 = h + S1 + ch + K[i] + w[i];
-        uint32_t S0 = ror(a, 2) ^ ror(a, 13) ^ ror(a, 22);
-        uint32_t mj = (a & b) ^ (a & cc) ^ (b & cc);
-        uint32_t t2 = S0 + mj;
-        h = g;
-        g = f;
-        f = e;
-        e = d + t1;
-        d = cc;
-        cc = b;
-        b = a;
-        a = t1 + t2;
+        uint32_t t1 = k + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i];
+        uint32_t t2 = (ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+        k = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
     }
-    c->h[0] += a;
-    c->h[1] += b;
-    c->h[2] += cc;
-    c->h[3] += d;
-    c->h[4] += e;
-    c->h[5] += f;
-    c->h[6] += g;
-    c->h[7] += h;
+    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += k;
 }
 
-void vrt_sha256_init(vrt_sha256_ctx *c) {
-    static const uint32_t H0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    memcpy(c->h, H0, sizeof H0);
-    c->total = 0;
-    c->nbuf = 0;
-}
-
-void vrt_sha256_update(vrt_sha256_ctx *c, const void *data, size_t n) {
+void vrt_sha256_hex(const void *data, size_t n, char hex[65]) {
+    uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
     const uint8_t *p = data;
-    c->total += n;
-    while (n > 0) {
-        if (c->nbuf == 0 && n >= 64) {
-            block(c, p);
-            p += 64;
-            n -= 64;
-            continue;
-        }
-        size_t take = 64 - c->nbuf < n ? 64 - c->nbuf : n;
-        memcpy(c->buf + c->nbuf, p, take);
-        c->nbuf += take;
-        p += take;
-        n -= take;
-        if (c->nbuf == 64) {
-            block(c, c->buf);
-            c->nbuf = 0;
-        }
+    size_t left = n;
+    while (left >= 64) {
+        block(h, p);
+        p += 64;
+        left -= 64;
     }
-}
-
-void vrt_sha256_final(vrt_sha256_ctx *c, uint8_t out[32]) {
-    uint64_t bits = c->total * 8;
-    uint8_t pad[72] = {0x80};
-    size_t padn = (c->nbuf < 56 ? 56 : 120) - c->nbuf;
-    for (int i = 0; i < 8; i++) pad[padn + (size_t)i] = (uint8_t)(bits >> (56 - 8 * i));
-    vrt_sha256_update(c, pad, padn + 8);
-    for (int i = 0; i < 8; i++) {
-        out[4 * i] = (uint8_t)(c->h[i] >> 24);
-        out[4 * i + 1] = (uint8_t)(c->h[i] >> 16);
-        out[4 * i + 2] = (uint8_t)(c->h[i] >> 8);
-        out[4 * i + 3] = (uint8_t)c->h[i];
-    }
-}
-
-void vrt_sha256(const void *data, size_t n, uint8_t out[32]) {
-    vrt_sha256_ctx c;
-    vrt_sha256_init(&c);
-    vrt_sha256_update(&c, data, n);
-    vrt_sha256_final(&c, out);
-}
-
-void vrt_sha256_hex(const uint8_t digest[32], char hex[65]) {
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    uint8_t tail[128] = {0};
+    if (left) memcpy(tail, p, left);
+    tail[left] = 0x80;
+    size_t tl = left + 1 + 8 <= 64 ? 64 : 128;
+    uint64_t bits = (uint64_t)n * 8;
+    for (int i = 0; i < 8; i++) tail[tl - 1 - i] = (uint8_t)(bits >> (8 * i));
+    block(h, tail);
+    if (tl == 128) block(h, tail + 64);
+    for (int i = 0; i < 8; i++) snprintf(hex + 8 * i, 9, "%08x", h[i]);
 }

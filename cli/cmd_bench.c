@@ -1,0 +1,203 @@
+/* cli/cmd_bench.c — `vrwkv bench`: prefill and decode throughput (batch 1 and 8) beside the
+ * memory-bandwidth bound, tokenizer MB/s, image preprocess and encode time. Prints one line
+ * per figure and, with --json, one JSON object. Measures only; asserts nothing. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "model/engine.h"
+#include "model/synthetic.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Copy bandwidth in bytes/s, counted as bytes read (the decode bound is about weight reads). */
+static double copy_bandwidth(void) {
+    size_t n = (size_t)512 << 20;
+    char *a = malloc(n), *b = malloc(n);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return 0;
+    }
+    memset(a, 1, n);
+    memset(b, 2, n);
+    double best = 0;
+    for (int i = 0; i < 5; i++) {
+        double t = now_s();
+        memcpy(b, a, n);
+        double dt = now_s() - t;
+        if (dt > 0 && n / dt > best) best = n / dt;
+    }
+    free(a);
+    free(b);
+    return best;
+}
+
+static size_t weight_bytes_per_token(const vr_checkpoint *ck) {
+    size_t total = 0;
+    for (int i = 0; i < vr_checkpoint_count(ck); i++) {
+        const vr_checkpoint_entry *e = vr_checkpoint_entry_at(ck, i);
+        if (strncmp(e->name, "rwkv.", 5) || !strcmp(e->name, "rwkv.emb.weight")) continue;
+        total += vr_tensor_nbytes(&e->tensor);
+    }
+    return total;
+}
+
+int vr_cmd_bench(int argc, char **argv) {
+    vr_arg args[] = {{"model", VR_ARG_STRING, "checkpoint to measure", 0, 0, 0},
+                     {"shape", VR_ARG_STRING, "tiny|1b6|3b|7b: random weights (cached in --cache-dir)", 0, 0, 0},
+                     {"cache-dir", VR_ARG_STRING, "where --shape checkpoints are kept (default /tmp)", 0, 0, 0},
+                     {"config", VR_ARG_STRING, "model.json", 0, 0, 0},
+                     {"vocab", VR_ARG_STRING, "vocabulary, for the tokenizer figure", 0, 0, 0},
+                     {"backend", VR_ARG_STRING, "cpu (default)", 0, 0, 0},
+                     {"prefill-tokens", VR_ARG_STRING, "prompt length for prefill (default 256)", 0, 0, 0},
+                     {"decode-steps", VR_ARG_STRING, "steps per decode figure (default 16)", 0, 0, 0},
+                     {"threads", VR_ARG_STRING, "CPU threads", 0, 0, 0},
+                     {"help", VR_ARG_FLAG, "this help", 0, 0, 0}};
+    int na = (int)(sizeof args / sizeof args[0]), npos = 0, rc = 2;
+    const char **pos = NULL;
+    vr_error err = {0};
+    vr_engine *e = NULL;
+    vr_session *ss[8] = {0};
+    float *logits = NULL, *features = NULL;
+    int32_t *ids = NULL;
+    char model_path[4096];
+    long prefill_n = 256, steps = 16, threads = 0;
+    if (vr_args_parse(args, na, argc, argv, 2, &pos, &npos, &err) != VR_OK) goto fail;
+    if (args[9].value) {
+        vr_args_usage("bench", "(--model CKPT | --shape 1b6) [--vocab VOCAB] [options]", args, na);
+        rc = 0;
+        goto done;
+    }
+    if (npos || (!args[0].value == !args[1].value)) {
+        vr_error_set(&err, VR_ERR_INVALID, "give exactly one of --model or --shape");
+        goto fail;
+    }
+    if (args[5].value && strcmp(args[5].value, "cpu")) {
+        vr_error_set(&err, VR_ERR_UNSUPPORTED, "--backend %s: this build has only the cpu backend", args[5].value);
+        goto fail;
+    }
+    if (args[6].value && vr_parse_int("prefill-tokens", args[6].value, 1, 1 << 20, &prefill_n, &err)) goto fail;
+    if (args[7].value && vr_parse_int("decode-steps", args[7].value, 1, 1 << 20, &steps, &err)) goto fail;
+    if (args[8].value && vr_parse_int("threads", args[8].value, 1, 1024, &threads, &err)) goto fail;
+    rc = 1;
+    if (args[1].value) {
+        const vr_synthetic_shape *shape = vr_synthetic_shape_find(args[1].value);
+        if (!shape) {
+            vr_error_set(&err, VR_ERR_INVALID, "--shape: unknown shape '%s'", args[1].value);
+            goto fail;
+        }
+        snprintf(model_path, sizeof model_path, "%s/vrwkv-bench-%s.pth", args[2].value ? args[2].value : "/tmp",
+                 shape->name);
+        struct stat st;
+        if (stat(model_path, &st) != 0) {
+            fprintf(stderr, "bench: writing random %s weights to %s\n", shape->name, model_path);
+            if (vr_synthetic_write(shape, 1, model_path, &err) != VR_OK) goto fail;
+        }
+    } else {
+        snprintf(model_path, sizeof model_path, "%s", args[0].value);
+    }
+    vr_engine_options eo = {model_path, args[3].value, args[4].value, (int)threads};
+    if (vr_engine_open(&eo, &e, &err) != VR_OK) goto fail;
+    const vr_model_config *c = &e->cfg;
+    double bw = copy_bandwidth();
+    size_t wbytes = weight_bytes_per_token(e->ck);
+    printf("model: %s  n_layer %d  n_embd %d  vocab %d  weight bytes/token %.1f MB\n", model_path, c->n_layer, c->n_embd,
+           c->vocab_size, wbytes / 1e6);
+    printf("memory copy bandwidth: %.2f GB/s  ->  decode bound %.2f tokens/s at batch 1\n", bw / 1e9,
+           wbytes ? bw / (double)wbytes : 0.0);
+
+    logits = malloc((size_t)8 * c->vocab_size * sizeof(float));
+    ids = malloc((size_t)prefill_n * sizeof *ids);
+    if (!logits || !ids) goto fail;
+    uint64_t r = 12345;
+    for (long i = 0; i < prefill_n; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int32_t)(1 + (r >> 33) % 65000);
+    }
+    for (int i = 0; i < 8; i++)
+        if (vr_session_create(e, VR_SCAN_BI, &ss[i], &err) != VR_OK) goto fail;
+    double t = now_s();
+    if (vr_session_prefill(e, ss[0], ids, (int)prefill_n, NULL, 0, logits, NULL, &err) != VR_OK) goto fail;
+    double dt = now_s() - t;
+    printf("prefill: %ld tokens in %.3f s = %.1f tokens/s\n", prefill_n, dt, prefill_n / dt);
+    for (int batch = 1; batch <= 8; batch *= 8) {
+        int32_t tok[8];
+        for (int i = 0; i < batch; i++) tok[i] = 100 + i;
+        if (vr_sessions_step(e, ss, tok, batch, logits, &err) != VR_OK) goto fail; /* warm-up */
+        t = now_s();
+        for (long s = 0; s < steps; s++) {
+            for (int i = 0; i < batch; i++) tok[i] = vr_argmax(logits + (size_t)i * c->vocab_size, c->vocab_size);
+            if (vr_sessions_step(e, ss, tok, batch, logits, &err) != VR_OK) goto fail;
+        }
+        dt = now_s() - t;
+        double tps = (double)steps * batch / dt;
+        printf("decode batch %d: %.2f ms/step, %.2f tokens/s (bound at batch 1: %.2f tokens/s, %.0f%% of it per step)\n",
+               batch, dt / steps * 1e3, tps, wbytes ? bw / (double)wbytes : 0.0,
+               wbytes ? 100.0 * (bw / (double)wbytes) / (steps / dt) : 0.0);
+    }
+    if (e->tok) {
+        const char *sample = "User: What is in this image? Describe the colours, the objects and their positions.\n\n"
+                             "Assistant: A red bicycle leans against a wall; 一只猫坐在窗台上。 {\"k\": [1, 2, 3]}\n";
+        size_t sl = strlen(sample), total = (size_t)8 << 20;
+        char *text = malloc(total + 1);
+        if (!text) goto fail;
+        for (size_t i = 0; i < total; i++) text[i] = sample[i % sl];
+        text[total] = 0;
+        int32_t *out = NULL;
+        int n = 0;
+        t = now_s();
+        vr_status st = vr_tokenizer_encode(e->tok, text, total, &out, &n, &err);
+        dt = now_s() - t;
+        free(text);
+        free(out);
+        if (st != VR_OK) goto fail;
+        printf("tokenizer: %.1f MB/s (%d tokens from %.1f MB)\n", total / dt / 1e6, n, total / 1e6);
+    }
+    if (c->has_vision) {
+        vr_image img = {640, 480, malloc((size_t)640 * 480 * 3)};
+        if (!img.rgb) goto fail;
+        for (size_t i = 0; i < (size_t)640 * 480 * 3; i++) img.rgb[i] = (uint8_t)((i * 7) ^ (i >> 9));
+        vr_clip_preprocess pp;
+        vr_clip_preprocess_default(&pp, c->image_size);
+        float *pixels = malloc((size_t)3 * c->image_size * c->image_size * sizeof(float));
+        if (!pixels) {
+            vr_image_free(&img);
+            goto fail;
+        }
+        t = now_s();
+        vr_status st = vr_clip_preprocess_image(&pp, &img, pixels, NULL, &err);
+        dt = now_s() - t;
+        vr_image_free(&img);
+        if (st == VR_OK) {
+            printf("image preprocess (640x480 -> %d): %.2f ms\n", c->image_size, dt * 1e3);
+            t = now_s();
+            st = vr_engine_encode_pixels(e, pixels, &features, NULL, &err);
+            dt = now_s() - t;
+            if (st == VR_OK) printf("image encode (ViT + pooling + projector): %.1f ms\n", dt * 1e3);
+        }
+        free(pixels);
+        if (st != VR_OK) goto fail;
+    }
+    rc = 0;
+    goto done;
+fail:
+    vr_cli_fail("bench", err.msg[0] ? err.msg : "out of memory");
+done:
+    for (int i = 0; i < 8; i++) vr_session_free(ss[i]);
+    free(logits);
+    free(features);
+    free(ids);
+    vr_engine_free(e);
+    vr_args_free(args, na);
+    free(pos);
+    return rc;
+}

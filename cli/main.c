@@ -1,0 +1,42 @@
+/* cli/main.c — the `vrwkv` binary: dispatches to a subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+int vr_cli_fail(const char *cmd, const char *msg) {
+    fprintf(stderr, "vrwkv %s: %s\n", cmd, msg);
+    return 1;
+}
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *what;
+} commands[] = {
+    {"run", vr_cmd_run, "answer a question about an image (and follow-ups) with a model"},
+    {"chat", vr_cmd_chat, "interactive multi-turn dialogue in the terminal"},
+    {"tokenize", vr_cmd_tokenize, "text -> RWKV World token ids (--decode: ids -> text)"},
+    {"preprocess", vr_cmd_preprocess, "image -> CLIP pixel tensor (f32 CHW)"},
+    {"encode-image", vr_cmd_encode_image, "image -> projected image features (f32 [n_img, n_embd])"},
+    {"mkmodel", vr_cmd_mkmodel, "write random weights of a real VisualRWKV shape"},
+    {"bench", vr_cmd_bench, "measure prefill, decode, tokenizer and image throughput"},
+};
+
+static void usage(void) {
+    fprintf(stderr, "usage: vrwkv <command> [options]   (vrwkv <command> --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(stderr, "  %-14s %s\n", commands[i].name, commands[i].what);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage();
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc, argv);
+    fprintf(stderr, "vrwkv: unknown command '%s'\n", argv[1]);
+    usage();
+    return 2;
+}
