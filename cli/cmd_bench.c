@@ -140,9 +140,9 @@ int vr_cmd_bench(int argc, char **argv) {
         }
         dt = now_s() - t;
         double tps = (double)steps * batch / dt;
-        printf("decode batch %d: %.2f ms/step, %.2f tokens/s (bound at batch 1: %.2f tokens/s, %.0f%% of it per step)\n",
+        printf("decode batch %d: %.2f ms/step, %.2f tokens/s (bound at batch 1: %.2f tokens/s, steps at %.0f%% of it)\n",
                batch, dt / steps * 1e3, tps, wbytes ? bw / (double)wbytes : 0.0,
-               wbytes ? 100.0 * (bw / (double)wbytes) / (steps / dt) : 0.0);
+               wbytes ? 100.0 * (steps / dt) / (bw / (double)wbytes) : 0.0);
     }
     if (e->tok) {
         const char *sample = "User: What is in this image? Describe the colours, the objects and their positions.\n\n"

@@ -615,12 +615,24 @@ static void json_escape(wbuf *b, const char *s) {
     wb_byte(b, '"');
 }
 
+/* Data is laid out by element size, largest first (as the reference writer does), so every tensor
+ * stays aligned without holes between them; the header keeps the given order. */
+static const size_t st_esizes[4] = {8, 4, 2, 1};
+
 vr_status vr_safetensors_write(const char *path, const vr_checkpoint_entry *entries, int n, vr_error *err) {
     vr_status st = check_entries(path, entries, n, err);
     if (st != VR_OK) return st;
-    wbuf h = {0};
-    char num[64];
+    uint64_t *offs = malloc((size_t)(n > 0 ? n : 1) * sizeof *offs);
+    if (!offs) return vr_error_set(err, VR_ERR_NOMEM, "%s: out of memory", path);
     uint64_t off = 0;
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < n; i++)
+            if (vr_dtype_size(entries[i].tensor.dtype) == st_esizes[k]) {
+                offs[i] = off;
+                off += vr_tensor_nbytes(&entries[i].tensor);
+            }
+    wbuf h = {0};
+    char num[80];
     wb_byte(&h, '{');
     for (int i = 0; i < n; i++) {
         const vr_tensor *t = &entries[i].tensor;
@@ -633,12 +645,11 @@ vr_status vr_safetensors_write(const char *path, const vr_checkpoint_entry *entr
             snprintf(num, sizeof num, "%s%lld", d ? "," : "", (long long)t->shape[d]);
             wb_str(&h, num);
         }
-        uint64_t nb = vr_tensor_nbytes(t);
-        snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
-                 (unsigned long long)(off + nb));
+        snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offs[i],
+                 (unsigned long long)(offs[i] + vr_tensor_nbytes(t)));
         wb_str(&h, num);
-        off += nb;
     }
+    free(offs);
     wb_byte(&h, '}');
     while (h.n % 8) wb_byte(&h, ' '); /* keeps the data 8-byte aligned */
     if (h.oom) {
@@ -656,7 +667,10 @@ vr_status vr_safetensors_write(const char *path, const vr_checkpoint_entry *entr
     wf_write(&w, len, 8);
     wf_write(&w, h.p, h.n);
     free(h.p);
-    for (int i = 0; i < n; i++) wf_write(&w, entries[i].tensor.data, vr_tensor_nbytes(&entries[i].tensor));
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < n; i++)
+            if (vr_dtype_size(entries[i].tensor.dtype) == st_esizes[k])
+                wf_write(&w, entries[i].tensor.data, vr_tensor_nbytes(&entries[i].tensor));
     return wf_close(&w, VR_OK, err);
 }
 

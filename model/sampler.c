@@ -9,6 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A candidate token: its unnormalised probability, penalised logit (the rank key) and id. Kept
+ * together so that quickselect works on contiguous memory. */
+typedef struct {
+    double p;
+    float v;
+    int32_t id;
+} vr_cand;
+
 struct vr_sampler {
     vr_sampling_params p;
     int n;             /* vocab size */
@@ -17,8 +25,7 @@ struct vr_sampler {
     int32_t *seen_list;/* [n_seen] the tokens with seen = 1 */
     int n_seen;
     float *adj;        /* [n] penalised logits (scratch) */
-    double *prob;      /* [n] unnormalised probabilities (scratch) */
-    int32_t *idx;      /* [n] candidate ids (scratch) */
+    vr_cand *cand;     /* [n] candidates with a positive probability (scratch) */
     uint64_t rng[4];
 };
 
@@ -94,8 +101,7 @@ void vr_sampler_free(vr_sampler *s) {
     free(s->seen);
     free(s->seen_list);
     free(s->adj);
-    free(s->prob);
-    free(s->idx);
+    free(s->cand);
     free(s);
 }
 
@@ -113,9 +119,8 @@ vr_status vr_sampler_create(const vr_sampling_params *p, int n_vocab, vr_sampler
     s->seen = calloc(n, 1);
     s->seen_list = malloc(n * sizeof(int32_t));
     s->adj = malloc(n * sizeof(float));
-    s->prob = malloc(n * sizeof(double));
-    s->idx = malloc(n * sizeof(int32_t));
-    if (!s->count || !s->seen || !s->seen_list || !s->adj || !s->prob || !s->idx) {
+    s->cand = malloc(n * sizeof(vr_cand));
+    if (!s->count || !s->seen || !s->seen_list || !s->adj || !s->cand) {
         vr_sampler_free(s);
         return vr_error_set(err, VR_ERR_NOMEM, "out of memory creating a sampler for %d tokens", n_vocab);
     }
@@ -154,56 +159,56 @@ int32_t vr_argmax(const float *x, int n) {
 }
 
 /* Rank order: a before b when its logit is larger, ties by the smaller id. */
-static int ranks_before(const float *v, int32_t a, int32_t b) { return v[a] > v[b] || (v[a] == v[b] && a < b); }
+static int ranks_before(const vr_cand *a, const vr_cand *b) { return a->v > b->v || (a->v == b->v && a->id < b->id); }
 
-static void swap_i32(int32_t *x, int i, int j) {
-    int32_t t = x[i];
+static void swap_cand(vr_cand *x, int i, int j) {
+    vr_cand t = x[i];
     x[i] = x[j];
     x[j] = t;
 }
 
-/* Partitions idx[lo,hi) (hi - lo >= 2) around a median-of-three pivot: idx[lo,p) rank before the
- * pivot, idx[p] is the pivot, idx(p,hi) rank after it. Returns p. */
-static int partition(int32_t *idx, int lo, int hi, const float *v) {
+/* Partitions c[lo,hi) (hi - lo >= 2) around a median-of-three pivot: c[lo,p) rank before the
+ * pivot, c[p] is the pivot, c(p,hi) rank after it. Returns p. */
+static int partition(vr_cand *c, int lo, int hi) {
     int mid = lo + (hi - lo) / 2, last = hi - 1;
-    if (ranks_before(v, idx[mid], idx[lo])) swap_i32(idx, mid, lo);
-    if (ranks_before(v, idx[last], idx[lo])) swap_i32(idx, last, lo);
-    if (ranks_before(v, idx[last], idx[mid])) swap_i32(idx, last, mid);
-    swap_i32(idx, mid, last); /* the median is the pivot, parked at the end */
-    int32_t pivot = idx[last];
+    if (ranks_before(&c[mid], &c[lo])) swap_cand(c, mid, lo);
+    if (ranks_before(&c[last], &c[lo])) swap_cand(c, last, lo);
+    if (ranks_before(&c[last], &c[mid])) swap_cand(c, last, mid);
+    swap_cand(c, mid, last); /* the median is the pivot, parked at the end */
+    vr_cand pivot = c[last];
     int p = lo;
     for (int i = lo; i < last; i++)
-        if (ranks_before(v, idx[i], pivot)) swap_i32(idx, i, p++);
-    swap_i32(idx, p, last);
+        if (ranks_before(&c[i], &pivot)) swap_cand(c, i, p++);
+    swap_cand(c, p, last);
     return p;
 }
 
-/* Rearranges idx[0,n) so that idx[0,k) are the k best-ranked (in no particular order). */
-static void select_top_k(int32_t *idx, int n, int k, const float *v) {
+/* Rearranges c[0,n) so that c[0,k) are the k best-ranked (in no particular order). */
+static void select_top_k(vr_cand *c, int n, int k) {
     int lo = 0, hi = n;
     while (hi - lo > 1) {
-        int p = partition(idx, lo, hi, v);
+        int p = partition(c, lo, hi);
         if (p == k || p + 1 == k) return;
         if (p > k) hi = p;
         else lo = p + 1;
     }
 }
 
-/* Rearranges idx[0,n) so that idx[0,m) is the smallest best-ranked set whose probability
- * reaches target; returns m (>= 1; n when rounding keeps the sum below target). */
-static int select_nucleus(int32_t *idx, int n, double target, const float *v, const double *prob) {
+/* Rearranges c[0,n) so that c[0,m) is the smallest best-ranked set whose probability reaches
+ * target; returns m (>= 1; n when rounding keeps the sum below target). */
+static int select_nucleus(vr_cand *c, int n, double target) {
     int lo = 0, hi = n;
-    double acc = 0; /* probability of idx[0,lo), all kept; acc < target */
+    double acc = 0; /* probability of c[0,lo), all kept; acc < target */
     while (hi - lo > 1) {
-        int p = partition(idx, lo, hi, v);
+        int p = partition(c, lo, hi);
         double s = 0;
-        for (int i = lo; i < p; i++) s += prob[idx[i]];
+        for (int i = lo; i < p; i++) s += c[i].p;
         if (acc + s >= target) {
             hi = p; /* the answer lies in (lo, p] */
-        } else if (acc + s + prob[idx[p]] >= target) {
+        } else if (acc + s + c[p].p >= target) {
             return p + 1;
         } else {
-            acc += s + prob[idx[p]];
+            acc += s + c[p].p;
             lo = p + 1;
         }
     }
@@ -239,32 +244,37 @@ int32_t vr_sampler_sample(vr_sampler *s, const float *logits) {
     }
     /* softmax numerators in double; candidates are the tokens with a positive probability */
     double inv_t = 1.0 / (double)p->temperature;
+    vr_cand *c = s->cand;
     int nc = 0;
     for (int i = 0; i < n; i++) {
         double e;
         if (isnan(adj[i])) e = 0;
         else if (mx == INFINITY) e = adj[i] == INFINITY ? 1.0 : 0.0;
         else e = exp(((double)adj[i] - (double)mx) * inv_t);
-        s->prob[i] = e;
-        if (e > 0) s->idx[nc++] = i;
+        if (e > 0) {
+            c[nc].p = e;
+            c[nc].v = adj[i];
+            c[nc].id = i;
+            nc++;
+        }
     }
     if (p->top_k > 0 && p->top_k < nc) {
-        select_top_k(s->idx, nc, p->top_k, adj);
+        select_top_k(c, nc, p->top_k);
         nc = p->top_k;
     }
     if (p->top_p < 1.0f && nc > 1) {
         double total = 0;
-        for (int i = 0; i < nc; i++) total += s->prob[s->idx[i]];
-        nc = select_nucleus(s->idx, nc, (double)p->top_p * total, adj, s->prob);
+        for (int i = 0; i < nc; i++) total += c[i].p;
+        nc = select_nucleus(c, nc, (double)p->top_p * total);
     }
     double total = 0;
-    for (int i = 0; i < nc; i++) total += s->prob[s->idx[i]];
-    double r = rng_uniform(s) * total, c = 0;
-    tok = s->idx[nc - 1];
+    for (int i = 0; i < nc; i++) total += c[i].p;
+    double r = rng_uniform(s) * total, acc = 0;
+    tok = c[nc - 1].id;
     for (int i = 0; i < nc; i++) {
-        c += s->prob[s->idx[i]];
-        if (r < c) {
-            tok = s->idx[i];
+        acc += c[i].p;
+        if (r < acc) {
+            tok = c[i].id;
             break;
         }
     }
