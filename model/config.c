@@ -76,7 +76,7 @@ static int has_prefix(const vr_checkpoint *ck, const char *prefix) {
 }
 
 static vr_status infer(cfg_ctx *c, vr_model_config *cfg) {
-    const vr_tensor *t;
+    const vr_tensor *t = NULL;
     vr_status st;
 #define TRY(x)                                                                                                       \
     do {                                                                                                             \

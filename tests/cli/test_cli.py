@@ -72,7 +72,7 @@ def compare_tokens(got, want, complete, what):
 for model_set in ("tiny", "grid"):
     model = os.path.join(FIX, model_set, "model.pth")
     config = os.path.join(FIX, model_set, "model.json")
-    base = ["--model", model, "--config", config, "--vocab", VOCAB]
+    base = ["run", "--model", model, "--config", config, "--vocab", VOCAB]
     fw = load(f"{model_set}/forward.json")
     for case in fw["cases"]:
         prompt = prompts["prompts"][case["prompt_id"]]

@@ -161,8 +161,8 @@ static uint8_t *make_png(const struct png_spec *s, size_t *size) {
 }
 
 /* JPEG encoder for the test images (quality 100, 4:4:4). */
-static uint8_t *make_jpeg(int w, int h, int comps, J_COLOR_SPACE in_space, J_COLOR_SPACE file_space,
-                          const uint8_t *pixels, size_t *size) {
+static uint8_t *make_jpeg_ex(int w, int h, int comps, J_COLOR_SPACE in_space, J_COLOR_SPACE file_space,
+                             const uint8_t *pixels, int progressive, size_t *size) {
     struct jpeg_compress_struct c;
     struct jpeg_error_mgr jerr;
     c.err = jpeg_std_error(&jerr);
@@ -178,6 +178,7 @@ static uint8_t *make_jpeg(int w, int h, int comps, J_COLOR_SPACE in_space, J_COL
     jpeg_set_colorspace(&c, file_space);
     for (int i = 0; i < c.num_components; i++) c.comp_info[i].h_samp_factor = c.comp_info[i].v_samp_factor = 1;
     jpeg_set_quality(&c, 100, TRUE);
+    if (progressive) jpeg_simple_progression(&c);
     jpeg_start_compress(&c, TRUE);
     while (c.next_scanline < c.image_height) {
         JSAMPROW row = (JSAMPROW)(pixels + (size_t)c.next_scanline * w * comps);
@@ -190,6 +191,11 @@ static uint8_t *make_jpeg(int w, int h, int comps, J_COLOR_SPACE in_space, J_COL
     free(buf);
     *size = n;
     return out;
+}
+
+static uint8_t *make_jpeg(int w, int h, int comps, J_COLOR_SPACE in_space, J_COLOR_SPACE file_space,
+                          const uint8_t *pixels, size_t *size) {
+    return make_jpeg_ex(w, h, comps, in_space, file_space, pixels, 0, size);
 }
 
 static uint32_t crc32_png(const uint8_t *d, size_t n) {
@@ -401,20 +407,52 @@ static void test_fixture_end_to_end(void **state) {
 /* ---------------------------------------------------------------------------------------- */
 /* refusals                                                                                 */
 
+/* Sample files to damage: made here (always), plus the fixture images when present. */
+struct sample {
+    char name[64];
+    uint8_t *data;
+    size_t size;
+    int is_png;
+};
+
+static int make_samples(struct sample *out, int max) {
+    enum { W = 61, H = 47 };
+    static uint8_t px[W * H * 4];
+    for (int i = 0; i < W * H * 4; i++) px[i] = (uint8_t)((i * 2654435761u) >> 24) / 2 + (uint8_t)(i % 97);
+    int n = 0;
+    snprintf(out[n].name, sizeof out[n].name, "made.jpg");
+    out[n].data = make_jpeg(W, H, 3, JCS_RGB, JCS_YCbCr, px, &out[n].size), out[n].is_png = 0, n++;
+    struct png_spec s = {W, H, 8, PNG_COLOR_TYPE_RGB_ALPHA, 0, px, NULL, 0, NULL, 0, NULL};
+    snprintf(out[n].name, sizeof out[n].name, "made.png");
+    out[n].data = make_png(&s, &out[n].size), out[n].is_png = 1, n++;
+    if (!vrt_shared_dir()) {
+        fprintf(stderr, "NOTE: ../shared not found; damaging only the images made here\n");
+        return n;
+    }
+    const char *files[] = {"images/img0.jpg", "images/img3.jpg", "images/img1.png", "images/img2.png"};
+    for (int f = 0; f < 4 && n < max; f++, n++) {
+        snprintf(out[n].name, sizeof out[n].name, "%s", files[f]);
+        out[n].data = read_bytes(vrt_fixture_path(files[f]), &out[n].size);
+        out[n].is_png = strstr(files[f], ".png") != NULL;
+    }
+    return n;
+}
+
 static void test_refuse_truncated(void **state) {
     (void)state;
-    VRT_REQUIRE_SHARED();
-    const char *files[] = {"images/img0.jpg", "images/img3.jpg", "images/img1.png", "images/img2.png"};
-    for (size_t f = 0; f < 4; f++) {
-        size_t n = 0;
-        uint8_t *d = read_bytes(vrt_fixture_path(files[f]), &n);
-        int is_png = strstr(files[f], ".png") != NULL;
-        /* the IDAT / scan data ends before the final IEND (12 bytes) + CRC (4) or EOI (2) */
-        size_t cuts[] = {is_png ? 9 : 3, 20, 33, 60, 200, n / 4, n / 2, 3 * n / 4, n - (is_png ? 20 : 40)};
+    struct sample smp[8];
+    int ns = make_samples(smp, 8);
+    for (int f = 0; f < ns; f++) {
+        const uint8_t *d = smp[f].data;
+        size_t n = smp[f].size;
+        int is_png = smp[f].is_png;
+        /* the image data ends before the final IEND (12 bytes) + IDAT CRC (4) or EOI (2) */
+        size_t tail = is_png ? 20 : 40;
+        size_t cuts[] = {is_png ? 9 : 3, 20, 33, 60, 200, n / 4, n / 2, 3 * n / 4, n - tail};
         for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
             if (cuts[c] >= n) continue;
             char what[128];
-            snprintf(what, sizeof what, "%s cut at %zu of %zu", files[f], cuts[c], n);
+            snprintf(what, sizeof what, "%s cut at %zu of %zu", smp[f].name, cuts[c], n);
             vr_image img = {0};
             vr_error err = {0};
             vr_status st = vr_image_decode(d, cuts[c], "probe.img", &img, &err);
@@ -424,63 +462,69 @@ static void test_refuse_truncated(void **state) {
             assert_null(img.rgb);
         }
         /* cuts inside the image data say "truncated" */
-        expect_refused(d, n / 2, VR_ERR_FORMAT, "truncated", files[f]);
-        expect_refused(d, n - (is_png ? 20 : 40), VR_ERR_FORMAT, "truncated", files[f]);
-        free(d);
+        expect_refused(d, n / 2, VR_ERR_FORMAT, "truncated", smp[f].name);
+        expect_refused(d, n - tail, VR_ERR_FORMAT, "truncated", smp[f].name);
+        /* the whole file decodes */
+        vr_image img = {0};
+        decode_ok(d, n, &img);
+        vr_image_free(&img);
+        free(smp[f].data);
     }
 }
 
 static void test_refuse_corrupt(void **state) {
     (void)state;
-    VRT_REQUIRE_SHARED();
-    size_t n = 0;
-    uint8_t *d = read_bytes(vrt_fixture_path("images/img1.png"), &n);
-    uint8_t *c = malloc(n);
-    /* a byte of IHDR: CRC mismatch */
-    memcpy(c, d, n);
-    c[18] ^= 0x01;
-    expect_refused(c, n, VR_ERR_FORMAT, "corrupt PNG", "IHDR bit flip");
-    /* a byte of IDAT data: zlib or CRC error, whichever libpng meets first */
-    memcpy(c, d, n);
-    size_t idat = png_chunk_at(c, n, "IDAT");
-    c[idat + 8 + 5] ^= 0x40;
-    expect_refused(c, n, VR_ERR_FORMAT, "corrupt PNG", "IDAT bit flip");
-    /* the IDAT CRC itself */
-    memcpy(c, d, n);
-    uint32_t len = ((uint32_t)c[idat] << 24) | ((uint32_t)c[idat + 1] << 16) | ((uint32_t)c[idat + 2] << 8) | c[idat + 3];
-    c[idat + 8 + len + 1] ^= 0x01;
-    expect_refused(c, n, VR_ERR_FORMAT, "CRC", "IDAT CRC flip");
-    /* corrupt deflate data with a valid CRC */
-    memcpy(c, d, n);
-    memset(c + idat + 8 + 2, 0xff, len > 40 ? 30 : len - 4);
-    put_be32(c + idat + 8 + len, crc32_png(c + idat + 4, len + 4));
-    expect_refused(c, n, VR_ERR_FORMAT, "corrupt PNG", "garbage deflate data");
-    free(c);
-    free(d);
-
-    d = read_bytes(vrt_fixture_path("images/img3.jpg"), &n);
-    c = malloc(n);
-    size_t sof = jpeg_marker_at(d, n, 0xC0);
-    memcpy(c, d, n);
-    c[sof + 4] = 7; /* sample precision */
-    expect_refused(c, n, VR_ERR_FORMAT, "corrupt JPEG", "JPEG precision 7");
-    memcpy(c, d, n);
-    c[sof + 9] = 0; /* number of components */
-    expect_refused(c, n, VR_ERR_FORMAT, "corrupt JPEG", "JPEG with 0 components");
-    memcpy(c, d, n);
-    memset(c + 20, 0, n - 20); /* everything after the JFIF header zeroed */
-    expect_refused(c, n, VR_ERR_FORMAT, "JPEG", "zeroed JPEG");
-    /* corrupt entropy data is decoded (with libjpeg warnings), as Pillow does; must not crash */
-    memcpy(c, d, n);
-    size_t sos = jpeg_marker_at(d, n, 0xDA);
-    for (size_t i = sos + 20; i + 2 < n; i += 37) c[i] = (uint8_t)(c[i] * 7 + 1);
-    vr_image img = {0};
-    vr_error err = {0};
-    vr_status st = vr_image_decode(c, n, "noisy.jpg", &img, &err);
-    assert_true(st == VR_OK || st == VR_ERR_FORMAT);
-    vr_image_free(&img);
-    free(c);
-    free(d);
+    struct sample smp[8];
+    int ns = make_samples(smp, 8);
+    for (int f = 0; f < ns; f++) {
+        const uint8_t *d = smp[f].data;
+        size_t n = smp[f].size;
+        uint8_t *c = malloc(n);
+        if (smp[f].is_png) {
+            /* a byte of IHDR: CRC mismatch */
+            memcpy(c, d, n);
+            c[18] ^= 0x01;
+            expect_refused(c, n, VR_ERR_FORMAT, "corrupt PNG", "IHDR bit flip");
+            /* a byte of IDAT data: zlib or CRC error, whichever libpng meets first */
+            memcpy(c, d, n);
+            size_t idat = png_chunk_at(c, n, "IDAT");
+            c[idat + 8 + 5] ^= 0x40;
+            expect_refused(c, n, VR_ERR_FORMAT, "corrupt PNG", "IDAT bit flip");
+            /* the CRC of the (first) IDAT itself */
+            memcpy(c, d, n);
+            uint32_t len = ((uint32_t)c[idat] << 24) | ((uint32_t)c[idat + 1] << 16) |
+                           ((uint32_t)c[idat + 2] << 8) | c[idat + 3];
+            c[idat + 8 + len + 1] ^= 0x01;
+            expect_refused(c, n, VR_ERR_FORMAT, "CRC", "IDAT CRC flip");
+            /* corrupt deflate data with a valid CRC */
+            memcpy(c, d, n);
+            memset(c + idat + 8 + 2, 0xff, len > 40 ? 30 : len - 4);
+            put_be32(c + idat + 8 + len, crc32_png(c + idat + 4, len + 4));
+            expect_refused(c, n, VR_ERR_FORMAT, "corrupt PNG", "garbage deflate data");
+        } else {
+            size_t sof = jpeg_marker_at(d, n, 0xC0);
+            memcpy(c, d, n);
+            c[sof + 4] = 7; /* sample precision */
+            expect_refused(c, n, VR_ERR_FORMAT, "corrupt JPEG", "JPEG precision 7");
+            memcpy(c, d, n);
+            c[sof + 9] = 0; /* number of components */
+            expect_refused(c, n, VR_ERR_FORMAT, "corrupt JPEG", "JPEG with 0 components");
+            memcpy(c, d, n);
+            memset(c + 20, 0, n - 20); /* everything after the JFIF header zeroed */
+            expect_refused(c, n, VR_ERR_FORMAT, "JPEG", "zeroed JPEG");
+            /* corrupt entropy data decodes (libjpeg warns), as in Pillow; must not crash */
+            memcpy(c, d, n);
+            size_t sos = jpeg_marker_at(d, n, 0xDA);
+            for (size_t i = sos + 20; i + 2 < n; i += 37) c[i] = (uint8_t)(c[i] * 7 + 1);
+            vr_image img = {0};
+            vr_error err = {0};
+            vr_status st = vr_image_decode(c, n, "noisy.jpg", &img, &err);
+            assert_true(st == VR_OK || st == VR_ERR_FORMAT);
+            vr_image_free(&img);
+        }
+        free(c);
+        free(smp[f].data);
+    }
 }
 
 static void test_refuse_foreign_and_empty(void **state) {
@@ -775,11 +819,20 @@ static void test_jpeg_variants(void **state) {
     vr_image_free(&img);
     free(d);
 
-    /* rgb via YCbCr at q100 4:4:4 */
+    /* rgb via YCbCr at q100 4:4:4; progressive holds the same coefficients: same pixels */
     d = make_jpeg(W, H, 3, JCS_RGB, JCS_YCbCr, rgb, &n);
     decode_ok(d, n, &img);
     int drgb = max_u8_diff(img.rgb, rgb, sizeof rgb);
+    free(d);
+    vr_image prog = {0};
+    d = make_jpeg_ex(W, H, 3, JCS_RGB, JCS_YCbCr, rgb, 1, &n);
+    decode_ok(d, n, &prog);
+    assert_memory_equal(prog.rgb, img.rgb, sizeof rgb);
+    vr_image_free(&prog);
     vr_image_free(&img);
+    /* a truncated progressive file is refused too (the cut lands in a later scan) */
+    expect_refused(d, n - 30, VR_ERR_FORMAT, "truncated", "progressive JPEG cut");
+    expect_refused(d, n / 2, VR_ERR_FORMAT, "truncated", "progressive JPEG cut in half");
     free(d);
 
     /* CMYK stored raw (Adobe-inverted by convention): Pillow reads "CMYK;I" then cmyk2rgb */
