@@ -174,12 +174,13 @@ static vr_status decode_jpeg(const uint8_t *data, size_t size, const char *name,
     vr_status st = jpeg_run(j);
     if (st != VR_OK && j->code == VR_OK) {
         if (j->truncated)
-            vr_error_set(err, VR_ERR_FORMAT, "%s: truncated JPEG (the file ends before the image data does)", name);
+            st = vr_error_set(err, VR_ERR_FORMAT, "%s: truncated JPEG (the file ends before the image data does)",
+                              name);
         else if (j->too_many_scans)
-            vr_error_set(err, VR_ERR_UNSUPPORTED, "%s: progressive JPEG with more than %d scans; re-encode it",
-                         name, VR_JPEG_MAX_SCANS);
+            st = vr_error_set(err, VR_ERR_UNSUPPORTED, "%s: progressive JPEG with more than %d scans; re-encode it",
+                              name, VR_JPEG_MAX_SCANS);
         else
-            vr_error_set(err, VR_ERR_FORMAT, "%s: corrupt JPEG: %s", name, j->msg);
+            st = vr_error_set(err, VR_ERR_FORMAT, "%s: corrupt JPEG: %s", name, j->msg);
     }
     if (j->created) jpeg_destroy_decompress(&j->cinfo);
     free(j->row);
@@ -359,10 +360,10 @@ static vr_status decode_png(const uint8_t *data, size_t size, const char *name, 
         st = png_run(j);
         if (st != VR_OK && j->code == VR_OK) {
             if (j->truncated)
-                vr_error_set(err, VR_ERR_FORMAT, "%s: truncated PNG (the file ends before the image data does)",
-                             name);
+                st = vr_error_set(err, VR_ERR_FORMAT,
+                                  "%s: truncated PNG (the file ends before the image data does)", name);
             else
-                vr_error_set(err, VR_ERR_FORMAT, "%s: corrupt PNG: %s", name, j->msg);
+                st = vr_error_set(err, VR_ERR_FORMAT, "%s: corrupt PNG: %s", name, j->msg);
         }
     }
     png_destroy_read_struct(j->png ? &j->png : NULL, j->info ? &j->info : NULL, NULL);

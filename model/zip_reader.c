@@ -222,9 +222,10 @@ vr_status vr_zip_open(const uint8_t *data, size_t size, const char *path, vr_zip
     for (int i = 1; i < zip->count; i++) {
         const vr_zip_member *a = zip->sorted[i - 1], *b = zip->sorted[i];
         if (cmp_names(a, b->name, b->name_len) == 0) {
+            vr_status dup = vr_error_set(err, VR_ERR_FORMAT, "%s: zip member %.*s appears twice", path,
+                                         (int)b->name_len, b->name);
             vr_zip_close(zip);
-            return vr_error_set(err, VR_ERR_FORMAT, "%s: zip member %.*s appears twice", path, (int)b->name_len,
-                                b->name);
+            return dup;
         }
     }
     return VR_OK;

@@ -451,8 +451,8 @@ static void test_refuse_truncated(void **state) {
         size_t cuts[] = {is_png ? 9 : 3, 20, 33, 60, 200, n / 4, n / 2, 3 * n / 4, n - tail};
         for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
             if (cuts[c] >= n) continue;
-            char what[128];
-            snprintf(what, sizeof what, "%s cut at %zu of %zu", smp[f].name, cuts[c], n);
+            char what[160];
+            snprintf(what, sizeof what, "%.64s cut at %zu of %zu", smp[f].name, cuts[c], n);
             vr_image img = {0};
             vr_error err = {0};
             vr_status st = vr_image_decode(d, cuts[c], "probe.img", &img, &err);
@@ -830,6 +830,20 @@ static void test_jpeg_variants(void **state) {
     assert_memory_equal(prog.rgb, img.rgb, sizeof rgb);
     vr_image_free(&prog);
     vr_image_free(&img);
+    /* a progressive file with 600 scans (its last scan repeated): refused, bounded time */
+    {
+        size_t last = 0;
+        for (size_t i = 2; i + 1 < n; i++)
+            if (d[i] == 0xFF && d[i + 1] == 0xDA) last = i;
+        assert_true(last > 0 && d[n - 2] == 0xFF && d[n - 1] == 0xD9);
+        size_t seg = n - 2 - last, bn = last + 600 * seg + 2;
+        uint8_t *b = malloc(bn);
+        memcpy(b, d, last);
+        for (int r = 0; r < 600; r++) memcpy(b + last + (size_t)r * seg, d + last, seg);
+        b[bn - 2] = 0xFF, b[bn - 1] = 0xD9;
+        expect_refused(b, bn, VR_ERR_UNSUPPORTED, "scans", "progressive JPEG with 600 scans");
+        free(b);
+    }
     /* a truncated progressive file is refused too (the cut lands in a later scan) */
     expect_refused(d, n - 30, VR_ERR_FORMAT, "truncated", "progressive JPEG cut");
     expect_refused(d, n / 2, VR_ERR_FORMAT, "truncated", "progressive JPEG cut in half");
