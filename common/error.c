@@ -46,6 +46,10 @@ const char *vr_status_name(vr_status code) {
     case VR_ERR_INVALID: return "invalid argument";
     case VR_ERR_NOMEM: return "out of memory";
     case VR_ERR_INTERNAL: return "internal error";
+    case VR_ERR_NOT_FOUND: return "not found";
+    case VR_ERR_UNAVAILABLE: return "unavailable";
+    case VR_ERR_CANCELLED: return "cancelled";
+    case VR_ERR_AUTH: return "unauthenticated";
     }
     return "unknown";
 }

@@ -12,7 +12,11 @@ typedef enum {
     VR_ERR_UNSUPPORTED, /* valid input that vrwkv does not handle (opcode, dtype, layout) */
     VR_ERR_INVALID,     /* a bad argument or value from the caller or user */
     VR_ERR_NOMEM,       /* allocation failed or a size limit was exceeded */
-    VR_ERR_INTERNAL     /* a broken invariant: a bug in vrwkv */
+    VR_ERR_INTERNAL,    /* a broken invariant: a bug in vrwkv */
+    VR_ERR_NOT_FOUND,   /* a key, session or file that does not exist */
+    VR_ERR_UNAVAILABLE, /* a peer or service is down or unreachable; retrying may succeed */
+    VR_ERR_CANCELLED,   /* the caller cancelled or its deadline passed */
+    VR_ERR_AUTH         /* missing or wrong credentials */
 } vr_status;
 
 /* An error: a status and a one-line message a user can act on. */
