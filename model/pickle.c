@@ -97,7 +97,7 @@ static vr_status push(pk_vm *vm, int32_t id) {
 }
 
 static vr_status push_new(pk_vm *vm, vr_pk_kind kind, vr_pk_value **out) {
-    int32_t id;
+    int32_t id = -1;
     vr_status st = new_value(vm, kind, &id);
     if (st != VR_OK) return st;
     st = push(vm, id);
@@ -201,7 +201,7 @@ static vr_status memo_get(pk_vm *vm, size_t at, uint64_t idx) {
 }
 
 static vr_status op_tuple(pk_vm *vm, size_t first) {
-    int32_t id;
+    int32_t id = -1;
     vr_status st = new_value(vm, VR_PK_TUPLE, &id);
     if (st != VR_OK) return st;
     st = add_items(vm, id, vm->stack + first, vm->sp - first);
@@ -287,7 +287,7 @@ static vr_status run(pk_vm *vm) {
             vm->sp--;
             break;
         case '1': { /* POP_MARK */
-            size_t first;
+            size_t first = 0;
             st = pop_mark(vm, at, &first);
             if (st == VR_OK) vm->sp = first;
             break;
@@ -300,7 +300,7 @@ static vr_status run(pk_vm *vm) {
             st = push_new(vm, VR_PK_TUPLE, NULL);
             break;
         case 't': { /* TUPLE */
-            size_t first;
+            size_t first = 0;
             st = pop_mark(vm, at, &first);
             if (st == VR_OK) st = op_tuple(vm, first);
             break;
@@ -328,7 +328,7 @@ static vr_status run(pk_vm *vm) {
             break;
         }
         case 'u': { /* SETITEMS */
-            size_t first;
+            size_t first = 0;
             st = pop_mark(vm, at, &first);
             if (st != VR_OK) break;
             if (first == 0 || (vm->sp - first) % 2 != 0) return fmt_err(vm, at, "SETITEMS with an odd item count");
@@ -347,7 +347,7 @@ static vr_status run(pk_vm *vm) {
             break;
         }
         case 'e': { /* APPENDS */
-            size_t first;
+            size_t first = 0;
             st = pop_mark(vm, at, &first);
             if (st != VR_OK) break;
             if (first == 0) return fmt_err(vm, at, "APPENDS without a list");

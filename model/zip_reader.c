@@ -97,7 +97,7 @@ static vr_status find_eocd(const uint8_t *data, size_t size, const char *path, s
 
 vr_status vr_zip_open(const uint8_t *data, size_t size, const char *path, vr_zip *zip, vr_error *err) {
     memset(zip, 0, sizeof *zip);
-    size_t eocd;
+    size_t eocd = 0;
     vr_status st = find_eocd(data, size, path, &eocd, err);
     if (st != VR_OK) return st;
     const uint8_t *e = data + eocd;

@@ -24,7 +24,7 @@ const char *vrt_shared_dir(void) {
 }
 
 const char *vrt_fixture_path(const char *rel) {
-    static char path[4096];
+    static char path[8300];
     const char *dir = vrt_shared_dir();
     snprintf(path, sizeof path, "%s/fixtures/%s", dir ? dir : ".", rel);
     return path;

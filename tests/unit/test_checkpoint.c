@@ -327,6 +327,82 @@ static void test_non_contiguous(void **state) {
     free(data);
 }
 
+static uint32_t rd32le(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static uint16_t rd16le(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static void put_le(uint8_t *p, uint64_t v, int n) {
+    for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Rewrites small.pth's central directory the way a > 4 GiB checkpoint has it: every size and
+ * offset saturated to 0xFFFFFFFF with the real values in zip64 extra fields, and the EOCD's
+ * directory fields saturated too. The reader must take the zip64 values. */
+static void test_zip64_fields(void **state) {
+    (void)state;
+    size_t size;
+    uint8_t *data = small_pth(&size);
+    uint8_t *cd = memmem(data, size, "PK\1\2", 4);
+    uint8_t *e64 = memmem(data, size, "PK\6\6", 4);
+    assert_non_null(cd);
+    assert_non_null(e64);
+    size_t cd_off = (size_t)(cd - data), n = (size_t)rd16le(data + size - 22 + 10);
+    uint8_t *out = calloc(1, size + n * 28 + 200);
+    memcpy(out, data, cd_off);
+    size_t o = cd_off;
+    const uint8_t *p = cd;
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(rd32le(p), 0x02014b50u);
+        size_t nl = rd16le(p + 28), xl = rd16le(p + 30), cl = rd16le(p + 32);
+        assert_int_equal(xl, 0);
+        uint32_t csize = rd32le(p + 20), usize = rd32le(p + 24), loff = rd32le(p + 42);
+        memcpy(out + o, p, 46 + nl);
+        put_le(out + o + 20, 0xFFFFFFFFu, 4);
+        put_le(out + o + 24, 0xFFFFFFFFu, 4);
+        put_le(out + o + 42, 0xFFFFFFFFu, 4);
+        put_le(out + o + 30, 28, 2);
+        put_le(out + o + 32, 0, 2);
+        uint8_t *x = out + o + 46 + nl;
+        put_le(x, 1, 2);
+        put_le(x + 2, 24, 2);
+        put_le(x + 4, usize, 8);
+        put_le(x + 12, csize, 8);
+        put_le(x + 20, loff, 8);
+        o += 46 + nl + 28;
+        p += 46 + nl + xl + cl;
+    }
+    size_t new_cd_size = o - cd_off, e64_off = o;
+    memcpy(out + o, e64, 56); /* zip64 EOCD with the new directory size */
+    put_le(out + o + 40, new_cd_size, 8);
+    o += 56;
+    put_le(out + o, 0x07064b50u, 4); /* locator */
+    put_le(out + o + 4, 0, 4);
+    put_le(out + o + 8, e64_off, 8);
+    put_le(out + o + 16, 1, 4);
+    o += 20;
+    put_le(out + o, 0x06054b50u, 4); /* EOCD, every directory field saturated */
+    put_le(out + o + 4, 0, 4);
+    put_le(out + o + 8, 0xFFFF, 2);
+    put_le(out + o + 10, 0xFFFF, 2);
+    put_le(out + o + 12, 0xFFFFFFFFu, 4);
+    put_le(out + o + 16, 0xFFFFFFFFu, 4);
+    put_le(out + o + 20, 0, 2);
+    o += 22;
+    vr_checkpoint *ck = NULL;
+    vr_error err = {0};
+    if (vr_checkpoint_open_memory(out, o, "zip64.pth", &ck, &err) != VR_OK) fail_msg("%s", err.msg);
+    const vr_tensor *w = vr_checkpoint_find(ck, "w");
+    assert_non_null(w);
+    assert_float_equal(vr_bf16_to_f32(((const uint16_t *)w->data)[31]), 31.0f, 0);
+    vr_checkpoint_free(ck);
+    /* The same without the locator: the saturated EOCD cannot be resolved. */
+    memmove(out + e64_off, out + o - 22, 22);
+    expect_error(vr_checkpoint_open_memory(out, e64_off + 22, "zip64.pth", &ck, &err), &err, VR_ERR_FORMAT,
+                 "zip64.pth", "zip64");
+    free(out);
+    free(data);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * safetensors */
 
@@ -571,7 +647,8 @@ int main(void) {
         cmocka_unit_test(test_fixture_tiny),     cmocka_unit_test(test_fixture_grid),
         cmocka_unit_test(test_truncated_pth),    cmocka_unit_test(test_truncated_pickle),
         cmocka_unit_test(test_wrong_magic),      cmocka_unit_test(test_unsupported_opcode),
-        cmocka_unit_test(test_non_contiguous),   cmocka_unit_test(test_safetensors_errors),
+        cmocka_unit_test(test_non_contiguous),   cmocka_unit_test(test_zip64_fields),
+        cmocka_unit_test(test_safetensors_errors),
         cmocka_unit_test(test_round_trip),       cmocka_unit_test(test_modified_checkpoints),
         cmocka_unit_test(test_writer_errors),
     };
