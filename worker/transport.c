@@ -1,0 +1,90 @@
+/* worker/transport.c — the transport-independent part: dispatch through the ops table and the
+ * CRC-32C used by the frame format. Must not know about sockets or any one implementation. */
+#include "worker/transport.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#if defined(__SSE4_2__) && (defined(__x86_64__) || defined(__i386__))
+#include <nmmintrin.h>
+#define VR_CRC32C_HW 1
+#endif
+
+vr_status vr_transport_send(vr_transport *t, uint64_t tag, const void *data, size_t len, vr_error *err) {
+    if (!t) return vr_error_set(err, VR_ERR_INVALID, "transport send: no transport given");
+    if (len && !data) return vr_error_set(err, VR_ERR_INVALID, "transport send: %zu bytes from a NULL buffer", len);
+    return t->ops->send(t, tag, data, len, err);
+}
+
+vr_status vr_transport_recv(vr_transport *t, uint64_t expected_tag, void **data, size_t *len, int timeout_ms,
+                            vr_error *err) {
+    if (data) *data = NULL;
+    if (len) *len = 0;
+    if (!t || !data || !len) return vr_error_set(err, VR_ERR_INVALID, "transport recv: missing argument");
+    return t->ops->recv(t, expected_tag, data, len, timeout_ms, err);
+}
+
+const char *vr_transport_peer_name(vr_transport *t) {
+    if (!t) return "(none)";
+    const char *n = t->ops->peer_name ? t->ops->peer_name(t) : NULL;
+    return n ? n : "(unknown peer)";
+}
+
+void vr_transport_close(vr_transport *t) {
+    if (t) t->ops->close(t);
+}
+
+/* ---- CRC-32C (Castagnoli, reflected polynomial 0x82F63B78) ---- */
+
+#ifndef VR_CRC32C_HW
+static uint32_t crc_table[8][256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
+        crc_table[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++)
+        for (int s = 1; s < 8; s++) crc_table[s][i] = (crc_table[s - 1][i] >> 8) ^ crc_table[0][crc_table[s - 1][i] & 0xff];
+}
+#endif
+
+uint32_t vr_crc32c(uint32_t crc, const void *buf, size_t len) {
+    const uint8_t *p = buf;
+    uint32_t c = ~crc;
+#ifdef VR_CRC32C_HW
+#if defined(__x86_64__)
+    uint64_t c64 = c;
+    while (len >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        c64 = _mm_crc32_u64(c64, v);
+        p += 8;
+        len -= 8;
+    }
+    c = (uint32_t)c64;
+#endif
+    while (len--) c = _mm_crc32_u8(c, *p++);
+#else
+    pthread_once(&crc_once, crc_init);
+    while (len >= 8) {
+        uint32_t lo, hi;
+        memcpy(&lo, p, 4);
+        memcpy(&hi, p + 4, 4);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        lo = __builtin_bswap32(lo);
+        hi = __builtin_bswap32(hi);
+#endif
+        lo ^= c;
+        c = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^ crc_table[5][(lo >> 16) & 0xff] ^
+            crc_table[4][lo >> 24] ^ crc_table[3][hi & 0xff] ^ crc_table[2][(hi >> 8) & 0xff] ^
+            crc_table[1][(hi >> 16) & 0xff] ^ crc_table[0][hi >> 24];
+        p += 8;
+        len -= 8;
+    }
+    while (len--) c = (c >> 8) ^ crc_table[0][(c ^ *p++) & 0xff];
+#endif
+    return ~c;
+}

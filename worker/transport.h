@@ -1,0 +1,93 @@
+/* worker/transport.h — the activation transport between pipeline stages: tagged, checksummed
+ * frames to and from one peer, behind an ops table so NCCL can sit beside TCP.
+ *
+ * TCP frame (all integers little-endian), 32-byte header then the payload:
+ *   0  magic    "VRTF"
+ *   4  version  u16 (1)
+ *   6  flags    u16 (0; reserved)
+ *   8  tag      u64  (the caller's: e.g. request id and step)
+ *   16 length   u64  payload bytes
+ *   24 crc      u32  CRC-32C of the payload
+ *   28 hcrc     u32  CRC-32C of header bytes 0..27
+ *
+ * Errors: a frame that fails any check (magic, version, flags, header checksum, length over the
+ * limit, unexpected tag, payload checksum) is refused with VR_ERR_FORMAT, and so is a frame
+ * started but cut by a timeout (VR_ERR_CANCELLED): after either the connection is broken (shut
+ * down) and every later call returns VR_ERR_UNAVAILABLE. A peer that closes or resets gives
+ * VR_ERR_UNAVAILABLE. A receive timeout before any byte of the next frame arrived gives
+ * VR_ERR_CANCELLED and leaves the connection usable.
+ *
+ * Threads: one thread may send while another receives on the same transport; two concurrent
+ * senders (or receivers) must serialise themselves. Must not interpret payloads: tensors,
+ * shapes and dtypes are the caller's business. */
+#ifndef VR_TRANSPORT_H
+#define VR_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+
+typedef struct vr_transport vr_transport;
+
+typedef struct vr_transport_ops {
+    vr_status (*send)(vr_transport *t, uint64_t tag, const void *data, size_t len, vr_error *err);
+    vr_status (*recv)(vr_transport *t, uint64_t expected_tag, void **data, size_t *len, int timeout_ms,
+                      vr_error *err);
+    const char *(*peer_name)(vr_transport *t);
+    void (*close)(vr_transport *t);
+} vr_transport_ops;
+
+/* Implementations embed this as their first member. */
+struct vr_transport {
+    const vr_transport_ops *ops;
+};
+
+#define VR_TRANSPORT_MAGIC "VRTF"
+#define VR_TRANSPORT_VERSION 1
+#define VR_TRANSPORT_HEADER_SIZE 32
+#define VR_TRANSPORT_DEFAULT_MAX_FRAME ((size_t)1 << 30) /* 1 GiB */
+/* A send that makes no progress for this long gives up (VR_ERR_CANCELLED, connection broken). */
+#define VR_TRANSPORT_DEFAULT_SEND_STALL_MS 60000
+
+/* Sends one frame (len may be 0; data may then be NULL). A frame over the sender's own limit is
+ * refused with VR_ERR_INVALID before anything is written. */
+vr_status vr_transport_send(vr_transport *t, uint64_t tag, const void *data, size_t len, vr_error *err);
+/* Receives the next frame, which must carry expected_tag. *data is malloc'd (non-NULL even for
+ * an empty frame; free it), *len its size. timeout_ms bounds the whole frame; < 0 waits forever. */
+vr_status vr_transport_recv(vr_transport *t, uint64_t expected_tag, void **data, size_t *len, int timeout_ms,
+                            vr_error *err);
+/* "host:port" of the peer (for messages); never NULL. */
+const char *vr_transport_peer_name(vr_transport *t);
+/* Closes and frees; NULL is ignored. */
+void vr_transport_close(vr_transport *t);
+
+/* ---- TCP ---- */
+
+typedef struct vr_transport_listener vr_transport_listener;
+
+/* Listens on bind_host (NULL = all interfaces) : port (0 = ephemeral; the port lands in
+ * *bound_port, which may be NULL). */
+vr_status vr_transport_tcp_listen(const char *bind_host, int port, int *bound_port, vr_transport_listener **out,
+                                  vr_error *err);
+/* Waits up to timeout_ms (< 0: forever) for one peer. Timeout: VR_ERR_CANCELLED. */
+vr_status vr_transport_tcp_accept(vr_transport_listener *l, int timeout_ms, vr_transport **out, vr_error *err);
+void vr_transport_listener_close(vr_transport_listener *l);
+
+/* Connects within timeout_ms (< 0: the system's own limit). Refused or unreachable:
+ * VR_ERR_UNAVAILABLE; timeout: VR_ERR_CANCELLED. */
+vr_status vr_transport_tcp_connect(const char *host, int port, int timeout_ms, vr_transport **out, vr_error *err);
+
+/* Wraps a connected stream socket (TCP or a socketpair end) and takes ownership of fd, also on
+ * failure. peer_name may be NULL (then it is asked from the socket). */
+vr_status vr_transport_from_fd(int fd, const char *peer_name, vr_transport **out, vr_error *err);
+
+/* TCP limits for one connection: max_frame bytes (0 keeps the current; default 1 GiB) applies
+ * to both directions; send_stall_ms (0 keeps the current). VR_ERR_INVALID for a non-TCP
+ * transport. */
+vr_status vr_transport_tcp_set_limits(vr_transport *t, size_t max_frame, int send_stall_ms, vr_error *err);
+
+/* CRC-32C (Castagnoli) of buf, continuing from crc (start with 0). Exposed for tests and tools. */
+uint32_t vr_crc32c(uint32_t crc, const void *buf, size_t len);
+
+#endif
