@@ -106,7 +106,7 @@ int vr_cmd_bench(int argc, char **argv) {
     } else {
         snprintf(model_path, sizeof model_path, "%s", args[0].value);
     }
-    vr_engine_options eo = {model_path, args[3].value, args[4].value, (int)threads};
+    vr_engine_options eo = {model_path, args[3].value, args[4].value, (int)threads, NULL};
     if (vr_engine_open(&eo, &e, &err) != VR_OK) goto fail;
     const vr_model_config *c = &e->cfg;
     double bw = read_bandwidth();

@@ -13,8 +13,8 @@ vr_status vr_engine_open(const vr_engine_options *opt, vr_engine **out, vr_error
     if (st == VR_OK) st = vr_config_load(e->ck, opt->config_path, &e->cfg, err);
     if (st == VR_OK) st = vr_backend_cpu_create(opt->threads, &e->be, err);
     if (st == VR_OK) {
-        vr_weights_select sel = {0, e->cfg.n_layer, 1, 1, e->cfg.has_vision};
-        st = vr_weights_create(e->be, e->ck, &e->cfg, &sel, &e->w, err);
+        vr_weights_select all = {0, e->cfg.n_layer, 1, 1, e->cfg.has_vision};
+        st = vr_weights_create(e->be, e->ck, &e->cfg, opt->select ? opt->select : &all, &e->w, err);
     }
     if (st == VR_OK && opt->vocab_path) st = vr_tokenizer_load(opt->vocab_path, &e->tok, err);
     if (st == VR_OK && !(e->ws = vr_workspace_create(e->be))) st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");

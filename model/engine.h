@@ -23,6 +23,7 @@ typedef struct vr_engine_options {
     const char *config_path; /* optional model.json */
     const char *vocab_path;  /* optional: no tokenizer without it */
     int threads;             /* CPU threads, <= 0 default */
+    const vr_weights_select *select; /* which parts to load (a shard, a vision worker); NULL: all */
 } vr_engine_options;
 
 typedef struct vr_engine {

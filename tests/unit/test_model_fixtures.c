@@ -24,7 +24,7 @@ static vr_engine *open_set(const char *set) {
     strcat(model, "/model.pth");
     snprintf(config, sizeof config, "%s", vrt_fixture_path(set));
     strcat(config, "/model.json");
-    vr_engine_options o = {model, config, NULL, 2};
+    vr_engine_options o = {model, config, NULL, 2, NULL};
     vr_engine *e = NULL;
     vr_error err = {0};
     if (vr_engine_open(&o, &e, &err) != VR_OK) fail_msg("%s", err.msg);

@@ -1,0 +1,121 @@
+/* coordinator/session_record.c — encoding and strict decoding of session records. */
+#include "coordinator/session_record.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { MAX_TRANSCRIPT = 1 << 22 };
+
+vr_status vr_session_record_encode(const vr_session_record *r, uint8_t **out, size_t *len, vr_error *err) {
+    *out = NULL;
+    *len = 0;
+    cJSON *o = cJSON_CreateObject();
+    cJSON *ids = cJSON_CreateArray();
+    if (!o || !ids) {
+        cJSON_Delete(o);
+        cJSON_Delete(ids);
+        return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    }
+    char fp[32];
+    snprintf(fp, sizeof fp, "%016llx", (unsigned long long)r->fingerprint);
+    cJSON_AddNumberToObject(o, "version", 1);
+    cJSON_AddStringToObject(o, "tenant", r->tenant);
+    cJSON_AddStringToObject(o, "session", r->session);
+    cJSON_AddNumberToObject(o, "committed_turn", (double)r->committed_turn);
+    cJSON_AddNumberToObject(o, "scan", r->scan);
+    cJSON_AddStringToObject(o, "model_fingerprint", fp);
+    cJSON_AddNumberToObject(o, "created_ms", (double)r->created_ms);
+    cJSON_AddNumberToObject(o, "updated_ms", (double)r->updated_ms);
+    cJSON_AddNumberToObject(o, "image_bytes", (double)r->image_len);
+    for (int i = 0; i < r->n_transcript; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(r->transcript[i]));
+    cJSON_AddItemToObject(o, "transcript", ids);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!text) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    size_t tl = strlen(text);
+    uint8_t *buf = malloc(tl + 1 + r->image_len);
+    if (!buf) {
+        free(text);
+        return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    }
+    memcpy(buf, text, tl + 1);
+    if (r->image_len) memcpy(buf + tl + 1, r->image, r->image_len);
+    free(text);
+    *out = buf;
+    *len = tl + 1 + r->image_len;
+    return VR_OK;
+}
+
+vr_status vr_session_record_decode(const uint8_t *data, size_t len, vr_session_record *r, vr_error *err) {
+    memset(r, 0, sizeof *r);
+    const uint8_t *nul = memchr(data, 0, len);
+    if (!nul) return vr_error_set(err, VR_ERR_FORMAT, "session record is corrupt (no header terminator)");
+    cJSON *o = cJSON_Parse((const char *)data);
+    if (!o) return vr_error_set(err, VR_ERR_FORMAT, "session record is corrupt (bad JSON)");
+    vr_status st = VR_OK;
+    const cJSON *v, *tenant = cJSON_GetObjectItemCaseSensitive(o, "tenant"),
+                   *session = cJSON_GetObjectItemCaseSensitive(o, "session"),
+                   *turn = cJSON_GetObjectItemCaseSensitive(o, "committed_turn"),
+                   *scan = cJSON_GetObjectItemCaseSensitive(o, "scan"),
+                   *fp = cJSON_GetObjectItemCaseSensitive(o, "model_fingerprint"),
+                   *img = cJSON_GetObjectItemCaseSensitive(o, "image_bytes"),
+                   *ids = cJSON_GetObjectItemCaseSensitive(o, "transcript");
+    if (!cJSON_IsString(tenant) || !cJSON_IsString(session) || !cJSON_IsNumber(turn) || !cJSON_IsNumber(scan) ||
+        !cJSON_IsString(fp) || !cJSON_IsNumber(img) || !cJSON_IsArray(ids) || strlen(tenant->valuestring) > 128 ||
+        strlen(session->valuestring) > 128 || turn->valuedouble < 0 || img->valuedouble < 0 ||
+        (size_t)img->valuedouble != len - (size_t)(nul - data) - 1 || cJSON_GetArraySize(ids) > MAX_TRANSCRIPT) {
+        st = vr_error_set(err, VR_ERR_FORMAT, "session record is corrupt (missing or inconsistent fields)");
+        goto done;
+    }
+    snprintf(r->tenant, sizeof r->tenant, "%s", tenant->valuestring);
+    snprintf(r->session, sizeof r->session, "%s", session->valuestring);
+    r->committed_turn = (int64_t)turn->valuedouble;
+    r->scan = (int)scan->valuedouble;
+    r->fingerprint = strtoull(fp->valuestring, NULL, 16);
+    if ((v = cJSON_GetObjectItemCaseSensitive(o, "created_ms")) && cJSON_IsNumber(v)) r->created_ms = (int64_t)v->valuedouble;
+    if ((v = cJSON_GetObjectItemCaseSensitive(o, "updated_ms")) && cJSON_IsNumber(v)) r->updated_ms = (int64_t)v->valuedouble;
+    r->n_transcript = cJSON_GetArraySize(ids);
+    r->transcript = malloc(sizeof(int32_t) * (size_t)(r->n_transcript + 1));
+    if (!r->transcript) {
+        st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    int i = 0;
+    cJSON_ArrayForEach(v, ids) {
+        if (!cJSON_IsNumber(v) || v->valuedouble < -200 || v->valuedouble > 1e7) {
+            st = vr_error_set(err, VR_ERR_FORMAT, "session record is corrupt (bad transcript id)");
+            goto done;
+        }
+        r->transcript[i++] = (int32_t)v->valuedouble;
+    }
+    r->image_len = (size_t)img->valuedouble;
+    if (r->image_len) {
+        r->image = malloc(r->image_len);
+        if (!r->image) {
+            st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        memcpy(r->image, nul + 1, r->image_len);
+    }
+done:
+    cJSON_Delete(o);
+    if (st != VR_OK) vr_session_record_free(r);
+    return st;
+}
+
+void vr_session_record_free(vr_session_record *r) {
+    free(r->transcript);
+    free(r->image);
+    memset(r, 0, sizeof *r);
+}
+
+vr_status vr_session_record_append(vr_session_record *r, const int32_t *ids, int n, vr_error *err) {
+    int32_t *t = realloc(r->transcript, sizeof(int32_t) * (size_t)(r->n_transcript + n + 1));
+    if (!t) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    memcpy(t + r->n_transcript, ids, sizeof(int32_t) * (size_t)n);
+    r->transcript = t;
+    r->n_transcript += n;
+    return VR_OK;
+}

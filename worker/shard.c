@@ -1,0 +1,562 @@
+/* worker/shard.c — the layer-shard worker (see shard.h). One compute mutex serialises the
+ * commands that touch states or the engine; the coordinator sends one step at a time per
+ * pipeline. */
+#include "worker/shard.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/http_metrics.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "model/engine.h"
+#include "proto/control.pb-c.h"
+#include "proto/rpc.h"
+#include "store/store.h"
+#include "worker/membership.h"
+#include "worker/slots.h"
+#include "worker/transport.h"
+
+enum { RECV_TIMEOUT_MS = 60000, CONNECT_TIMEOUT_MS = 5000 };
+
+struct vr_shard {
+    vr_shard_options opt;
+    char address[300], transport_address[300];
+    vr_engine *e;
+    int first, last, is_first, is_last;
+    vr_slot_table slots;
+    vr_store *store;
+    vr_rpc_server *srv;
+    vr_rpc_health *health;
+    vr_membership *membership;
+    vr_metrics *metrics;
+    vr_metrics_http *metrics_http;
+    vr_counter *m_steps, *m_rows, *m_restores;
+    vr_gauge *m_slots;
+    vr_histogram *m_step_seconds;
+    pthread_mutex_t compute_mu;
+    /* transport */
+    vr_transport_listener *listener;
+    pthread_t accept_thread;
+    pthread_mutex_t link_mu;
+    pthread_cond_t link_cv;
+    vr_transport *prev, *next;
+    int stop;
+    uint64_t epoch;
+    int stage, n_stages;
+};
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------ transport links */
+
+static void *accept_loop(void *p) {
+    vr_shard *s = p;
+    for (;;) {
+        pthread_mutex_lock(&s->link_mu);
+        int stop = s->stop;
+        pthread_mutex_unlock(&s->link_mu);
+        if (stop) break;
+        vr_transport *t = NULL;
+        vr_error err = {0};
+        if (vr_transport_tcp_accept(s->listener, 200, &t, &err) != VR_OK) continue;
+        pthread_mutex_lock(&s->link_mu);
+        if (s->prev) vr_transport_close(s->prev);
+        s->prev = t; /* the newest predecessor wins: a re-formed pipeline reconnects */
+        pthread_cond_broadcast(&s->link_cv);
+        pthread_mutex_unlock(&s->link_mu);
+        vr_log(VR_LOG_INFO, "transport_accepted", "shard=%s peer=%s", s->address, vr_transport_peer_name(t));
+    }
+    return NULL;
+}
+
+static int split_host_port(const char *addr, char *host, size_t cap, int *port) {
+    const char *colon = strrchr(addr, ':');
+    if (!colon || (size_t)(colon - addr) >= cap) return 0;
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = 0;
+    *port = atoi(colon + 1);
+    return *port > 0;
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+static void finish_packed(vr_rpc_call *call, const ProtobufCMessage *msg) {
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = malloc(len + 1);
+    if (!buf) {
+        vr_rpc_call_finish(call, VR_RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0, NULL);
+        return;
+    }
+    protobuf_c_message_pack(msg, buf);
+    vr_rpc_call_finish(call, VR_RPC_STATUS_OK, NULL, buf, len, NULL);
+    free(buf);
+}
+
+#define UNPACK(type, fn, call, var)                                                                          \
+    const uint8_t *var##_data;                                                                               \
+    size_t var##_len;                                                                                        \
+    vr_rpc_call_request(call, &var##_data, &var##_len);                                                      \
+    type *var = fn##__unpack(NULL, var##_len, var##_data);                                                   \
+    if (!var) {                                                                                              \
+        vr_rpc_call_finish(call, VR_RPC_STATUS_INVALID_ARGUMENT, "malformed request", NULL, 0, NULL);        \
+        return;                                                                                              \
+    }
+
+/* ------------------------------------------------------------------ Assign */
+
+static void handle_assign(vr_rpc_call *call, void *ctx) {
+    vr_shard *s = ctx;
+    UNPACK(Vrwkv__Internal__AssignRequest, vrwkv__internal__assign_request, call, req);
+    vr_error err = {0};
+    vr_status st = VR_OK;
+    pthread_mutex_lock(&s->compute_mu);
+    pthread_mutex_lock(&s->link_mu);
+    if (s->next) vr_transport_close(s->next);
+    s->next = NULL;
+    s->epoch = req->epoch;
+    s->stage = req->stage;
+    s->n_stages = req->n_stages;
+    pthread_mutex_unlock(&s->link_mu);
+    if (req->next_transport_address && *req->next_transport_address) {
+        char host[256];
+        int port = 0;
+        if (!split_host_port(req->next_transport_address, host, sizeof host, &port))
+            st = vr_error_set(&err, VR_ERR_INVALID, "bad next transport address '%s'", req->next_transport_address);
+        vr_transport *t = NULL;
+        if (st == VR_OK) st = vr_transport_tcp_connect(host, port, CONNECT_TIMEOUT_MS, &t, &err);
+        pthread_mutex_lock(&s->link_mu);
+        s->next = t;
+        pthread_mutex_unlock(&s->link_mu);
+    }
+    pthread_mutex_unlock(&s->compute_mu);
+    vr_log(st == VR_OK ? VR_LOG_INFO : VR_LOG_WARN, "assigned", "shard=%s epoch=%llu stage=%d n_stages=%d next=%s%s%s",
+           s->address, (unsigned long long)req->epoch, req->stage, req->n_stages,
+           req->next_transport_address ? req->next_transport_address : "", st == VR_OK ? "" : " error=",
+           st == VR_OK ? "" : err.msg);
+    vrwkv__internal__assign_request__free_unpacked(req, NULL);
+    if (st != VR_OK) {
+        vr_rpc_call_finish_error(call, &err);
+        return;
+    }
+    Vrwkv__Internal__AssignResponse resp = VRWKV__INTERNAL__ASSIGN_RESPONSE__INIT;
+    finish_packed(call, &resp.base);
+}
+
+/* ------------------------------------------------------------------ Prepare */
+
+static vr_status restore_slot(vr_shard *s, vr_slot *slot, int64_t turn, vr_error *err) {
+    for (int layer = s->first; layer < s->last; layer++) {
+        uint8_t *blob = NULL;
+        size_t len = 0;
+        vr_status st = vr_store_get_blob(s->store, slot->tenant, slot->session, turn, layer, &blob, &len, err);
+        if (st == VR_OK) st = vr_state_deserialize_layer(slot->state, layer, s->e->w->fingerprint, blob, len, err);
+        free(blob);
+        if (st != VR_OK) return vr_error_wrap(err, "restoring session %s turn %lld layer %d", slot->session,
+                                              (long long)turn, layer);
+    }
+    return VR_OK;
+}
+
+static void handle_prepare(vr_rpc_call *call, void *ctx) {
+    vr_shard *s = ctx;
+    UNPACK(Vrwkv__Internal__PrepareRequest, vrwkv__internal__prepare_request, call, req);
+    Vrwkv__Internal__PrepareResponse resp = VRWKV__INTERNAL__PREPARE_RESPONSE__INIT;
+    Vrwkv__Internal__PrepareResult *results = calloc(req->n_sessions + 1, sizeof *results);
+    Vrwkv__Internal__PrepareResult **ptrs = calloc(req->n_sessions + 1, sizeof *ptrs);
+    char (*msgs)[512] = calloc(req->n_sessions + 1, sizeof *msgs);
+    if (!results || !ptrs || !msgs) {
+        free(results);
+        free(ptrs);
+        free(msgs);
+        vrwkv__internal__prepare_request__free_unpacked(req, NULL);
+        vr_rpc_call_finish(call, VR_RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0, NULL);
+        return;
+    }
+    pthread_mutex_lock(&s->compute_mu);
+    for (size_t i = 0; i < req->n_sessions; i++) {
+        Vrwkv__Internal__SessionRef *ref = req->sessions[i];
+        vrwkv__internal__prepare_result__init(&results[i]);
+        ptrs[i] = &results[i];
+        vr_error err = {0};
+        vr_slot *slot = NULL;
+        vr_status st = vr_slot_acquire(&s->slots, ref->tenant, ref->session, &slot, &err);
+        if (st == VR_OK) {
+            if (ref->fresh) {
+                vr_state_reset(slot->state);
+                slot->turn = 0;
+                slot->tokens = 0;
+            } else if (slot->turn != ref->base_turn || slot->tokens != ref->base_tokens) {
+                st = restore_slot(s, slot, ref->base_turn, &err);
+                if (st == VR_OK) {
+                    slot->turn = ref->base_turn;
+                    slot->tokens = ref->base_tokens;
+                    vr_counter_inc(s->m_restores, NULL);
+                    vr_log(VR_LOG_INFO, "state_restored", "shard=%s session=%s turn=%lld", s->address, ref->session,
+                           (long long)ref->base_turn);
+                } else {
+                    vr_log(VR_LOG_WARN, "state_restore_failed", "shard=%s session=%s error=%s", s->address,
+                           ref->session, err.msg);
+                    vr_slot_release(&s->slots, slot);
+                }
+            }
+        }
+        results[i].status = (int32_t)st;
+        snprintf(msgs[i], sizeof msgs[i], "%s", st == VR_OK ? "" : err.msg);
+        results[i].message = msgs[i];
+    }
+    vr_gauge_set(s->m_slots, NULL, vr_slot_count(&s->slots));
+    pthread_mutex_unlock(&s->compute_mu);
+    resp.n_results = req->n_sessions;
+    resp.results = ptrs;
+    finish_packed(call, &resp.base);
+    free(results);
+    free(ptrs);
+    free(msgs);
+    vrwkv__internal__prepare_request__free_unpacked(req, NULL);
+}
+
+/* ------------------------------------------------------------------ Step */
+
+static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_t *tokens, vr_error *err) {
+    vr_engine *e = s->e;
+    const int C = e->cfg.n_embd, V = e->cfg.vocab_size;
+    int n = (int)req->n_runs;
+    if (n <= 0) return vr_error_set(err, VR_ERR_INVALID, "a step needs at least one run");
+    vr_run *runs = calloc((size_t)n, sizeof *runs);
+    vr_scan_plan *plans = calloc((size_t)n, sizeof *plans);
+    vr_state **states = calloc((size_t)n, sizeof *states);
+    vr_slot **slots = calloc((size_t)n, sizeof *slots);
+    float *x = NULL, *logits = NULL;
+    void *frame = NULL;
+    vr_status st = VR_OK;
+    if (!runs || !plans || !states || !slots) st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    int rows = 0;
+    for (int i = 0; st == VR_OK && i < n; i++) {
+        Vrwkv__Internal__Run *r = req->runs[i];
+        slots[i] = vr_slot_find(&s->slots, r->tenant, r->session);
+        if (!slots[i]) {
+            st = vr_error_set(err, VR_ERR_INVALID, "session %s is not prepared on this shard", r->session);
+            break;
+        }
+        if (r->n_ids == 0) st = vr_error_set(err, VR_ERR_INVALID, "run %d has no ids", i);
+        int img_at = -1;
+        for (size_t j = 0; j < r->n_ids; j++)
+            if (r->ids[j] == -200) img_at = (int)j;
+        int n_img = img_at >= 0 ? r->n_img : 0;
+        if (img_at >= 0 && n_img != e->cfg.num_image_tokens)
+            st = vr_error_set(err, VR_ERR_INVALID, "run %d has %d image rows, the model makes %d", i, n_img,
+                              e->cfg.num_image_tokens);
+        runs[i].offset = rows;
+        runs[i].len = vr_rwkv_embed_rows(r->ids, (int)r->n_ids, n_img);
+        plans[i].mode = (vr_scan_mode)r->scan;
+        plans[i].img_start = img_at;
+        plans[i].img_end = img_at >= 0 ? img_at + n_img - 1 : -1;
+        states[i] = slots[i]->state;
+        rows += runs[i].len;
+    }
+    if (st == VR_OK && !(x = malloc((size_t)rows * C * sizeof(float))))
+        st = vr_error_set(err, VR_ERR_NOMEM, "out of memory for %d rows", rows);
+    if (st == VR_OK && s->is_first) {
+        for (int i = 0; st == VR_OK && i < n; i++) {
+            Vrwkv__Internal__Run *r = req->runs[i];
+            const float *features = NULL;
+            if (plans[i].img_start >= 0) {
+                if (r->image_features.len != (size_t)r->n_img * C * sizeof(float)) {
+                    st = vr_error_set(err, VR_ERR_INVALID, "run %d: image features have %zu bytes, expected %zu", i,
+                                      r->image_features.len, (size_t)r->n_img * C * sizeof(float));
+                    break;
+                }
+                features = (const float *)r->image_features.data;
+            }
+            st = vr_rwkv_embed(e->w, r->ids, (int)r->n_ids, features, r->n_img, x + (size_t)runs[i].offset * C, err);
+        }
+    } else if (st == VR_OK) {
+        pthread_mutex_lock(&s->link_mu);
+        int64_t deadline = now_ms() + CONNECT_TIMEOUT_MS;
+        while (!s->prev && now_ms() < deadline) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 100000000L;
+            if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+            pthread_cond_timedwait(&s->link_cv, &s->link_mu, &ts);
+        }
+        vr_transport *prev = s->prev;
+        pthread_mutex_unlock(&s->link_mu);
+        size_t len = 0;
+        if (!prev) st = vr_error_set(err, VR_ERR_UNAVAILABLE, "no connection from the previous stage");
+        else st = vr_transport_recv(prev, req->step_id, &frame, &len, RECV_TIMEOUT_MS, err);
+        if (st == VR_OK && len != (size_t)rows * C * sizeof(float))
+            st = vr_error_set(err, VR_ERR_FORMAT, "activations of %zu bytes, expected %zu", len,
+                              (size_t)rows * C * sizeof(float));
+        if (st == VR_OK) memcpy(x, frame, len);
+        if (st != VR_OK && st != VR_ERR_FORMAT) st = VR_ERR_UNAVAILABLE, err->code = VR_ERR_UNAVAILABLE;
+    }
+    if (st == VR_OK) st = vr_rwkv_layers(e->w, e->ws, x, runs, n, states, plans, s->first, s->last, err);
+    if (st == VR_OK && !s->is_last) {
+        pthread_mutex_lock(&s->link_mu);
+        vr_transport *next = s->next;
+        pthread_mutex_unlock(&s->link_mu);
+        if (!next) st = vr_error_set(err, VR_ERR_UNAVAILABLE, "no connection to the next stage");
+        else if (vr_transport_send(next, req->step_id, x, (size_t)rows * C * sizeof(float), err) != VR_OK)
+            st = VR_ERR_UNAVAILABLE, err->code = VR_ERR_UNAVAILABLE;
+    }
+    if (st == VR_OK && s->is_last) {
+        if (!(logits = malloc((size_t)V * sizeof(float)))) st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+        for (int i = 0; st == VR_OK && i < n; i++) {
+            Vrwkv__Internal__Run *r = req->runs[i];
+            tokens[i] = -1;
+            if (!r->sample) continue;
+            vr_slot *slot = slots[i];
+            if (r->reset_sampler || !slot->sampler) {
+                vr_sampling_params p;
+                vr_sampling_params_default(&p);
+                if (r->sampling) {
+                    p.temperature = r->sampling->temperature;
+                    p.top_p = r->sampling->top_p > 0 ? r->sampling->top_p : 1.0f;
+                    p.top_k = r->sampling->top_k;
+                    p.presence_penalty = r->sampling->presence_penalty;
+                    p.frequency_penalty = r->sampling->frequency_penalty;
+                    p.seed = r->sampling->seed;
+                    if (r->sampling->penalty_decay > 0) p.penalty_decay = r->sampling->penalty_decay;
+                }
+                vr_sampler_free(slot->sampler);
+                slot->sampler = NULL;
+                st = vr_sampler_create(&p, V, &slot->sampler, err);
+                if (st != VR_OK) break;
+            }
+            st = vr_rwkv_head(e->w, e->ws, x + (size_t)(runs[i].offset + runs[i].len - 1) * C, 1, logits, err);
+            if (st == VR_OK) tokens[i] = vr_sampler_sample(slot->sampler, logits);
+        }
+    }
+    if (st == VR_OK)
+        for (int i = 0; i < n; i++) slots[i]->tokens += (int64_t)req->runs[i]->n_ids;
+    else
+        for (int i = 0; i < n; i++)
+            if (slots && slots[i]) slots[i]->tokens = -1; /* state no longer known: restore next time */
+    vr_counter_add(s->m_rows, NULL, rows);
+    free(frame);
+    free(logits);
+    free(x);
+    free(runs);
+    free(plans);
+    free(states);
+    free(slots);
+    return st;
+}
+
+static void handle_step(vr_rpc_call *call, void *ctx) {
+    vr_shard *s = ctx;
+    UNPACK(Vrwkv__Internal__StepRequest, vrwkv__internal__step_request, call, req);
+    int64_t t0 = now_ms();
+    vr_error err = {0};
+    int32_t *tokens = calloc(req->n_runs + 1, sizeof *tokens);
+    pthread_mutex_lock(&s->compute_mu);
+    vr_status st = tokens ? run_step(s, req, tokens, &err) : vr_error_set(&err, VR_ERR_NOMEM, "out of memory");
+    pthread_mutex_unlock(&s->compute_mu);
+    vr_counter_inc(s->m_steps, NULL);
+    vr_histogram_observe(s->m_step_seconds, NULL, (double)(now_ms() - t0) / 1000.0);
+    if (st != VR_OK) {
+        vr_log(VR_LOG_WARN, "step_failed", "shard=%s step=%llu error=%s", s->address, (unsigned long long)req->step_id,
+               err.msg);
+        vr_rpc_call_finish_error(call, &err);
+    } else {
+        Vrwkv__Internal__StepResponse resp = VRWKV__INTERNAL__STEP_RESPONSE__INIT;
+        Vrwkv__Internal__RunResult *rr = calloc(req->n_runs + 1, sizeof *rr);
+        Vrwkv__Internal__RunResult **pp = calloc(req->n_runs + 1, sizeof *pp);
+        if (s->is_last && rr && pp) {
+            for (size_t i = 0; i < req->n_runs; i++) {
+                vrwkv__internal__run_result__init(&rr[i]);
+                rr[i].token = tokens[i];
+                pp[i] = &rr[i];
+            }
+            resp.n_results = req->n_runs;
+            resp.results = pp;
+        }
+        finish_packed(call, &resp.base);
+        free(rr);
+        free(pp);
+    }
+    free(tokens);
+    vrwkv__internal__step_request__free_unpacked(req, NULL);
+}
+
+/* ------------------------------------------------------------------ Checkpoint, Evict */
+
+static void handle_checkpoint(vr_rpc_call *call, void *ctx) {
+    vr_shard *s = ctx;
+    UNPACK(Vrwkv__Internal__CheckpointRequest, vrwkv__internal__checkpoint_request, call, req);
+    vr_error err = {0};
+    vr_status st = VR_OK;
+    pthread_mutex_lock(&s->compute_mu);
+    vr_slot *slot = vr_slot_find(&s->slots, req->tenant, req->session);
+    uint8_t *blob = NULL;
+    size_t n = 0;
+    if (!slot) st = vr_error_set(&err, VR_ERR_NOT_FOUND, "session %s is not live on this shard", req->session);
+    if (st == VR_OK) {
+        n = vr_state_blob_size(slot->state);
+        if (!(blob = malloc(n))) st = vr_error_set(&err, VR_ERR_NOMEM, "out of memory");
+    }
+    for (int layer = s->first; st == VR_OK && layer < s->last; layer++) {
+        st = vr_state_serialize_layer(slot->state, layer, s->e->w->fingerprint, blob, n, &err);
+        if (st == VR_OK) st = vr_store_put_blob(s->store, req->tenant, req->session, req->turn, layer, blob, n, &err);
+    }
+    if (st == VR_OK) slot->turn = req->turn;
+    free(blob);
+    pthread_mutex_unlock(&s->compute_mu);
+    vrwkv__internal__checkpoint_request__free_unpacked(req, NULL);
+    if (st != VR_OK) {
+        vr_rpc_call_finish_error(call, &err);
+        return;
+    }
+    Vrwkv__Internal__CheckpointResponse resp = VRWKV__INTERNAL__CHECKPOINT_RESPONSE__INIT;
+    finish_packed(call, &resp.base);
+}
+
+static void handle_evict(vr_rpc_call *call, void *ctx) {
+    vr_shard *s = ctx;
+    UNPACK(Vrwkv__Internal__EvictRequest, vrwkv__internal__evict_request, call, req);
+    pthread_mutex_lock(&s->compute_mu);
+    for (int i = 0; i < s->slots.capacity; i++) {
+        vr_slot *slot = &s->slots.slots[i];
+        if (slot->in_use && !strcmp(slot->tenant, req->tenant) && (!*req->session || !strcmp(slot->session, req->session)))
+            vr_slot_release(&s->slots, slot);
+    }
+    vr_gauge_set(s->m_slots, NULL, vr_slot_count(&s->slots));
+    pthread_mutex_unlock(&s->compute_mu);
+    vrwkv__internal__evict_request__free_unpacked(req, NULL);
+    Vrwkv__Internal__EvictResponse resp = VRWKV__INTERNAL__EVICT_RESPONSE__INIT;
+    finish_packed(call, &resp.base);
+}
+
+/* ------------------------------------------------------------------ lifecycle */
+
+static int live_sessions(void *ctx) {
+    vr_shard *s = ctx;
+    pthread_mutex_lock(&s->compute_mu);
+    int n = vr_slot_count(&s->slots);
+    pthread_mutex_unlock(&s->compute_mu);
+    return n;
+}
+
+static vr_status setup_metrics(vr_shard *s, vr_error *err) {
+    vr_status st = vr_metrics_create(&s->metrics, err);
+    if (st == VR_OK) st = vr_metrics_counter(s->metrics, "vrwkv_shard_steps_total", "Steps run", NULL, 0, &s->m_steps, err);
+    if (st == VR_OK)
+        st = vr_metrics_counter(s->metrics, "vrwkv_shard_rows_total", "Activation rows computed", NULL, 0, &s->m_rows, err);
+    if (st == VR_OK)
+        st = vr_metrics_counter(s->metrics, "vrwkv_shard_restores_total", "States restored from the store", NULL, 0,
+                                &s->m_restores, err);
+    if (st == VR_OK)
+        st = vr_metrics_gauge(s->metrics, "vrwkv_shard_live_sessions", "Live state slots", NULL, 0, &s->m_slots, err);
+    if (st == VR_OK)
+        st = vr_metrics_histogram(s->metrics, "vrwkv_shard_step_seconds", "Time per step", NULL, 0, NULL, 0,
+                                  &s->m_step_seconds, err);
+    if (st == VR_OK && s->opt.metrics_port >= 0)
+        st = vr_metrics_http_start(s->metrics, s->opt.host, s->opt.metrics_port, NULL, &s->metrics_http, err);
+    return st;
+}
+
+vr_status vr_shard_start(const vr_shard_options *o, vr_shard **out, vr_error *err) {
+    *out = NULL;
+    vr_shard *s = calloc(1, sizeof *s);
+    if (!s) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    s->opt = *o;
+    if (!s->opt.host) s->opt.host = "127.0.0.1";
+    if (s->opt.max_sessions <= 0) s->opt.max_sessions = 256;
+    pthread_mutex_init(&s->compute_mu, NULL);
+    pthread_mutex_init(&s->link_mu, NULL);
+    pthread_cond_init(&s->link_cv, NULL);
+    vr_status st = VR_OK;
+    /* the config first (cheap), to know the layer range */
+    vr_checkpoint *ck = NULL;
+    vr_model_config cfg;
+    st = vr_checkpoint_open(o->model_path, &ck, err);
+    if (st == VR_OK) st = vr_config_load(ck, o->config_path, &cfg, err);
+    vr_checkpoint_free(ck);
+    if (st == VR_OK) {
+        s->first = o->layer_first;
+        s->last = o->layer_last > 0 ? o->layer_last : cfg.n_layer;
+        if (s->first < 0 || s->last > cfg.n_layer || s->first >= s->last)
+            st = vr_error_set(err, VR_ERR_INVALID, "--layers %d:%d is outside the model's %d layers", s->first, s->last,
+                              cfg.n_layer);
+        s->is_first = s->first == 0;
+        s->is_last = s->last == cfg.n_layer;
+    }
+    vr_weights_select sel = {s->first, s->last, s->is_first, s->is_last, 0};
+    vr_engine_options eo = {o->model_path, o->config_path, NULL, o->threads, &sel};
+    if (st == VR_OK) st = vr_engine_open(&eo, &s->e, err);
+    if (st == VR_OK) st = vr_slot_table_init(&s->slots, s->e->be, &s->e->cfg, s->first, s->last, s->opt.max_sessions, err);
+    if (st == VR_OK) st = vr_store_open(o->store_url ? o->store_url : "memory", o->ttl_seconds, &s->store, err);
+    if (st == VR_OK) st = setup_metrics(s, err);
+    int tport = 0, gport = 0;
+    if (st == VR_OK) st = vr_transport_tcp_listen(s->opt.host, o->transport_port, &tport, &s->listener, err);
+    if (st == VR_OK && pthread_create(&s->accept_thread, NULL, accept_loop, s) != 0) {
+        vr_transport_listener_close(s->listener);
+        s->listener = NULL;
+        st = vr_error_set(err, VR_ERR_INTERNAL, "cannot start the transport thread");
+    }
+    char bind[300];
+    snprintf(bind, sizeof bind, "%s:%d", s->opt.host, o->port);
+    if (st == VR_OK) st = vr_rpc_server_create(bind, &s->srv, err);
+    if (st == VR_OK) st = vr_rpc_server_add_method(s->srv, "/vrwkv.internal.Shard/Assign", VR_RPC_UNARY, handle_assign, s, err);
+    if (st == VR_OK) st = vr_rpc_server_add_method(s->srv, "/vrwkv.internal.Shard/Prepare", VR_RPC_UNARY, handle_prepare, s, err);
+    if (st == VR_OK) st = vr_rpc_server_add_method(s->srv, "/vrwkv.internal.Shard/Step", VR_RPC_UNARY, handle_step, s, err);
+    if (st == VR_OK)
+        st = vr_rpc_server_add_method(s->srv, "/vrwkv.internal.Shard/Checkpoint", VR_RPC_UNARY, handle_checkpoint, s, err);
+    if (st == VR_OK) st = vr_rpc_server_add_method(s->srv, "/vrwkv.internal.Shard/Evict", VR_RPC_UNARY, handle_evict, s, err);
+    if (st == VR_OK) st = vr_rpc_health_create(&s->health, err);
+    if (st == VR_OK) st = vr_rpc_health_add_to(s->health, s->srv, err);
+    if (st == VR_OK) st = vr_rpc_server_start(s->srv, &gport, err);
+    if (st == VR_OK) {
+        snprintf(s->address, sizeof s->address, "%s:%d", s->opt.host, gport);
+        snprintf(s->transport_address, sizeof s->transport_address, "%s:%d", s->opt.host, tport);
+        if (o->coordinator) {
+            vr_membership_info mi = {o->coordinator, s->address, s->transport_address,
+                                     VRWKV__INTERNAL__WORKER_ROLE__WORKER_ROLE_SHARD, s->first, s->last,
+                                     s->e->w->fingerprint, s->opt.max_sessions, live_sessions, s};
+            st = vr_membership_start(&mi, &s->membership, err);
+        }
+    }
+    if (st != VR_OK) {
+        vr_shard_stop(s);
+        return st;
+    }
+    vr_log(VR_LOG_INFO, "shard_started", "address=%s transport=%s layers=%d:%d", s->address, s->transport_address,
+           s->first, s->last);
+    *out = s;
+    return VR_OK;
+}
+
+void vr_shard_stop(vr_shard *s) {
+    if (!s) return;
+    vr_membership_stop(s->membership);
+    vr_rpc_server_shutdown_and_free(s->srv, 500);
+    vr_rpc_health_free(s->health);
+    pthread_mutex_lock(&s->link_mu);
+    s->stop = 1;
+    pthread_mutex_unlock(&s->link_mu);
+    if (s->listener) {
+        pthread_join(s->accept_thread, NULL);
+        vr_transport_listener_close(s->listener);
+    }
+    if (s->prev) vr_transport_close(s->prev);
+    if (s->next) vr_transport_close(s->next);
+    vr_metrics_http_stop(s->metrics_http);
+    vr_metrics_free(s->metrics);
+    vr_store_close(s->store);
+    vr_slot_table_free(&s->slots);
+    vr_engine_free(s->e);
+    pthread_mutex_destroy(&s->compute_mu);
+    pthread_mutex_destroy(&s->link_mu);
+    pthread_cond_destroy(&s->link_cv);
+    free(s);
+}
+
+const char *vr_shard_address(const vr_shard *s) { return s->address; }
