@@ -9,6 +9,11 @@ int vr_cmd_preprocess(int argc, char **argv);
 int vr_cmd_encode_image(int argc, char **argv);
 int vr_cmd_mkmodel(int argc, char **argv);
 int vr_cmd_bench(int argc, char **argv);
+/* only with VRWKV_WITH_SERVICE */
+int vr_cmd_client(int argc, char **argv);
+int vr_cmd_coordinator(int argc, char **argv);
+int vr_cmd_worker(int argc, char **argv);
+int vr_cmd_serve(int argc, char **argv);
 
 /* Prints "vrwkv <cmd>: <message>" on stderr and returns 1 (or 2 for usage errors). */
 int vr_cli_fail(const char *cmd, const char *msg);

@@ -21,6 +21,12 @@ static const struct {
     {"encode-image", vr_cmd_encode_image, "image -> projected image features (f32 [n_img, n_embd])"},
     {"mkmodel", vr_cmd_mkmodel, "write random weights of a real VisualRWKV shape"},
     {"bench", vr_cmd_bench, "measure prefill, decode, tokenizer and image throughput"},
+#ifdef VRWKV_WITH_SERVICE
+    {"serve", vr_cmd_serve, "coordinator, vision worker and shards in one process"},
+    {"coordinator", vr_cmd_coordinator, "the cluster's API server and scheduler"},
+    {"worker", vr_cmd_worker, "a vision worker or a layer shard of a cluster"},
+    {"client", vr_cmd_client, "talk to a running vrwkv server over gRPC"},
+#endif
 };
 
 static void usage(void) {

@@ -135,7 +135,7 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
 }
 
 /* A cheap identity of the weights: names, shapes and a sample of bytes of every tensor. */
-static uint64_t fingerprint(const vr_checkpoint *ck) {
+uint64_t vr_weights_fingerprint(const vr_checkpoint *ck) {
     uint64_t h = 0xcbf29ce484222325ull;
     for (int i = 0; i < vr_checkpoint_count(ck); i++) {
         const vr_checkpoint_entry *e = vr_checkpoint_entry_at(ck, i);
@@ -156,7 +156,7 @@ vr_status vr_weights_create(vr_backend *be, const vr_checkpoint *ck, const vr_mo
     if (!w) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
     w->cfg = *cfg;
     w->be = be;
-    w->fingerprint = fingerprint(ck);
+    w->fingerprint = vr_weights_fingerprint(ck);
     loader L = {w, ck, err};
     const int C = cfg->n_embd, F = cfg->dim_ffn, V = cfg->vocab_size, A = cfg->dim_att;
     const int DM = cfg->d_mix_lora, DD = cfg->d_decay_lora;

@@ -68,5 +68,8 @@ typedef struct vr_weights_select {
 vr_status vr_weights_create(vr_backend *be, const vr_checkpoint *ck, const vr_model_config *cfg,
                             const vr_weights_select *sel, vr_weights **out, vr_error *err);
 void vr_weights_free(vr_weights *w);
+/* The identity of a checkpoint's weights (names, shapes, sampled bytes of every tensor), as
+ * stored in state blob headers: a blob is only ever applied to the weights that made it. */
+uint64_t vr_weights_fingerprint(const vr_checkpoint *ck);
 
 #endif

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/http_metrics.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "model/engine.h"

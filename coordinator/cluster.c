@@ -1,0 +1,324 @@
+/* coordinator/cluster.c — cluster membership (register, heartbeat, expiry), forming and
+ * assigning the shard pipeline, fan-out of commands to every stage, and routing images to a
+ * vision worker. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "coordinator/internal.h"
+#include "proto/control.pb-c.h"
+
+int64_t vr_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+vr_status vr_cluster_register(vr_coordinator *c, const char *id, const char *address, const char *transport_address,
+                              int role, int first, int last, uint64_t fingerprint, vr_error *err) {
+    if (fingerprint != c->fingerprint)
+        return vr_error_set(err, VR_ERR_INVALID, "worker %s serves other weights than the coordinator's model", address);
+    if (role == VRWKV__INTERNAL__WORKER_ROLE__WORKER_ROLE_SHARD &&
+        (first < 0 || last > c->cfg.n_layer || first >= last))
+        return vr_error_set(err, VR_ERR_INVALID, "worker %s has layers %d:%d outside the model's %d", address, first,
+                            last, c->cfg.n_layer);
+    vr_rpc_channel *ch = NULL;
+    vr_status st = vr_rpc_channel_create(address, &ch, err);
+    if (st != VR_OK) return st;
+    pthread_mutex_lock(&c->cluster_mu);
+    int slot = -1;
+    for (int i = 0; i < VR_MAX_WORKERS; i++) {
+        vr_worker_entry *w = &c->workers[i];
+        /* a worker that comes back on the same address replaces its old entry */
+        if (w->in_use && (!strcmp(w->id, id) || !strcmp(w->address, address))) {
+            vr_rpc_channel_free(w->ch);
+            memset(w, 0, sizeof *w);
+            if (slot < 0) slot = i;
+        }
+        if (!w->in_use && slot < 0) slot = i;
+    }
+    if (slot < 0) {
+        pthread_mutex_unlock(&c->cluster_mu);
+        vr_rpc_channel_free(ch);
+        return vr_error_set(err, VR_ERR_NOMEM, "too many workers (at most %d)", VR_MAX_WORKERS);
+    }
+    vr_worker_entry *w = &c->workers[slot];
+    w->in_use = 1;
+    w->alive = 1;
+    snprintf(w->id, sizeof w->id, "%s", id);
+    snprintf(w->address, sizeof w->address, "%s", address);
+    snprintf(w->transport_address, sizeof w->transport_address, "%s", transport_address ? transport_address : "");
+    w->role = role;
+    w->layer_first = first;
+    w->layer_last = last;
+    w->fingerprint = fingerprint;
+    w->last_seen_ms = vr_now_ms();
+    w->ch = ch;
+    if (role == VRWKV__INTERNAL__WORKER_ROLE__WORKER_ROLE_SHARD) c->pipeline_ok = 0; /* re-form with it */
+    pthread_mutex_unlock(&c->cluster_mu);
+    vr_log(VR_LOG_INFO, "worker_registered", "id=%s address=%s role=%d layers=%d:%d", id, address, role, first, last);
+    return VR_OK;
+}
+
+int vr_cluster_heartbeat(vr_coordinator *c, const char *id) {
+    int known = 0;
+    pthread_mutex_lock(&c->cluster_mu);
+    for (int i = 0; i < VR_MAX_WORKERS; i++)
+        if (c->workers[i].in_use && !strcmp(c->workers[i].id, id)) {
+            c->workers[i].last_seen_ms = vr_now_ms();
+            c->workers[i].alive = 1;
+            known = 1;
+        }
+    pthread_mutex_unlock(&c->cluster_mu);
+    return known;
+}
+
+void vr_cluster_mark_failed(vr_coordinator *c, const char *why) {
+    pthread_mutex_lock(&c->cluster_mu);
+    if (c->pipeline_ok) vr_log(VR_LOG_WARN, "pipeline_failed", "reason=%s", why);
+    c->pipeline_ok = 0;
+    pthread_mutex_unlock(&c->cluster_mu);
+}
+
+/* Picks shards that chain from layer 0 to n_layer (newest registration first on overlaps).
+ * Called with cluster_mu held. */
+static int form_pipeline(vr_coordinator *c, int *stages) {
+    int n = 0, at = 0;
+    while (at < c->cfg.n_layer) {
+        int best = -1;
+        for (int i = 0; i < VR_MAX_WORKERS; i++) {
+            vr_worker_entry *w = &c->workers[i];
+            if (!w->in_use || !w->alive || w->role != VRWKV__INTERNAL__WORKER_ROLE__WORKER_ROLE_SHARD ||
+                w->layer_first != at)
+                continue;
+            if (best < 0 || w->last_seen_ms > c->workers[best].last_seen_ms) best = i;
+        }
+        if (best < 0 || n >= VR_MAX_WORKERS) return 0;
+        stages[n++] = best;
+        at = c->workers[best].layer_last;
+    }
+    return n;
+}
+
+static vr_status assign_stage(vr_worker_entry *w, uint64_t epoch, int stage, int n_stages, const char *next,
+                              vr_error *err) {
+    Vrwkv__Internal__AssignRequest req = VRWKV__INTERNAL__ASSIGN_REQUEST__INIT;
+    req.epoch = epoch;
+    req.stage = stage;
+    req.n_stages = n_stages;
+    req.next_transport_address = (char *)(next ? next : "");
+    uint8_t buf[1024];
+    size_t len = vrwkv__internal__assign_request__get_packed_size(&req);
+    if (len > sizeof buf) return vr_error_set(err, VR_ERR_INVALID, "address too long");
+    vrwkv__internal__assign_request__pack(&req, buf);
+    uint8_t *resp = NULL;
+    size_t rl = 0;
+    vr_status st = vr_rpc_unary(w->ch, "/vrwkv.internal.Shard/Assign", NULL, 0, buf, len, 10000, &resp, &rl, NULL,
+                                NULL, err);
+    free(resp);
+    return st;
+}
+
+static void update_health(vr_coordinator *c) {
+    int vision_ok = !c->cfg.has_vision;
+    for (int i = 0; i < VR_MAX_WORKERS; i++)
+        if (c->workers[i].in_use && c->workers[i].alive &&
+            c->workers[i].role == VRWKV__INTERNAL__WORKER_ROLE__WORKER_ROLE_VISION)
+            vision_ok = 1;
+    vr_rpc_health_set(c->health, "", c->pipeline_ok && vision_ok, NULL);
+    int n = 0;
+    for (int i = 0; i < VR_MAX_WORKERS; i++) n += c->workers[i].in_use && c->workers[i].alive;
+    vr_gauge_set(c->m_workers, NULL, n);
+}
+
+static void *monitor_loop(void *p) {
+    vr_coordinator *c = p;
+    for (;;) {
+        pthread_mutex_lock(&c->q_mu);
+        int stop = c->stop;
+        pthread_mutex_unlock(&c->q_mu);
+        if (stop) break;
+        pthread_mutex_lock(&c->cluster_mu);
+        int64_t now = vr_now_ms();
+        for (int i = 0; i < VR_MAX_WORKERS; i++) {
+            vr_worker_entry *w = &c->workers[i];
+            if (w->in_use && w->alive && now - w->last_seen_ms > HEARTBEAT_TIMEOUT_MS) {
+                w->alive = 0;
+                vr_log(VR_LOG_WARN, "worker_lost", "id=%s address=%s", w->id, w->address);
+                if (w->role == VRWKV__INTERNAL__WORKER_ROLE__WORKER_ROLE_SHARD) {
+                    for (int s = 0; s < c->n_stages; s++)
+                        if (c->pipeline[s] == i) c->pipeline_ok = 0;
+                }
+            }
+        }
+        if (!c->pipeline_ok) {
+            int stages[VR_MAX_WORKERS];
+            int n = form_pipeline(c, stages);
+            if (n > 0) {
+                uint64_t epoch = ++c->epoch;
+                vr_worker_entry snapshot[VR_MAX_WORKERS];
+                for (int s = 0; s < n; s++) snapshot[s] = c->workers[stages[s]];
+                pthread_mutex_unlock(&c->cluster_mu);
+                /* assign from the last stage backwards, so a stage's successor is listening */
+                vr_status st = VR_OK;
+                vr_error err = {0};
+                for (int s = n - 1; s >= 0 && st == VR_OK; s--)
+                    st = assign_stage(&snapshot[s], epoch, s, n, s + 1 < n ? snapshot[s + 1].transport_address : NULL,
+                                      &err);
+                pthread_mutex_lock(&c->cluster_mu);
+                if (st == VR_OK && c->epoch == epoch) {
+                    memcpy(c->pipeline, stages, sizeof(int) * (size_t)n);
+                    c->n_stages = n;
+                    c->pipeline_ok = 1;
+                    vr_log(VR_LOG_INFO, "pipeline_assigned", "epoch=%llu stages=%d", (unsigned long long)epoch, n);
+                } else if (st != VR_OK) {
+                    vr_log(VR_LOG_WARN, "pipeline_assign_failed", "epoch=%llu error=%s", (unsigned long long)epoch,
+                           err.msg);
+                }
+            }
+        }
+        update_health(c);
+        pthread_mutex_unlock(&c->cluster_mu);
+        vr_store_stats_t ss;
+        vr_store_stats(c->store, &ss);
+        vr_gauge_set(c->m_store_latency, NULL, ss.ops ? (double)ss.total_latency_ns / ss.ops / 1e9 : 0.0);
+        usleep(100 * 1000);
+    }
+    return NULL;
+}
+
+vr_status vr_cluster_start_monitor(vr_coordinator *c, vr_error *err) {
+    if (pthread_create(&c->monitor, NULL, monitor_loop, c) != 0)
+        return vr_error_set(err, VR_ERR_INTERNAL, "cannot start the cluster monitor");
+    return VR_OK;
+}
+
+void vr_cluster_stop_monitor(vr_coordinator *c) { pthread_join(c->monitor, NULL); }
+
+typedef struct fanout {
+    vr_rpc_channel *ch;
+    const char *method, *address;
+    const uint8_t *req;
+    size_t len;
+    uint8_t *resp;
+    size_t resp_len;
+    vr_status st;
+    vr_error err;
+    pthread_t thread;
+} fanout;
+
+static void *fanout_call(void *p) {
+    fanout *f = p;
+    f->st = vr_rpc_unary(f->ch, f->method, NULL, 0, f->req, f->len, STEP_DEADLINE_MS, &f->resp, &f->resp_len, NULL,
+                         NULL, &f->err);
+    return NULL;
+}
+
+vr_status vr_cluster_broadcast(vr_coordinator *c, const char *method, const uint8_t *req, size_t len,
+                               uint8_t **resps, size_t *resp_lens, int *n_stages, vr_error *err) {
+    fanout f[VR_MAX_WORKERS];
+    memset(f, 0, sizeof f);
+    pthread_mutex_lock(&c->cluster_mu);
+    if (!c->pipeline_ok) {
+        pthread_mutex_unlock(&c->cluster_mu);
+        return vr_error_set(err, VR_ERR_UNAVAILABLE, "the shard pipeline is not complete (a shard is down); retry");
+    }
+    int n = c->n_stages;
+    for (int s = 0; s < n; s++) {
+        vr_worker_entry *w = &c->workers[c->pipeline[s]];
+        f[s].ch = w->ch;
+        f[s].address = w->address;
+    }
+    pthread_mutex_unlock(&c->cluster_mu);
+    for (int s = 0; s < n; s++) {
+        f[s].method = method;
+        f[s].req = req;
+        f[s].len = len;
+        if (pthread_create(&f[s].thread, NULL, fanout_call, &f[s]) != 0) fanout_call(&f[s]), f[s].thread = 0;
+    }
+    vr_status st = VR_OK;
+    for (int s = 0; s < n; s++) {
+        if (f[s].thread) pthread_join(f[s].thread, NULL);
+        if (f[s].st != VR_OK && st == VR_OK) {
+            st = f[s].st;
+            /* a transport error at one stage shows as UNAVAILABLE at the next: report the first */
+            vr_error_set(err, f[s].st == VR_ERR_UNAVAILABLE || f[s].st == VR_ERR_CANCELLED ? VR_ERR_UNAVAILABLE : f[s].st,
+                         "shard %d (%s): %s", s, f[s].address, f[s].err.msg);
+        }
+    }
+    for (int s = 0; s < n; s++) {
+        if (resps && st == VR_OK) {
+            resps[s] = f[s].resp;
+            resp_lens[s] = f[s].resp_len;
+        } else {
+            free(f[s].resp);
+        }
+    }
+    if (n_stages) *n_stages = n;
+    return st == VR_OK ? VR_OK : err->code;
+}
+
+vr_status vr_cluster_encode_image(vr_coordinator *c, const uint8_t *image, size_t len, float **features, int *n_img,
+                                  vr_error *err) {
+    *features = NULL;
+    vr_rpc_channel *ch = NULL;
+    char address[300] = "";
+    pthread_mutex_lock(&c->cluster_mu);
+    int n_vision = 0, pick = -1;
+    for (int i = 0; i < VR_MAX_WORKERS; i++)
+        if (c->workers[i].in_use && c->workers[i].alive &&
+            c->workers[i].role == VRWKV__INTERNAL__WORKER_ROLE__WORKER_ROLE_VISION)
+            n_vision++;
+    if (n_vision) {
+        int k = c->vision_rr++ % n_vision;
+        for (int i = 0; i < VR_MAX_WORKERS && pick < 0; i++)
+            if (c->workers[i].in_use && c->workers[i].alive &&
+                c->workers[i].role == VRWKV__INTERNAL__WORKER_ROLE__WORKER_ROLE_VISION && k-- == 0)
+                pick = i;
+        ch = c->workers[pick].ch;
+        snprintf(address, sizeof address, "%s", c->workers[pick].address);
+    }
+    pthread_mutex_unlock(&c->cluster_mu);
+    if (!ch) return vr_error_set(err, VR_ERR_UNAVAILABLE, "no vision worker is available; retry");
+    Vrwkv__Internal__EncodeRequest req = VRWKV__INTERNAL__ENCODE_REQUEST__INIT;
+    req.image.data = (uint8_t *)image;
+    req.image.len = len;
+    req.name = "image";
+    size_t plen = vrwkv__internal__encode_request__get_packed_size(&req);
+    uint8_t *buf = malloc(plen + 1);
+    if (!buf) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    vrwkv__internal__encode_request__pack(&req, buf);
+    uint8_t *resp = NULL;
+    size_t rl = 0;
+    int code = 0;
+    char *msg = NULL;
+    vr_status st = vr_rpc_unary(ch, "/vrwkv.internal.Vision/Encode", NULL, 0, buf, plen, 60000, &resp, &rl, &code, &msg,
+                                err);
+    free(buf);
+    if (st != VR_OK) {
+        /* the worker's own verdict on the image (INVALID_ARGUMENT …) passes through unchanged */
+        if (code == VR_RPC_STATUS_INVALID_ARGUMENT || code == VR_RPC_STATUS_UNIMPLEMENTED ||
+            code == VR_RPC_STATUS_RESOURCE_EXHAUSTED)
+            st = vr_error_set(err, VR_ERR_INVALID, "%s", msg ? msg : "the image was refused");
+        else
+            st = vr_error_set(err, VR_ERR_UNAVAILABLE, "vision worker %s: %s", address, msg ? msg : err->msg);
+        free(msg);
+        return st;
+    }
+    free(msg);
+    Vrwkv__Internal__EncodeResponse *r = vrwkv__internal__encode_response__unpack(NULL, rl, resp);
+    free(resp);
+    if (!r || r->n_embd != c->cfg.n_embd || r->n_img != c->cfg.num_image_tokens ||
+        r->features.len != (size_t)r->n_img * r->n_embd * sizeof(float)) {
+        if (r) vrwkv__internal__encode_response__free_unpacked(r, NULL);
+        return vr_error_set(err, VR_ERR_INTERNAL, "vision worker %s answered features of the wrong shape", address);
+    }
+    *features = malloc(r->features.len);
+    if (*features) memcpy(*features, r->features.data, r->features.len);
+    *n_img = r->n_img;
+    vrwkv__internal__encode_response__free_unpacked(r, NULL);
+    return *features ? VR_OK : vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+}

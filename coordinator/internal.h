@@ -1,0 +1,145 @@
+/* coordinator/internal.h — the coordinator's parts and what they share: the cluster view
+ * (workers, pipeline), requests in flight, and the scheduler. Private to coordinator/. */
+#ifndef VR_COORDINATOR_INTERNAL_H
+#define VR_COORDINATOR_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "common/metrics.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/session_record.h"
+#include "coordinator/tenants.h"
+#include "model/config.h"
+#include "model/sampler.h"
+#include "model/tokenizer.h"
+#include "proto/rpc.h"
+#include "store/store.h"
+
+enum { VR_MAX_WORKERS = 64, HEARTBEAT_TIMEOUT_MS = 3000, STEP_DEADLINE_MS = 120000 };
+
+typedef struct vr_worker_entry {
+    int in_use, alive;
+    char id[160], address[300], transport_address[300];
+    int role; /* VRWKV__INTERNAL__WORKER_ROLE__* */
+    int layer_first, layer_last;
+    uint64_t fingerprint;
+    int64_t last_seen_ms;
+    vr_rpc_channel *ch;
+} vr_worker_entry;
+
+typedef enum { REQ_PREPARE = 0, REQ_PREFILL, REQ_DECODE, REQ_FINISH, REQ_DONE } vr_req_phase;
+
+typedef enum { EV_TOKEN = 0, EV_FINAL, EV_ERROR } vr_event_kind;
+
+typedef struct vr_event {
+    vr_event_kind kind;
+    int32_t token;
+    int rpc_code;
+    char message[512];
+    struct vr_event *next;
+} vr_event;
+
+/* One turn in flight, shared by its API handler thread and the scheduler (refcounted). */
+typedef struct vr_request {
+    int refs;
+    /* fixed at admission */
+    char tenant[129], session[129];
+    int persistent;           /* a session (record + checkpoint) or a one-shot */
+    vr_session_record record; /* persistent: the committed record; one-shot: scratch */
+    int32_t *prompt;          /* ids to prefill: this turn's prompt (after a rebuild: transcript + it) */
+    int n_prompt;
+    int n_turn_prompt;        /* this turn's prompt: the last n_turn_prompt ids of prompt */
+    float *features;          /* image features for the prompt's -200 (malloc'd) or NULL */
+    int n_img;
+    int scan;
+    vr_sampling_params sampling;
+    int max_tokens;
+    int32_t stop[16];
+    int n_stop;
+    int64_t t_start_ms, t_enqueue_ms, t_first_token_ms, t_admit_ms; /* arrival, queued, first token, admitted */
+    /* scheduler state */
+    vr_req_phase phase;
+    int fresh;                /* start from a zero state (new, one-shot or rebuild) */
+    int32_t *gen;             /* generated ids (stop excluded) */
+    int n_gen;
+    int32_t end_ids[2];
+    int n_end;
+    int32_t last_token;
+    int stopped;
+    /* events to the handler */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    vr_event *head, *tail;
+    int cancelled;            /* set by the handler: the client went away */
+    struct vr_request *next_queued;
+} vr_request;
+
+struct vr_coordinator {
+    vr_coordinator_options opt;
+    char address[300];
+    vr_model_config cfg;
+    uint64_t fingerprint;
+    vr_tokenizer *tok;
+    vr_tenants tenants;
+    vr_store *store;
+    vr_rpc_server *srv;
+    vr_rpc_health *health;
+    /* cluster */
+    pthread_mutex_t cluster_mu;
+    vr_worker_entry workers[VR_MAX_WORKERS];
+    uint64_t epoch;
+    int pipeline[VR_MAX_WORKERS]; /* worker indices by stage */
+    int n_stages;
+    int pipeline_ok;          /* assigned and believed healthy */
+    int vision;               /* worker index or -1 */
+    int vision_rr;
+    pthread_t monitor;
+    /* scheduler */
+    pthread_mutex_t q_mu;
+    pthread_cond_t q_cv;
+    vr_request *queue_head, *queue_tail;
+    int stop;
+    pthread_t scheduler;
+    uint64_t step_id;
+    /* sessions with a turn in flight (one turn at a time per session) */
+    char (*busy)[260];
+    int n_busy, cap_busy;
+    /* metrics */
+    vr_metrics *metrics;
+    vr_metrics_http *metrics_http;
+    vr_counter *m_requests, *m_tokens;
+    vr_histogram *m_ttft, *m_token_latency, *m_batch;
+    vr_gauge *m_live, *m_store_latency, *m_workers;
+};
+
+/* cluster.c */
+vr_status vr_cluster_register(vr_coordinator *c, const char *id, const char *address, const char *transport_address,
+                              int role, int first, int last, uint64_t fingerprint, vr_error *err);
+int vr_cluster_heartbeat(vr_coordinator *c, const char *id);
+vr_status vr_cluster_start_monitor(vr_coordinator *c, vr_error *err);
+void vr_cluster_stop_monitor(vr_coordinator *c);
+void vr_cluster_mark_failed(vr_coordinator *c, const char *why);
+/* Unary call to every pipeline stage at once; resps[i] (malloc'd) per stage. */
+vr_status vr_cluster_broadcast(vr_coordinator *c, const char *method, const uint8_t *req, size_t len,
+                               uint8_t **resps, size_t *resp_lens, int *n_stages, vr_error *err);
+/* Image bytes -> features (malloc'd) through a vision worker. */
+vr_status vr_cluster_encode_image(vr_coordinator *c, const uint8_t *image, size_t len, float **features, int *n_img,
+                                  vr_error *err);
+
+/* scheduler.c */
+vr_status vr_scheduler_start(vr_coordinator *c, vr_error *err);
+void vr_scheduler_stop(vr_coordinator *c);
+void vr_scheduler_submit(vr_coordinator *c, vr_request *r);
+void vr_request_release(vr_request *r);
+/* events: the scheduler pushes, the handler pops */
+void vr_request_push(vr_request *r, vr_event_kind kind, int32_t token, int rpc_code, const char *message);
+
+/* api.c */
+vr_status vr_api_add_methods(vr_coordinator *c, vr_error *err);
+/* 1 when the session was free and is now marked busy */
+int vr_session_claim(vr_coordinator *c, const char *tenant, const char *session);
+void vr_session_unclaim(vr_coordinator *c, const char *tenant, const char *session);
+int64_t vr_now_ms(void);
+
+#endif
