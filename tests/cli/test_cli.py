@@ -161,5 +161,36 @@ with tempfile.TemporaryDirectory() as tmp:
         check(p.returncode != 0, f"{args}: exit 0")
         check(needle in err and p.stdout == b"", f"{args}: stderr {err!r} lacks {needle!r}")
 
+# chat: two turns from stdin in one dialogue equal run --followup
+chat_in = f"{prompts['prompts']['q0_first']['question']}\n{prompts['followup_question']}\n\n"
+tiny = ["--model", os.path.join(FIX, "tiny/model.pth"), "--config", os.path.join(FIX, "tiny/model.json"),
+        "--vocab", VOCAB]
+p = subprocess.run([VRWKV, "chat"] + tiny + ["--image", image_file("img0"), "--image-position", "first",
+                    "--max-tokens", "8"], input=chat_in.encode(), capture_output=True, timeout=120)
+r = json.loads(run(["run"] + tiny + ["--image", image_file("img0"), "--image-position", "first", "--max-tokens", "8",
+                    "--prompt", prompts['prompts']['q0_first']['question'], "--followup",
+                    prompts["followup_question"], "--json"]).stdout)
+answers = [line.split("Assistant:", 1)[1] for line in p.stdout.decode(errors="replace").split("User: ") if "Assistant:" in line]
+check(p.returncode == 0 and len(answers) == 2, f"chat: {p.returncode} {p.stderr!r}")
+if len(answers) == 2:
+    check(answers[0].strip() == r["text"].strip() and answers[1].strip() == r["turns"][0]["text"].strip(),
+          f"chat answers {answers} differ from run --followup")
+
+# mkmodel + run + bench on random weights of the tiny shape, checkpoint in both formats
+with tempfile.TemporaryDirectory() as tmp:
+    for name in ("m.pth", "m.safetensors"):
+        path = os.path.join(tmp, name)
+        run(["mkmodel", "--shape", "tiny", "--out", path, "--seed", "3"])
+        out = json.loads(run(["run", "--model", path, "--vocab", VOCAB, "--image", image_file("img1"),
+                              "--prompt", "Hi", "--max-tokens", "5", "--json"]).stdout)
+        check(0 < len(out["tokens"]) <= 5, f"mkmodel {name}: no tokens")
+    p = run(["bench", "--model", os.path.join(tmp, "m.pth"), "--vocab", VOCAB, "--prefill-tokens", "16",
+             "--decode-steps", "2"])
+    text = p.stdout.decode()
+    for needle in ("prefill:", "decode batch 1:", "decode batch 8:", "tokenizer:", "image encode"):
+        check(needle in text, f"bench output lacks {needle!r}: {text}")
+    p = run(["mkmodel", "--shape", "huge", "--out", os.path.join(tmp, "x.pth")], ok=False)
+    check(p.returncode != 0 and b"huge" in p.stderr, "mkmodel with an unknown shape")
+
 print(f"{checks - len(failures)} passed, {len(failures)} failed")
 sys.exit(1 if failures else 0)
