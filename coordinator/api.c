@@ -293,6 +293,8 @@ static void handle_generate(vr_rpc_call *call, void *ctx) {
             size_t blen = 0;
             const char *bytes = vr_tokenizer_token_bytes(c->tok, e->token, &blen);
             d.token = e->token;
+            d.logit = e->logit;
+            d.logprob = e->logprob;
             d.text.data = (uint8_t *)(bytes ? bytes : "");
             d.text.len = bytes ? blen : 0;
             m.event_case = VRWKV__V1__GENERATE_RESPONSE__EVENT_TOKEN;
@@ -327,6 +329,11 @@ static void handle_generate(vr_rpc_call *call, void *ctx) {
             f.prompt_tokens = r->prompt + (r->n_prompt - r->n_turn_prompt);
             f.n_prompt_tokens = (size_t)r->n_turn_prompt;
             f.committed_turn = (uint64_t)r->record.committed_turn;
+            if (r->stopped) {
+                f.stop_token = r->end_ids[0];
+                f.stop_logit = r->stop_logit;
+                f.stop_logprob = r->stop_logprob;
+            }
             m.event_case = VRWKV__V1__GENERATE_RESPONSE__EVENT_FINAL;
             m.final = &f;
             if (send_msg(call, &m.base) == VR_OK) vr_rpc_call_finish(call, VR_RPC_STATUS_OK, NULL, NULL, 0, NULL);

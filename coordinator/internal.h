@@ -35,6 +35,7 @@ typedef enum { EV_TOKEN = 0, EV_FINAL, EV_ERROR } vr_event_kind;
 typedef struct vr_event {
     vr_event_kind kind;
     int32_t token;
+    float logit, logprob;
     int rpc_code;
     char message[512];
     struct vr_event *next;
@@ -67,6 +68,7 @@ typedef struct vr_request {
     int n_end;
     int32_t last_token;
     int stopped;
+    float stop_logit, stop_logprob; /* the stop token's, when a stop token ended the turn */
     /* events to the handler */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -134,6 +136,7 @@ void vr_scheduler_submit(vr_coordinator *c, vr_request *r);
 void vr_request_release(vr_request *r);
 /* events: the scheduler pushes, the handler pops */
 void vr_request_push(vr_request *r, vr_event_kind kind, int32_t token, int rpc_code, const char *message);
+void vr_request_push_token(vr_request *r, int32_t token, float logit, float logprob);
 
 /* api.c */
 vr_status vr_api_add_methods(vr_coordinator *c, vr_error *err);

@@ -28,6 +28,21 @@ void vr_request_push(vr_request *r, vr_event_kind kind, int32_t token, int rpc_c
     pthread_mutex_unlock(&r->mu);
 }
 
+void vr_request_push_token(vr_request *r, int32_t token, float logit, float logprob) {
+    vr_event *e = calloc(1, sizeof *e);
+    if (!e) return;
+    e->kind = EV_TOKEN;
+    e->token = token;
+    e->logit = logit;
+    e->logprob = logprob;
+    pthread_mutex_lock(&r->mu);
+    if (r->tail) r->tail->next = e;
+    else r->head = e;
+    r->tail = e;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
 void vr_request_release(vr_request *r) {
     pthread_mutex_lock(&r->mu);
     int refs = --r->refs;
@@ -218,7 +233,8 @@ static void prepare(vr_coordinator *c, vr_request **rs, int n) {
 
 /* ------------------------------------------------------------------ step */
 
-static vr_status run_step(vr_coordinator *c, vr_request **rs, int n, int32_t *tokens, vr_error *err) {
+static vr_status run_step(vr_coordinator *c, vr_request **rs, int n, int32_t *tokens, float *logits, float *logprobs,
+                          vr_error *err) {
     Vrwkv__Internal__StepRequest req = VRWKV__INTERNAL__STEP_REQUEST__INIT;
     Vrwkv__Internal__Run *runs = calloc((size_t)n, sizeof *runs);
     Vrwkv__Internal__Run **ptrs = calloc((size_t)n, sizeof *ptrs);
@@ -289,7 +305,11 @@ static vr_status run_step(vr_coordinator *c, vr_request **rs, int n, int32_t *to
         if (sr) vrwkv__internal__step_response__free_unpacked(sr, NULL);
         return vr_error_set(err, VR_ERR_INTERNAL, "the last shard answered a step with a malformed message");
     }
-    for (int i = 0; i < n; i++) tokens[i] = sr->results[i]->token;
+    for (int i = 0; i < n; i++) {
+        tokens[i] = sr->results[i]->token;
+        logits[i] = sr->results[i]->logit;
+        logprobs[i] = sr->results[i]->logprob;
+    }
     vrwkv__internal__step_response__free_unpacked(sr, NULL);
     return VR_OK;
 }
@@ -347,6 +367,7 @@ static void *scheduler_loop(void *p) {
     vr_request **active = calloc((size_t)cap, sizeof *active);
     int n_active = 0;
     int32_t *tokens = calloc((size_t)cap, sizeof *tokens);
+    float *tok_logit = calloc((size_t)cap, sizeof *tok_logit), *tok_logprob = calloc((size_t)cap, sizeof *tok_logprob);
     vr_request **batch = calloc((size_t)cap, sizeof *batch);
     for (;;) {
         pthread_mutex_lock(&c->q_mu);
@@ -381,7 +402,7 @@ static void *scheduler_loop(void *p) {
             vr_error err = {0};
             vr_histogram_observe(c->m_batch, NULL, n);
             int64_t t0 = vr_now_ms();
-            vr_status st = run_step(c, batch, n, tokens, &err);
+            vr_status st = run_step(c, batch, n, tokens, tok_logit, tok_logprob, &err);
             int64_t t1 = vr_now_ms();
             if (st != VR_OK) {
                 if (st == VR_ERR_UNAVAILABLE) vr_cluster_mark_failed(c, err.msg);
@@ -405,6 +426,8 @@ static void *scheduler_loop(void *p) {
                     }
                     if (is_stop(r, t)) {
                         r->stopped = 1;
+                        r->stop_logit = tok_logit[i];
+                        r->stop_logprob = tok_logprob[i];
                         r->end_ids[0] = t;
                         r->n_end = 1;
                         if (t != VR_STOP_TOKEN_DEFAULT) r->end_ids[r->n_end++] = VR_STOP_TOKEN_DEFAULT;
@@ -413,7 +436,7 @@ static void *scheduler_loop(void *p) {
                     }
                     r->gen[r->n_gen++] = t;
                     vr_counter_inc(c->m_tokens, NULL);
-                    vr_request_push(r, EV_TOKEN, t, 0, NULL);
+                    vr_request_push_token(r, t, tok_logit[i], tok_logprob[i]);
                     if (r->n_gen >= r->max_tokens) {
                         r->end_ids[0] = t;
                         r->end_ids[1] = VR_STOP_TOKEN_DEFAULT;
@@ -450,6 +473,8 @@ static void *scheduler_loop(void *p) {
     pthread_mutex_unlock(&c->q_mu);
     free(active);
     free(tokens);
+    free(tok_logit);
+    free(tok_logprob);
     free(batch);
     return NULL;
 }

@@ -282,3 +282,13 @@ done:
     vr_sampler_accept(s, tok);
     return tok;
 }
+
+double vr_logprob(const float *logits, int n, int32_t token) {
+    if (token < 0 || token >= n) return -INFINITY;
+    double mx = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (logits[i] > mx) mx = logits[i];
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += exp((double)logits[i] - mx);
+    return (double)logits[token] - mx - log(sum);
+}

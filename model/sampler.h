@@ -33,6 +33,9 @@ int32_t vr_sampler_sample(vr_sampler *s, const float *logits);
 void vr_sampler_accept(vr_sampler *s, int32_t token);
 void vr_sampler_reset(vr_sampler *s);
 
+/* log softmax(logits)[token], computed in double (what upstream's avg_prob is made of). */
+double vr_logprob(const float *logits, int n, int32_t token);
+
 /* The first index of the maximum (NaN never wins). */
 int32_t vr_argmax(const float *x, int n);
 

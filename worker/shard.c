@@ -223,7 +223,8 @@ static void handle_prepare(vr_rpc_call *call, void *ctx) {
 
 /* ------------------------------------------------------------------ Step */
 
-static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_t *tokens, vr_error *err) {
+static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_t *tokens, float *tok_logit,
+                          float *tok_logprob, vr_error *err) {
     vr_engine *e = s->e;
     const int C = e->cfg.n_embd, V = e->cfg.vocab_size;
     int n = (int)req->n_runs;
@@ -331,7 +332,11 @@ static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_
                 if (st != VR_OK) break;
             }
             st = vr_rwkv_head(e->w, e->ws, x + (size_t)(runs[i].offset + runs[i].len - 1) * C, 1, logits, err);
-            if (st == VR_OK) tokens[i] = vr_sampler_sample(slot->sampler, logits);
+            if (st == VR_OK) {
+                tokens[i] = vr_sampler_sample(slot->sampler, logits);
+                tok_logit[i] = logits[tokens[i]];
+                tok_logprob[i] = (float)vr_logprob(logits, V, tokens[i]);
+            }
         }
     }
     if (st == VR_OK)
@@ -356,8 +361,10 @@ static void handle_step(vr_rpc_call *call, void *ctx) {
     int64_t t0 = now_ms();
     vr_error err = {0};
     int32_t *tokens = calloc(req->n_runs + 1, sizeof *tokens);
+    float *lg = calloc(req->n_runs + 1, sizeof *lg), *lp = calloc(req->n_runs + 1, sizeof *lp);
     pthread_mutex_lock(&s->compute_mu);
-    vr_status st = tokens ? run_step(s, req, tokens, &err) : vr_error_set(&err, VR_ERR_NOMEM, "out of memory");
+    vr_status st = tokens && lg && lp ? run_step(s, req, tokens, lg, lp, &err)
+                                      : vr_error_set(&err, VR_ERR_NOMEM, "out of memory");
     pthread_mutex_unlock(&s->compute_mu);
     vr_counter_inc(s->m_steps, NULL);
     vr_histogram_observe(s->m_step_seconds, NULL, (double)(now_ms() - t0) / 1000.0);
@@ -373,6 +380,8 @@ static void handle_step(vr_rpc_call *call, void *ctx) {
             for (size_t i = 0; i < req->n_runs; i++) {
                 vrwkv__internal__run_result__init(&rr[i]);
                 rr[i].token = tokens[i];
+                rr[i].logit = lg[i];
+                rr[i].logprob = lp[i];
                 pp[i] = &rr[i];
             }
             resp.n_results = req->n_runs;
@@ -383,6 +392,8 @@ static void handle_step(vr_rpc_call *call, void *ctx) {
         free(pp);
     }
     free(tokens);
+    free(lg);
+    free(lp);
     vrwkv__internal__step_request__free_unpacked(req, NULL);
 }
 

@@ -10,7 +10,7 @@ the tiny fixture model) and driven only through `vrwkv client`:
      (auth, another tenant's session, unknown session, bad image, prompt limit, a corrupted state
      blob in redis), and requests cancelled mid-stream leak no fds or threads.
 Python stdlib only. Usage: test_cluster.py VRWKV SHARED_DIR. Exit 77 (skip) when the fixtures or
-redis-server are missing. Env: VRWKV_CLUSTER_CANCELS (default 200), VRWKV_CLUSTER_KEEP=1 keeps
+redis-server are missing. Env: VRWKV_CLUSTER_CANCELS (default 1000), VRWKV_CLUSTER_KEEP=1 keeps
 the run directory."""
 import concurrent.futures, json, os, random, shutil, signal, socket, subprocess, sys, tempfile, time
 
@@ -28,7 +28,7 @@ VOCAB = os.path.join(SHARED, "rwkv_vocab_v20230424.txt")
 MODEL = os.path.join(FIX, "tiny", "model.pth")
 CONFIG = os.path.join(FIX, "tiny", "model.json")
 MAX_PROMPT = 200  # the coordinator's --max-prompt-tokens (every fixture prompt is shorter)
-N_CANCELS = int(os.environ.get("VRWKV_CLUSTER_CANCELS", "200"))
+N_CANCELS = int(os.environ.get("VRWKV_CLUSTER_CANCELS", "1000"))
 failures, checks = [], 0
 
 
@@ -157,6 +157,11 @@ def expect_error(what, args, status, needles=(), key=KEY_A, forbidden=()):
     if ok:
         print(f"ok: {what}: {err}", file=sys.stderr)
     good(what)
+
+
+def log_text(name):
+    with open(os.path.join(RUNDIR, f"{name}.log"), errors="replace") as f:
+        return f.read()
 
 
 def proc_counts(name):
@@ -292,10 +297,29 @@ def test_multiturn():
         rc, out = cluster(*disruption)
         check(rc == 0, f"cluster {' '.join(disruption)} failed: {out}")
         if disruption[0] == "kill-shard":
+            # with a layer range missing, a request ends with a clear error instead of hanging
+            t0 = time.time()
+            r, rc, err = generate(case_args(CASES["c0"], "uni"), timeout=60)
+            check(r is None and rc == 1 and err.startswith("vrwkv client: ") and len(err) > 30,
+                  f"a request while shard 1 is down: rc {rc} after {time.time() - t0:.1f}s: {err!r}")
+            print(f"info: while shard 1 is down ({time.time() - t0:.1f}s): {err}", file=sys.stderr)
+            health = []
+            for _ in range(20):
+                rc, out_h, _ = client(["--health"], key=None)
+                health.append(out_h.decode().strip())
+                if rc != 0:
+                    break
+                time.sleep(0.5)
+            print(f"info: health while shard 1 is down: {health[-1]!r} after {len(health)} probes", file=sys.stderr)
             rc, out = cluster("start-shard", "1")
             check(rc == 0, f"cluster start-shard 1 failed: {out}")
         for case, mode, sid, what in sessions:
             turn2(case, mode, sid, what=what)
+        if disruption[0] == "kill-shard":  # the restarted shard loaded its layers' state from redis
+            log = log_text("shard-1")
+            for case, mode, sid, what in sessions:
+                check(f"event=state_restored" in log and f"session={sid}" in log,
+                      f"{what}: shard-1.log shows no state_restored for session {sid}")
 
 
 def test_concurrent():
@@ -366,6 +390,10 @@ def test_tenants():
     rc, out, err = client(["--get-session", sid])
     check(rc == 0 and json.loads(out or b"{}").get("committed_turn") == 1, f"A's session after B's attempts: rc {rc} {out!r} {err!r}")
     turn2(mcase, "uni", sid, what="tenant A after B's attempts")
+    rc, out, err = client(["--delete-session", sid])
+    check(rc == 0 and b'"deleted": true' in out, f"A deletes its session: rc {rc} {out!r} {err!r}")
+    expect_error("a deleted session", ["--session", sid, "hello"], "NOT_FOUND")
+    expect_error("get a deleted session", ["--get-session", sid], "NOT_FOUND")
 
 
 def test_corrupt_blob():
@@ -393,6 +421,9 @@ def test_corrupt_blob():
     rc, out = cluster("start-shard", "1")
     check(rc == 0, f"start-shard 1: {out}")
     res, rc, err = generate(["--session", sid, "--max-tokens", "8", prompts["followup_question"]])
+    logs = log_text("shard-1") + log_text("coordinator")
+    check(any("corrupt" in line and sid in line for line in logs.splitlines()),
+          "the corrupted blob was not reported in shard-1.log or coordinator.log")
     if res is not None:  # rebuilt from the transcript: must still be exact
         want, complete = expected_run(mcase["modes"]["bi"]["greedy"], 8)
         check(tokens_match(res["tokens"], want, complete) and res["prompt_tokens"] == mcase["turn2_ids"],
