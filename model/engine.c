@@ -229,7 +229,9 @@ vr_status vr_session_turn(vr_engine *e, vr_session *s, vr_sampler *sampler, cons
     float *logits = malloc((size_t)V * sizeof(float));
     res->tokens = malloc((size_t)opt->max_tokens * sizeof(int32_t));
     res->first_logits = malloc((size_t)V * sizeof(float));
-    if (!logits || !res->tokens || !res->first_logits) {
+    res->logits = malloc((size_t)(opt->max_tokens + 1) * sizeof(float));
+    res->logprobs = malloc((size_t)(opt->max_tokens + 1) * sizeof(float));
+    if (!logits || !res->tokens || !res->first_logits || !res->logits || !res->logprobs) {
         free(logits);
         vr_turn_result_free(res);
         return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
@@ -240,8 +242,11 @@ vr_status vr_session_turn(vr_engine *e, vr_session *s, vr_sampler *sampler, cons
     int n_pending = 0;
     while (st == VR_OK) {
         int32_t t = vr_sampler_sample(sampler, logits);
+        res->logits[res->n_tokens] = logits[t];
+        res->logprobs[res->n_tokens] = (float)vr_logprob(logits, V, t);
         if (is_stop(opt, t)) {
             res->stopped = 1;
+            res->stop_token = t;
             pending[n_pending++] = t;
             break;
         }
@@ -274,6 +279,8 @@ vr_status vr_session_turn(vr_engine *e, vr_session *s, vr_sampler *sampler, cons
 
 void vr_turn_result_free(vr_turn_result *r) {
     free(r->tokens);
+    free(r->logits);
+    free(r->logprobs);
     free(r->first_logits);
     memset(r, 0, sizeof *r);
 }

@@ -83,6 +83,9 @@ typedef struct vr_turn_result {
     int32_t *tokens; /* generated ids, stop excluded (malloc'd) */
     int n_tokens;
     int stopped;     /* 1 when a stop token ended the turn, 0 at max tokens or callback stop */
+    int32_t stop_token;  /* when stopped */
+    float *logits;   /* [n_tokens + stopped]: the chosen tokens' logits, the stop token's last */
+    float *logprobs; /* their log-probabilities under softmax(logits) */
     float *first_logits; /* host [V]: the logits that chose the first token (malloc'd) */
 } vr_turn_result;
 
