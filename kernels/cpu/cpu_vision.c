@@ -6,39 +6,35 @@
 #include "kernels/cpu/blas.h"
 #include "kernels/cpu/cpu_internal.h"
 
+/* Per head: scores = Q_h K_h^T (BLAS), a row softmax, out_h = P V_h (BLAS). Q, K, V, out are
+ * [L, heads*hd]; a head is a column block, reached with the row stride heads*hd. */
 void vr_cpu_attention(vr_backend *be, const float *q, const float *k, const float *v, int L, int heads, int hd,
                       float *out) {
     (void)be;
     int D = heads * hd;
-#pragma omp parallel for schedule(dynamic, 1)
+    float *scores = malloc((size_t)L * (size_t)L * sizeof(float));
+    if (!scores) return;
     for (int h = 0; h < heads; h++) {
-        float *scores = malloc((size_t)L * sizeof(float));
+        const float *qh = q + (size_t)h * hd, *kh = k + (size_t)h * hd, *vh = v + (size_t)h * hd;
+        cblas_sgemm(VR_CBLAS_ROW_MAJOR, VR_CBLAS_NO_TRANS, VR_CBLAS_TRANS, L, L, hd, 1.0f, qh, D, kh, D, 0.0f, scores, L);
+#pragma omp parallel for schedule(static) if (L > 64)
         for (int i = 0; i < L; i++) {
-            const float *qi = q + (size_t)i * (size_t)D + (size_t)h * (size_t)hd;
+            float *row = scores + (size_t)i * L;
             float mx = -INFINITY;
-            for (int j = 0; j < L; j++) {
-                const float *kj = k + (size_t)j * (size_t)D + (size_t)h * (size_t)hd;
-                float s = 0.0f;
-                for (int d = 0; d < hd; d++) s += qi[d] * kj[d];
-                scores[j] = s;
-                if (s > mx) mx = s;
-            }
+            for (int j = 0; j < L; j++)
+                if (row[j] > mx) mx = row[j];
             float sum = 0.0f;
             for (int j = 0; j < L; j++) {
-                scores[j] = expf(scores[j] - mx);
-                sum += scores[j];
+                row[j] = expf(row[j] - mx);
+                sum += row[j];
             }
             float inv = 1.0f / sum;
-            float *oi = out + (size_t)i * (size_t)D + (size_t)h * (size_t)hd;
-            for (int d = 0; d < hd; d++) oi[d] = 0.0f;
-            for (int j = 0; j < L; j++) {
-                const float *vj = v + (size_t)j * (size_t)D + (size_t)h * (size_t)hd;
-                float p = scores[j] * inv;
-                for (int d = 0; d < hd; d++) oi[d] += p * vj[d];
-            }
+            for (int j = 0; j < L; j++) row[j] *= inv;
         }
-        free(scores);
+        cblas_sgemm(VR_CBLAS_ROW_MAJOR, VR_CBLAS_NO_TRANS, VR_CBLAS_NO_TRANS, L, hd, L, 1.0f, scores, L, vh, D, 0.0f,
+                    out + (size_t)h * hd, D);
     }
+    free(scores);
 }
 
 void vr_cpu_patch_embed(vr_backend *be, const float *pixels, int S, int P, const vr_tensor *w, float *out) {

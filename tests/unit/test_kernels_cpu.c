@@ -206,6 +206,37 @@ static void test_token_shift(void **st) {
     vr_backend_free(be);
 }
 
+/* Non-causal multi-head attention against a double-precision reference. */
+static void test_attention(void **st) {
+    (void)st;
+    vr_backend *be = cpu();
+    enum { L = 37, H = 3, HD = 8, D = H * HD };
+    float *q = malloc(sizeof(float) * L * D), *k = malloc(sizeof(float) * L * D), *v = malloc(sizeof(float) * L * D);
+    float *out = malloc(sizeof(float) * L * D);
+    for (int i = 0; i < L * D; i++) q[i] = frand() * 2, k[i] = frand() * 2, v[i] = frand();
+    be->ops->attention(be, q, k, v, L, H, HD, out);
+    for (int h = 0; h < H; h++)
+        for (int i = 0; i < L; i++) {
+            double s[L], mx = -1e300, sum = 0;
+            for (int j = 0; j < L; j++) {
+                s[j] = 0;
+                for (int d = 0; d < HD; d++) s[j] += (double)q[i * D + h * HD + d] * k[j * D + h * HD + d];
+                if (s[j] > mx) mx = s[j];
+            }
+            for (int j = 0; j < L; j++) sum += (s[j] = exp(s[j] - mx));
+            for (int d = 0; d < HD; d++) {
+                double ref = 0;
+                for (int j = 0; j < L; j++) ref += s[j] / sum * v[j * D + h * HD + d];
+                if (fabs(ref - out[i * D + h * HD + d]) > 1e-5) fail_msg("attention h%d i%d d%d", h, i, d);
+            }
+        }
+    free(q);
+    free(k);
+    free(v);
+    free(out);
+    vr_backend_free(be);
+}
+
 static void test_scan_permutations(void **st) {
     (void)st;
     int32_t p[16];
@@ -226,7 +257,7 @@ static void test_scan_permutations(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear_paths), cmocka_unit_test(test_conversions), cmocka_unit_test(test_norms),
-        cmocka_unit_test(test_wkv6_runs),    cmocka_unit_test(test_token_shift), cmocka_unit_test(test_scan_permutations),
+        cmocka_unit_test(test_wkv6_runs),    cmocka_unit_test(test_attention),    cmocka_unit_test(test_token_shift), cmocka_unit_test(test_scan_permutations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
