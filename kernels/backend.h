@@ -2,7 +2,10 @@
  * forward passes in. A backend decides how the ops run (cpu/: C + OpenMP + BLAS; cuda/: kernels
  * + cuBLAS). Pointers passed to ops live on the backend's device (alloc/upload/download move
  * data). Activations are f32; weight matrices and embedding tables stay in their loaded dtype
- * (f32/f16/bf16) and are passed as vr_tensor. Must not know model structure. */
+ * (f32/f16/bf16) and are passed as vr_tensor. Index arrays (token ids, row permutations, runs)
+ * and the tables of per-run state pointers are HOST memory (the pointers in the tables point
+ * to device memory); a device backend copies them over itself. Must not know model
+ * structure. */
 #ifndef VR_BACKEND_H
 #define VR_BACKEND_H
 
