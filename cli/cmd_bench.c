@@ -58,7 +58,7 @@ int vr_cmd_bench(int argc, char **argv) {
                      {"cache-dir", VR_ARG_STRING, "where --shape checkpoints are kept (default /tmp)", 0, 0, 0},
                      {"config", VR_ARG_STRING, "model.json", 0, 0, 0},
                      {"vocab", VR_ARG_STRING, "vocabulary, for the tokenizer figure", 0, 0, 0},
-                     {"backend", VR_ARG_STRING, "cpu (default)", 0, 0, 0},
+                     {"backend", VR_ARG_STRING, "cpu (default) or cuda", 0, 0, 0},
                      {"prefill-tokens", VR_ARG_STRING, "prompt length for prefill (default 256)", 0, 0, 0},
                      {"decode-steps", VR_ARG_STRING, "steps per decode figure (default 16)", 0, 0, 0},
                      {"threads", VR_ARG_STRING, "CPU threads", 0, 0, 0},
@@ -67,7 +67,9 @@ int vr_cmd_bench(int argc, char **argv) {
     const char **pos = NULL;
     vr_error err = {0};
     vr_engine *e = NULL;
-    vr_session *ss[8] = {0};
+    enum { MAX_BATCH = 256 };
+    vr_session *ss[MAX_BATCH] = {0};
+    int32_t *next = NULL;
     float *logits = NULL, *features = NULL;
     int32_t *ids = NULL;
     char model_path[4096];
@@ -82,10 +84,16 @@ int vr_cmd_bench(int argc, char **argv) {
         vr_error_set(&err, VR_ERR_INVALID, "give exactly one of --model or --shape");
         goto fail;
     }
-    if (args[5].value && strcmp(args[5].value, "cpu")) {
-        vr_error_set(&err, VR_ERR_UNSUPPORTED, "--backend %s: this build has only the cpu backend", args[5].value);
+    const char *backend = args[5].value ? args[5].value : "cpu";
+    if (strcmp(backend, "cpu") && strcmp(backend, "cuda")) {
+        vr_error_set(&err, VR_ERR_INVALID, "--backend %s: expected cpu or cuda", backend);
         goto fail;
     }
+    int gpu = !strcmp(backend, "cuda");
+    /* decode batches: the GPU is measured up to 256 sessions at once */
+    static const int batches_cpu[] = {1, 8}, batches_gpu[] = {1, 8, 64, 256};
+    const int *batches = gpu ? batches_gpu : batches_cpu;
+    int n_batches = gpu ? 4 : 2, max_batch = gpu ? 256 : 8;
     if (args[6].value && vr_parse_int("prefill-tokens", args[6].value, 1, 1 << 20, &prefill_n, &err)) goto fail;
     if (args[7].value && vr_parse_int("decode-steps", args[7].value, 1, 1 << 20, &steps, &err)) goto fail;
     if (args[8].value && vr_parse_int("threads", args[8].value, 1, 1024, &threads, &err)) goto fail;
@@ -106,17 +114,25 @@ int vr_cmd_bench(int argc, char **argv) {
     } else {
         snprintf(model_path, sizeof model_path, "%s", args[0].value);
     }
-    vr_engine_options eo = {model_path, args[3].value, args[4].value, (int)threads, NULL};
+    vr_engine_options eo = {model_path, args[3].value, args[4].value, (int)threads, NULL, backend};
     if (vr_engine_open(&eo, &e, &err) != VR_OK) goto fail;
     const vr_model_config *c = &e->cfg;
-    double bw = read_bandwidth();
+    /* GPU: the HBM bandwidth is taken as given (VRWKV_BENCH_GPU_GBS, default 3000 GB/s: an
+     * H100's measured device copy); CPU: measured */
+    const char *gbs = getenv("VRWKV_BENCH_GPU_GBS");
+    double bw = gpu ? (gbs ? atof(gbs) : 3000.0) * 1e9 : read_bandwidth();
     size_t wbytes = weight_bytes_per_token(e->ck);
     printf("model: %s  n_layer %d  n_embd %d  vocab %d  weight bytes/token %.1f MB\n", model_path, c->n_layer, c->n_embd,
            c->vocab_size, wbytes / 1e6);
-    printf("memory read bandwidth (all threads): %.2f GB/s  ->  decode bound %.2f tokens/s at batch 1\n", bw / 1e9,
-           wbytes ? bw / (double)wbytes : 0.0);
+    printf("backend %s; memory read bandwidth (%s): %.2f GB/s  ->  decode bound %.2f tokens/s at batch 1 (%.3f ms)\n",
+           backend, gpu ? "GPU, assumed" : "all threads", bw / 1e9, wbytes ? bw / (double)wbytes : 0.0,
+           wbytes ? 1e3 * (double)wbytes / bw : 0.0);
+    printf("state per session: %.2f MB (constant in the number of tokens)\n",
+           (double)c->n_layer * (2.0 * c->n_embd + (double)c->n_head * c->head_size * c->head_size) * 4 / 1e6);
 
-    logits = malloc((size_t)8 * c->vocab_size * sizeof(float));
+    logits = malloc((size_t)max_batch * c->vocab_size * sizeof(float));
+    next = malloc((size_t)max_batch * sizeof *next);
+    if (!next) goto fail;
     ids = malloc((size_t)prefill_n * sizeof *ids);
     if (!logits || !ids) goto fail;
     uint64_t r = 12345;
@@ -124,20 +140,22 @@ int vr_cmd_bench(int argc, char **argv) {
         r = r * 6364136223846793005ull + 1442695040888963407ull;
         ids[i] = (int32_t)(1 + (r >> 33) % 65000);
     }
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < max_batch; i++)
         if (vr_session_create(e, VR_SCAN_BI, &ss[i], &err) != VR_OK) goto fail;
     double t = now_s();
     if (vr_session_prefill(e, ss[0], ids, (int)prefill_n, NULL, 0, logits, NULL, &err) != VR_OK) goto fail;
     double dt = now_s() - t;
     printf("prefill: %ld tokens in %.3f s = %.1f tokens/s\n", prefill_n, dt, prefill_n / dt);
-    for (int batch = 1; batch <= 8; batch *= 8) {
-        int32_t tok[8];
+    for (int bi = 0; bi < n_batches; bi++) {
+        int batch = batches[bi];
+        int32_t tok[MAX_BATCH];
         for (int i = 0; i < batch; i++) tok[i] = 100 + i;
-        if (vr_sessions_step(e, ss, tok, batch, logits, &err) != VR_OK) goto fail; /* warm-up */
+        /* greedy on the device where the backend can (logits stay there), else on the host */
+        if (vr_sessions_step_greedy(e, ss, tok, batch, next, NULL, NULL, &err) != VR_OK) goto fail; /* warm-up */
         t = now_s();
         for (long s = 0; s < steps; s++) {
-            for (int i = 0; i < batch; i++) tok[i] = vr_argmax(logits + (size_t)i * c->vocab_size, c->vocab_size);
-            if (vr_sessions_step(e, ss, tok, batch, logits, &err) != VR_OK) goto fail;
+            memcpy(tok, next, (size_t)batch * sizeof *tok);
+            if (vr_sessions_step_greedy(e, ss, tok, batch, next, NULL, NULL, &err) != VR_OK) goto fail;
         }
         dt = now_s() - t;
         double tps = (double)steps * batch / dt;
@@ -193,7 +211,8 @@ int vr_cmd_bench(int argc, char **argv) {
 fail:
     vr_cli_fail("bench", err.msg[0] ? err.msg : "out of memory");
 done:
-    for (int i = 0; i < 8; i++) vr_session_free(ss[i]);
+    for (int i = 0; i < MAX_BATCH; i++) vr_session_free(ss[i]);
+    free(next);
     free(logits);
     free(features);
     free(ids);

@@ -39,7 +39,8 @@ typedef struct dialogue_options {
         {"frequency-penalty", VR_ARG_STRING, "default 0", 0, 0, 0},                                              \
         {"seed", VR_ARG_STRING, "sampling seed (default 0)", 0, 0, 0},                                           \
         {"stop", VR_ARG_LIST, "stop token id (default 261)", 0, 0, 0},                                           \
-        {"threads", VR_ARG_STRING, "CPU threads (default: all)", 0, 0, 0}, {"help", VR_ARG_FLAG, "this help", 0, 0, 0}
+        {"threads", VR_ARG_STRING, "CPU threads (default: all)", 0, 0, 0},                                        \
+        {"backend", VR_ARG_STRING, "cpu|cuda (default cpu)", 0, 0, 0}, {"help", VR_ARG_FLAG, "this help", 0, 0, 0}
 
 static const char *get(vr_arg *a, int n, const char *name) { return vr_args_get(a, n, name)->value; }
 
@@ -89,6 +90,11 @@ static vr_status parse_dialogue(vr_arg *a, int n, dialogue_options *o, vr_error 
     if ((s = get(a, n, "threads"))) {
         if ((st = vr_parse_int("threads", s, 1, 1024, &l, err))) return st;
         o->engine.threads = (int)l;
+    }
+    if ((s = get(a, n, "backend"))) {
+        if (strcmp(s, "cpu") && strcmp(s, "cuda"))
+            return vr_error_set(err, VR_ERR_INVALID, "--backend %s: expected cpu or cuda", s);
+        o->engine.backend = s;
     }
     vr_arg *stop = vr_args_get(a, n, "stop");
     if (stop->n_values > 16) return vr_error_set(err, VR_ERR_INVALID, "--stop: at most 16 stop tokens");

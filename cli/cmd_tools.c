@@ -175,7 +175,7 @@ int vr_cmd_encode_image(int argc, char **argv) {
         rc = 2;
         goto fail;
     }
-    vr_engine_options eo = {args[0].value, args[1].value, NULL, 0, NULL};
+    vr_engine_options eo = {args[0].value, args[1].value, NULL, 0, NULL, NULL};
     size_t size = 0;
     if (vr_engine_open(&eo, &e, &err) != VR_OK) goto fail;
     if (vr_read_file(args[2].value, 64 << 20, &data, &size, &err) != VR_OK) goto fail;

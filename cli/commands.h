@@ -9,6 +9,8 @@ int vr_cmd_preprocess(int argc, char **argv);
 int vr_cmd_encode_image(int argc, char **argv);
 int vr_cmd_mkmodel(int argc, char **argv);
 int vr_cmd_bench(int argc, char **argv);
+int vr_cmd_eval(int argc, char **argv);  /* --addr (cluster mode) only with VRWKV_WITH_SERVICE */
+int vr_cmd_score(int argc, char **argv);
 /* only with VRWKV_WITH_SERVICE */
 int vr_cmd_client(int argc, char **argv);
 int vr_cmd_coordinator(int argc, char **argv);

@@ -21,6 +21,8 @@ static const struct {
     {"encode-image", vr_cmd_encode_image, "image -> projected image features (f32 [n_img, n_embd])"},
     {"mkmodel", vr_cmd_mkmodel, "write random weights of a real VisualRWKV shape"},
     {"bench", vr_cmd_bench, "measure prefill, decode, tokenizer and image throughput"},
+    {"eval", vr_cmd_eval, "answer a benchmark question file like upstream evaluate.py"},
+    {"score", vr_cmd_score, "score an answer file like the upstream benchmark scorers"},
 #ifdef VRWKV_WITH_SERVICE
     {"serve", vr_cmd_serve, "coordinator, vision worker and shards in one process"},
     {"coordinator", vr_cmd_coordinator, "the cluster's API server and scheduler"},

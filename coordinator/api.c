@@ -161,7 +161,13 @@ static int admit(vr_coordinator *c, vr_rpc_call *call, const vr_tenant *t, Vrwkv
         r->fresh = 1;
     }
     int first_turn = r->record.committed_turn == 0;
-    int with_image = q->image.len > 0;
+    int raw = q->raw_human_message && *q->raw_human_message; /* vrwkv eval: upstream's message */
+    if ((raw || q->zero_image) && (have_session || q->new_session))
+        return reject(c, call, VR_RPC_STATUS_INVALID_ARGUMENT,
+                      "raw_human_message and zero_image are for one-shot requests (no session)");
+    if (q->zero_image && q->image.len)
+        return reject(c, call, VR_RPC_STATUS_INVALID_ARGUMENT, "give either image or zero_image, not both");
+    int with_image = q->image.len > 0 || q->zero_image;
     if (with_image && !first_turn)
         return reject(c, call, VR_RPC_STATUS_INVALID_ARGUMENT,
                       "an image can only be sent with the first turn of a session");
@@ -174,8 +180,25 @@ static int admit(vr_coordinator *c, vr_rpc_call *call, const vr_tenant *t, Vrwkv
     vr_image_position pos = q->image_position == VRWKV__V1__IMAGE_POSITION__IMAGE_POSITION_FIRST ? VR_IMAGE_FIRST
                             : q->image_position == VRWKV__V1__IMAGE_POSITION__IMAGE_POSITION_LAST ? VR_IMAGE_LAST
                                                                                                  : VR_IMAGE_MIDDLE;
-    vr_status st = first_turn ? vr_prompt_first_turn(c->tok, q->text, with_image, pos, &r->prompt, &r->n_prompt, &err)
-                              : vr_prompt_next_turn(c->tok, q->text, &r->prompt, &r->n_prompt, &err);
+    vr_status st;
+    if (raw) {
+        vr_prompt_built built;
+        st = vr_prompt_build(c->tok, q->raw_human_message, pos, &built, &err);
+        if (st == VR_OK) {
+            r->prompt = built.ids;
+            r->n_prompt = built.n_ids;
+            built.ids = NULL;
+            int marker = 0; /* the image is used only where the message holds <image> */
+            for (int i = 0; i < r->n_prompt; i++) marker |= r->prompt[i] == VR_IMAGE_TOKEN_ID;
+            if (marker && !with_image)
+                st = vr_error_set(&err, VR_ERR_INVALID, "the message holds <image>: send image or zero_image");
+            with_image = marker;
+            vr_prompt_built_free(&built);
+        }
+    } else {
+        st = first_turn ? vr_prompt_first_turn(c->tok, q->text, with_image, pos, &r->prompt, &r->n_prompt, &err)
+                        : vr_prompt_next_turn(c->tok, q->text, &r->prompt, &r->n_prompt, &err);
+    }
     if (st != VR_OK) return reject(c, call, vr_rpc_code_from_status(st), "%s", err.msg);
     r->n_turn_prompt = r->n_prompt;
     int limit = c->opt.max_prompt_tokens > 0 ? c->opt.max_prompt_tokens : t->max_prompt_tokens;
@@ -206,8 +229,11 @@ static int admit(vr_coordinator *c, vr_rpc_call *call, const vr_tenant *t, Vrwkv
     r->gen = malloc(sizeof(int32_t) * (size_t)(r->max_tokens + 1));
     if (!r->gen) return reject(c, call, VR_RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     if (with_image) {
-        st = vr_cluster_encode_image(c, q->image.data, q->image.len, &r->features, &r->n_img, &err);
+        /* zero_image: no bytes, the vision worker encodes an all-zero pixel tensor */
+        st = vr_cluster_encode_image(c, q->image.len ? q->image.data : NULL, q->image.len, &r->features, &r->n_img,
+                                     &err);
         if (st != VR_OK) return reject(c, call, vr_rpc_code_from_status(st), "image: %s", err.msg);
+        if (!q->image.len) return 1; /* nothing to keep: one-shot, never rebuilt from the record */
         r->record.image = malloc(q->image.len);
         if (!r->record.image) return reject(c, call, VR_RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         memcpy(r->record.image, q->image.data, q->image.len);

@@ -287,6 +287,7 @@ vr_status vr_cluster_encode_image(vr_coordinator *c, const uint8_t *image, size_
     req.image.data = (uint8_t *)image;
     req.image.len = len;
     req.name = "image";
+    req.zero_pixels = image == NULL; /* an all-zero pixel tensor (vrwkv eval's image-less questions) */
     size_t plen = vrwkv__internal__encode_request__get_packed_size(&req);
     uint8_t *buf = malloc(plen + 1);
     if (!buf) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");

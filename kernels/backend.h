@@ -90,6 +90,18 @@ typedef struct vr_backend_ops {
     void (*gather_rows)(vr_backend *be, const float *x, const int32_t *perm, int m, int n, float *rows);
     /* x[perm[i], :] = rows[i, :] (scatter) */
     void (*scatter_rows)(vr_backend *be, const float *rows, const int32_t *perm, int m, int n, float *x);
+
+    /* ---- optional (NULL where a backend has nothing to add; callers check) ---- */
+    /* Releases the backend and everything it holds (vr_backend_free calls it; NULL: free(be)). */
+    void (*destroy)(vr_backend *be);
+    /* Waits for queued device work and reports the first failure since the last call (ops
+     * themselves return nothing: a device backend records its first error and keeps it). */
+    vr_status (*sync)(vr_backend *be, vr_error *err);
+    /* Greedy choice on the device: for each of m rows of n logits (device memory), the first
+     * index of the maximum (NaN never wins), its logit and log softmax(row)[index], written to
+     * HOST arrays ids/logit/logprob (logit, logprob may be NULL). */
+    vr_status (*argmax_rows)(vr_backend *be, const float *logits, int m, int n, int32_t *ids, float *logit,
+                             float *logprob, vr_error *err);
 } vr_backend_ops;
 
 struct vr_backend {
@@ -101,6 +113,15 @@ struct vr_backend {
 
 /* The CPU backend (always available). threads <= 0: OpenMP default. */
 vr_status vr_backend_cpu_create(int threads, vr_backend **out, vr_error *err);
+/* The CUDA backend on GPU `device` (kernels/cuda; weights copied to the device in their dtype,
+ * GEMMs through cuBLAS with TF32 off). VR_ERR_UNAVAILABLE when this build has no CUDA or no
+ * device is present; VR_ERR_INVALID for a device index out of range. Environment:
+ * VRWKV_CUDA_FAST_GEMM=1 runs many-row bf16/f16 GEMMs as cublasGemmEx on the weight dtype with
+ * f32 compute (faster, not exact: activations rounded to bf16/f16). */
+vr_status vr_backend_cuda_create(int device, vr_backend **out, vr_error *err);
+/* By name: "cpu" (arg = threads) or "cuda" (arg = device index; <= 0 means device 0); NULL
+ * means "cpu". kernels/backend.c. */
+vr_status vr_backend_create(const char *name, int threads_or_device, vr_backend **out, vr_error *err);
 void vr_backend_free(vr_backend *be);
 
 /* Helpers over ops, for readability in model/ code. */

@@ -11,7 +11,10 @@ vr_status vr_engine_open(const vr_engine_options *opt, vr_engine **out, vr_error
     if (!e) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
     vr_status st = vr_checkpoint_open(opt->model_path, &e->ck, err);
     if (st == VR_OK) st = vr_config_load(e->ck, opt->config_path, &e->cfg, err);
-    if (st == VR_OK) st = vr_backend_cpu_create(opt->threads, &e->be, err);
+    if (st == VR_OK) {
+        int cuda = opt->backend && !strcmp(opt->backend, "cuda");
+        st = vr_backend_create(opt->backend, cuda ? 0 : opt->threads, &e->be, err);
+    }
     if (st == VR_OK) {
         vr_weights_select all = {0, e->cfg.n_layer, 1, 1, e->cfg.has_vision};
         st = vr_weights_create(e->be, e->ck, &e->cfg, opt->select ? opt->select : &all, &e->w, err);
@@ -40,6 +43,12 @@ void vr_engine_free(vr_engine *e) {
     free(e);
 }
 
+/* Reports a device backend's recorded failure (its ops return nothing). */
+static vr_status backend_check(vr_engine *e, vr_status st, vr_error *err) {
+    if (st != VR_OK || !e->be->ops->sync) return st;
+    return e->be->ops->sync(e->be, err);
+}
+
 static float *grow(vr_engine *e, float **buf, size_t *cap, size_t n) {
     if (*cap < n) {
         if (*buf) e->be->ops->free(e->be, *buf);
@@ -66,6 +75,7 @@ vr_status vr_engine_encode_pixels(vr_engine *e, const float *pixels, float **fea
         st = vr_vision_encode(e->w, e->ws, dpix, dfeat, trace, err);
     }
     if (st == VR_OK) e->be->ops->download(e->be, host, dfeat, nfeat * sizeof(float));
+    st = backend_check(e, st, err);
     if (dpix) e->be->ops->free(e->be, dpix);
     if (dfeat) e->be->ops->free(e->be, dfeat);
     if (st != VR_OK) {
@@ -180,12 +190,14 @@ vr_status vr_session_prefill(vr_engine *e, vr_session *s, const int32_t *ids, in
         if (st != VR_OK) return st;
         e->be->ops->download(e->be, logits, dl, (size_t)V * sizeof(float));
     }
+    if ((st = backend_check(e, st, err)) != VR_OK) return st;
     s->n_rows += rows;
     return transcript_append(s, ids, n, err);
 }
 
-vr_status vr_sessions_step(vr_engine *e, vr_session *const *sessions, const int32_t *tokens, int n, float *logits,
-                           vr_error *err) {
+/* The decode step; the logits stay in e->logits (device) and are downloaded when logits != NULL. */
+static vr_status step_device(vr_engine *e, vr_session *const *sessions, const int32_t *tokens, int n, float *logits,
+                             vr_error *err) {
     if (n <= 0) return VR_OK;
     const int C = e->cfg.n_embd, V = e->cfg.vocab_size;
     float *x = grow(e, &e->x, &e->x_cap, (size_t)n * C);
@@ -210,6 +222,36 @@ vr_status vr_sessions_step(vr_engine *e, vr_session *const *sessions, const int3
     }
     free(runs);
     free(states);
+    return backend_check(e, st, err);
+}
+
+vr_status vr_sessions_step(vr_engine *e, vr_session *const *sessions, const int32_t *tokens, int n, float *logits,
+                           vr_error *err) {
+    return step_device(e, sessions, tokens, n, logits, err);
+}
+
+vr_status vr_sessions_step_greedy(vr_engine *e, vr_session *const *sessions, const int32_t *tokens, int n,
+                                  int32_t *next, float *next_logit, float *next_logprob, vr_error *err) {
+    if (n <= 0) return VR_OK;
+    const int V = e->cfg.vocab_size;
+    if (e->be->ops->argmax_rows) {
+        vr_status st = step_device(e, sessions, tokens, n, NULL, err);
+        if (st != VR_OK) return st;
+        return e->be->ops->argmax_rows(e->be, e->logits, n, V, next, next_logit, next_logprob, err);
+    }
+    /* host-memory backends (cpu) read their logits in place; others download them */
+    int in_place = e->be->device == VR_DEVICE_CPU;
+    float *host = in_place ? NULL : malloc((size_t)n * V * sizeof(float));
+    if (!in_place && !host) return vr_error_set(err, VR_ERR_NOMEM, "out of memory for %d rows of logits", n);
+    vr_status st = step_device(e, sessions, tokens, n, host, err);
+    if (in_place) host = e->logits;
+    for (int i = 0; st == VR_OK && i < n; i++) {
+        const float *row = host + (size_t)i * V;
+        next[i] = vr_argmax(row, V);
+        if (next_logit) next_logit[i] = row[next[i]];
+        if (next_logprob) next_logprob[i] = (float)vr_logprob(row, V, next[i]);
+    }
+    if (!in_place) free(host);
     return st;
 }
 
@@ -240,10 +282,22 @@ vr_status vr_session_turn(vr_engine *e, vr_session *s, vr_sampler *sampler, cons
     if (st == VR_OK) memcpy(res->first_logits, logits, (size_t)V * sizeof(float));
     int32_t pending[2];
     int n_pending = 0;
+    /* greedy with a device argmax: after the first token the logits stay on the device */
+    int on_device = e->be->ops->argmax_rows && vr_sampler_is_greedy(sampler);
+    int32_t dev_tok = -1;
+    float dev_logit = 0.0f, dev_logprob = 0.0f;
     while (st == VR_OK) {
-        int32_t t = vr_sampler_sample(sampler, logits);
-        res->logits[res->n_tokens] = logits[t];
-        res->logprobs[res->n_tokens] = (float)vr_logprob(logits, V, t);
+        int32_t t;
+        if (dev_tok >= 0) {
+            t = dev_tok;
+            vr_sampler_accept(sampler, t); /* the same bookkeeping vr_sampler_sample does */
+            res->logits[res->n_tokens] = dev_logit;
+            res->logprobs[res->n_tokens] = dev_logprob;
+        } else {
+            t = vr_sampler_sample(sampler, logits);
+            res->logits[res->n_tokens] = logits[t];
+            res->logprobs[res->n_tokens] = (float)vr_logprob(logits, V, t);
+        }
         if (is_stop(opt, t)) {
             res->stopped = 1;
             res->stop_token = t;
@@ -262,7 +316,8 @@ vr_status vr_session_turn(vr_engine *e, vr_session *s, vr_sampler *sampler, cons
             break;
         }
         vr_session *one = s;
-        st = vr_sessions_step(e, &one, &t, 1, logits, err);
+        if (on_device) st = vr_sessions_step_greedy(e, &one, &t, 1, &dev_tok, &dev_logit, &dev_logprob, err);
+        else st = vr_sessions_step(e, &one, &t, 1, logits, err);
     }
     /* leave the turn's end in the state: the stop token, or the last token and 261 */
     if (st == VR_OK) {

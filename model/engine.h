@@ -24,6 +24,7 @@ typedef struct vr_engine_options {
     const char *vocab_path;  /* optional: no tokenizer without it */
     int threads;             /* CPU threads, <= 0 default */
     const vr_weights_select *select; /* which parts to load (a shard, a vision worker); NULL: all */
+    const char *backend;     /* "cpu" | "cuda" (GPU 0; CUDA_VISIBLE_DEVICES picks); NULL: "cpu" */
 } vr_engine_options;
 
 typedef struct vr_engine {
@@ -68,6 +69,12 @@ vr_status vr_session_prefill(vr_engine *e, vr_session *s, const int32_t *ids, in
 /* One decode step for n sessions at once: sessions[i] consumes tokens[i]; logits host [n, V]. */
 vr_status vr_sessions_step(vr_engine *e, vr_session *const *sessions, const int32_t *tokens, int n, float *logits,
                            vr_error *err);
+
+/* A decode step that picks each session's next token greedily where the logits are (on the GPU
+ * for the cuda backend, so they never cross to the host): next[i] = argmax (first index of the
+ * max), next_logit / next_logprob (may be NULL) its logit and log-probability. */
+vr_status vr_sessions_step_greedy(vr_engine *e, vr_session *const *sessions, const int32_t *tokens, int n,
+                                  int32_t *next, float *next_logit, float *next_logprob, vr_error *err);
 
 typedef struct vr_turn_options {
     int max_tokens;          /* > 0 */

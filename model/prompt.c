@@ -1,12 +1,15 @@
-/* model/prompt.c — the prompt token ids exactly as upstream evaluate.py builds them:
- * process_image_tokens_in_conversations (Python str.strip(), re.sub(r"\n(\s*\n)+", "\n") with
- * Python's Unicode \s, image placement first/middle/last) then preprocess ("User: …\n\n" and
+/* model/prompt.c — the prompt text and token ids exactly as upstream evaluate.py builds them,
+ * one implementation for `vrwkv run` and `vrwkv eval`: process_image_tokens_in_conversations
+ * (Python str.strip(), re.sub(r"\n(\s*\n)+", "\n") with Python's Unicode \s, via common/pytext;
+ * image placement first/middle/last; "Too many images") then preprocess ("User: …\n\n" and
  * "Assistant:" tokenised separately, each turn split at <image> into separately tokenised chunks
- * joined by -200). Must not know model math, images' pixels or sampling. */
+ * joined by -200). Must not know model math, images' pixels, sampling or benchmark rules. */
 #include "model/prompt.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/pytext.h"
 
 #define IMAGE_MARK "<image>"
 #define IMAGE_MARK_LEN 7
@@ -33,136 +36,100 @@ const char *vr_image_position_name(vr_image_position p) {
     return "unknown";
 }
 
-/* ---------------------------------------------------------------- Python str semantics */
+/* ---------------------------------------------------------------- image token placement */
 
-/* A growable byte string. */
-typedef struct {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-/* Decodes the code point at s[i] of valid UTF-8; sets *w to its byte width. */
-static uint32_t cp_at(const char *str, size_t i, size_t *w) {
-    const uint8_t *s = (const uint8_t *)str + i;
-    if (s[0] < 0x80) {
-        *w = 1;
-        return s[0];
-    }
-    if (s[0] < 0xE0) {
-        *w = 2;
-        return (uint32_t)(s[0] & 0x1F) << 6 | (s[1] & 0x3F);
-    }
-    if (s[0] < 0xF0) {
-        *w = 3;
-        return (uint32_t)(s[0] & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
-    }
-    *w = 4;
-    return (uint32_t)(s[0] & 0x07) << 18 | (uint32_t)(s[1] & 0x3F) << 12 | (uint32_t)(s[2] & 0x3F) << 6 | (s[3] & 0x3F);
-}
-
-/* Python str.isspace() == re's \s for str patterns (Py_UNICODE_ISSPACE). */
-static int py_isspace(uint32_t c) {
-    if (c <= 0x20) return c == 0x20 || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F);
-    return c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
-           c == 0x202F || c == 0x205F || c == 0x3000;
-}
-
-/* The start of the code point that ends just before byte i (i > 0) of valid UTF-8. */
-static size_t prev_cp(const char *s, size_t i) {
-    do i--;
-    while (i > 0 && ((uint8_t)s[i] & 0xC0) == 0x80);
-    return i;
-}
-
-/* Python s.strip(): [*a, *b) of s[0,n). */
-static void py_strip(const char *s, size_t n, size_t *a, size_t *b) {
-    size_t i = 0, w = 0;
-    while (i < n && py_isspace(cp_at(s, i, &w))) i += w;
-    size_t j = n;
-    while (j > i) {
-        size_t p = prev_cp(s, j);
-        if (!py_isspace(cp_at(s, p, &w))) break;
-        j = p;
-    }
-    *a = i;
-    *b = j;
-}
-
-/* Appends re.sub(r"\n(\s*\n)+", "\n", s[0,n)) to out. At each '\n' the greedy match runs to the
- * last '\n' inside the whitespace run that follows it. */
-static void py_collapse_newlines(sbuf *out, const char *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        if (s[i] != '\n') {
-            size_t st = i;
-            while (i < n && s[i] != '\n') i++;
-            sb_put(out, s + st, i - st);
-            continue;
-        }
-        size_t j = i + 1, last_nl = 0, w = 0;
-        int found = 0;
-        while (j < n) {
-            uint32_t c = cp_at(s, j, &w);
-            if (!py_isspace(c)) break;
-            if (c == '\n') {
-                last_nl = j;
-                found = 1;
-            }
-            j += w;
-        }
-        sb_put(out, "\n", 1);
-        i = found ? last_nl + 1 : i + 1;
-    }
-}
-
-/* Appends s[0,n) with every (non-overlapping, left to right) occurrence of pat removed. */
-static void py_remove(sbuf *out, const char *s, size_t n, const char *pat) {
-    size_t m = strlen(pat), i = 0, st = 0;
-    while (i + m <= n) {
-        if (memcmp(s + i, pat, m) == 0) {
-            sb_put(out, s + st, i - st);
-            i += m;
-            st = i;
-        } else {
-            i++;
-        }
-    }
-    sb_put(out, s + st, n - st);
-}
-
-/* re.sub(r"\n(\s*\n)+", "\n", s.strip()) as a new malloc'd string in *out (NULL on OOM). */
-static char *strip_collapse(const char *s, size_t n) {
+/* Appends re.sub(r"\n(\s*\n)+", "\n", s[0,n).strip()) to out. */
+static void strip_collapse_append(vr_strbuf *out, const char *s, size_t n) {
     size_t a, b;
-    py_strip(s, n, &a, &b);
-    sbuf out = {0};
-    sb_put(&out, "", 0);
-    py_collapse_newlines(&out, s + a, b - a);
-    if (out.oom) {
-        free(out.p);
-        return NULL;
+    vr_py_strip(s, n, &a, &b);
+    vr_py_collapse_newlines(out, s + a, b - a);
+}
+
+/* Appends s[0,n) with every "<image>" removed, stripped and blank-line collapsed. */
+static void unmarked_append(vr_strbuf *out, const char *s, size_t n) {
+    vr_strbuf r = {0};
+    vr_str_replace_all(&r, s, n, IMAGE_MARK, IMAGE_MARK_LEN, "", 0);
+    if (r.oom) out->oom = 1;
+    else strip_collapse_append(out, r.p ? r.p : "", r.n);
+    vr_strbuf_free(&r);
+}
+
+/* Number of "<image>" markers in s. */
+static size_t count_marks(const char *s, size_t n) {
+    size_t k = 0, i = 0;
+    long f;
+    while ((f = vr_str_find(s, n, i, IMAGE_MARK, IMAGE_MARK_LEN)) >= 0) {
+        k++;
+        i = (size_t)f + IMAGE_MARK_LEN;
     }
-    return out.p;
+    return k;
+}
+
+vr_status vr_prompt_process_message(const char *message, vr_image_position pos, char **out, vr_error *err) {
+    *out = NULL;
+    if (!message) return vr_error_set(err, VR_ERR_INVALID, "no prompt text given");
+    size_t n = strlen(message);
+    if (!vr_utf8_valid(message, n)) return vr_error_set(err, VR_ERR_INVALID, "the prompt text is not valid UTF-8");
+    if (pos != VR_IMAGE_FIRST && pos != VR_IMAGE_MIDDLE && pos != VR_IMAGE_LAST)
+        return vr_error_set(err, VR_ERR_INVALID, "unknown image position %d", (int)pos);
+    size_t marks = count_marks(message, n);
+    if (marks > 1)
+        return vr_error_set(err, VR_ERR_INVALID,
+                            "the prompt text holds %zu \"<image>\" markers; one image per question is supported "
+                            "(upstream fails with \"Too many images\")",
+                            marks);
+    vr_strbuf v = {0};
+    vr_strbuf_append(&v, "", 0);
+    if (marks == 0) {
+        /* sentence['value'] = re.sub(r"\n(\s*\n)+", '\n', value.strip()) */
+        strip_collapse_append(&v, message, n);
+    } else {
+        vr_strbuf q = {0}; /* the message without its marker, stripped, collapsed */
+        unmarked_append(&q, message, n);
+        switch (pos) {
+        case VR_IMAGE_FIRST:
+            vr_strbuf_append_str(&v, IMAGE_MARK "\n");
+            if (q.p) vr_strbuf_append(&v, q.p, q.n);
+            break;
+        case VR_IMAGE_MIDDLE: {
+            /* H: the original message without marker, stripped, without the single-word
+             * instruction, stripped, collapsed */
+            vr_strbuf r = {0}, h = {0};
+            vr_str_replace_all(&r, message, n, IMAGE_MARK, IMAGE_MARK_LEN, "", 0);
+            size_t a = 0, b = 0;
+            if (r.p) vr_py_strip(r.p, r.n, &a, &b);
+            vr_strbuf r2 = {0};
+            vr_str_replace_all(&r2, r.p ? r.p + a : "", b - a, SINGLE_WORD_INSTR, strlen(SINGLE_WORD_INSTR), "", 0);
+            strip_collapse_append(&h, r2.p ? r2.p : "", r2.n);
+            if (h.p) vr_strbuf_append(&v, h.p, h.n);
+            vr_strbuf_append_str(&v, "\n" IMAGE_MARK "\n");
+            if (q.p) vr_strbuf_append(&v, q.p, q.n);
+            if (r.oom || r2.oom || h.oom) v.oom = 1;
+            vr_strbuf_free(&r);
+            vr_strbuf_free(&r2);
+            vr_strbuf_free(&h);
+            break;
+        }
+        case VR_IMAGE_LAST:
+            if (q.p) vr_strbuf_append(&v, q.p, q.n);
+            vr_strbuf_append_str(&v, "\n" IMAGE_MARK);
+            break;
+        }
+        if (q.oom) v.oom = 1;
+        vr_strbuf_free(&q);
+        /* final .strip() */
+        if (!v.oom) {
+            size_t a, b;
+            vr_py_strip(v.p, v.n, &a, &b);
+            memmove(v.p, v.p + a, b - a);
+            v.n = b - a;
+            v.p[v.n] = 0;
+        }
+    }
+    char *res = vr_strbuf_take(&v, NULL);
+    if (!res) return vr_error_set(err, VR_ERR_NOMEM, "out of memory building the prompt");
+    *out = res;
+    return VR_OK;
 }
 
 static vr_status check_question(const char *question, vr_error *err) {
@@ -176,71 +143,24 @@ static vr_status check_question(const char *question, vr_error *err) {
     return VR_OK;
 }
 
+/* The raw human message of a typed question: "<image>\n" + question, or the question alone. */
+static char *typed_message(const char *question, int with_image) {
+    vr_strbuf m = {0};
+    if (with_image) vr_strbuf_append_str(&m, IMAGE_MARK "\n");
+    vr_strbuf_append_str(&m, question);
+    return vr_strbuf_take(&m, NULL);
+}
+
 vr_status vr_prompt_human_value(const char *question, int with_image, vr_image_position pos, char **out,
                                 vr_error *err) {
     *out = NULL;
     vr_status st = check_question(question, err);
     if (st != VR_OK) return st;
-    size_t qn = strlen(question);
-    if (!with_image) {
-        /* text-only turn: sentence['value'] = re.sub(r"\n(\s*\n)+", '\n', value.strip()) */
-        *out = strip_collapse(question, qn);
-        return *out ? VR_OK : vr_error_set(err, VR_ERR_NOMEM, "out of memory building the prompt");
-    }
-    /* The human message is "<image>\n" + question. Removing <image> and stripping leaves
-     * question.strip() (the question holds no <image>: checked above). */
-    char *q = strip_collapse(question, qn); /* Q */
-    char *a = NULL;                          /* A: the instruction removed (middle mode) */
-    sbuf v = {0};
-    sb_put(&v, "", 0);
-    if (!q) goto oom;
-    switch (pos) {
-    case VR_IMAGE_FIRST:
-        sb_str(&v, IMAGE_MARK "\n");
-        sb_str(&v, q);
-        break;
-    case VR_IMAGE_MIDDLE: {
-        size_t s0, s1;
-        py_strip(question, qn, &s0, &s1);
-        sbuf r = {0};
-        sb_put(&r, "", 0);
-        py_remove(&r, question + s0, s1 - s0, SINGLE_WORD_INSTR);
-        if (r.oom) {
-            free(r.p);
-            goto oom;
-        }
-        a = strip_collapse(r.p, r.n);
-        free(r.p);
-        if (!a) goto oom;
-        sb_str(&v, a);
-        sb_str(&v, "\n" IMAGE_MARK "\n");
-        sb_str(&v, q);
-        break;
-    }
-    case VR_IMAGE_LAST:
-        sb_str(&v, q);
-        sb_str(&v, "\n" IMAGE_MARK);
-        break;
-    default:
-        free(q);
-        free(v.p);
-        return vr_error_set(err, VR_ERR_INVALID, "unknown image position %d", (int)pos);
-    }
-    if (v.oom) goto oom;
-    /* final .strip() */
-    size_t s0, s1;
-    py_strip(v.p, v.n, &s0, &s1);
-    memmove(v.p, v.p + s0, s1 - s0);
-    v.p[s1 - s0] = 0;
-    free(q);
-    free(a);
-    *out = v.p;
-    return VR_OK;
-oom:
-    free(q);
-    free(a);
-    free(v.p);
-    return vr_error_set(err, VR_ERR_NOMEM, "out of memory building the prompt");
+    char *msg = typed_message(question, with_image);
+    if (!msg) return vr_error_set(err, VR_ERR_NOMEM, "out of memory building the prompt");
+    st = vr_prompt_process_message(msg, pos, out, err);
+    free(msg);
+    return st;
 }
 
 /* ---------------------------------------------------------------- tokenisation */
@@ -290,24 +210,56 @@ static vr_status tokenize_sentence(const vr_tokenizer *tok, const char *s, size_
 
 /* "User: " + value + "\n\n" and "Assistant:" as two separately tokenised sentences. */
 static vr_status turn_ids(const vr_tokenizer *tok, const char *value, int32_t **ids, int *n, vr_error *err) {
-    sbuf s = {0};
-    sb_str(&s, "User: ");
-    sb_str(&s, value);
-    sb_str(&s, "\n\n");
+    vr_strbuf s = {0};
+    vr_strbuf_append_str(&s, "User: ");
+    vr_strbuf_append_str(&s, value);
+    vr_strbuf_append_str(&s, "\n\n");
     if (s.oom) {
-        free(s.p);
+        vr_strbuf_free(&s);
         return vr_error_set(err, VR_ERR_NOMEM, "out of memory building the prompt");
     }
     ibuf out = {0};
     vr_status st = tokenize_sentence(tok, s.p, s.n, &out, err);
     if (st == VR_OK) st = tokenize_sentence(tok, "Assistant:", 10, &out, err);
-    free(s.p);
+    vr_strbuf_free(&s);
     if (st != VR_OK) {
         free(out.p);
         return st;
     }
     *ids = out.p;
     *n = out.n;
+    return VR_OK;
+}
+
+void vr_prompt_built_free(vr_prompt_built *p) {
+    if (!p) return;
+    free(p->human_value);
+    free(p->text);
+    free(p->ids);
+    memset(p, 0, sizeof *p);
+}
+
+vr_status vr_prompt_build(const vr_tokenizer *tok, const char *message, vr_image_position pos, vr_prompt_built *out,
+                          vr_error *err) {
+    memset(out, 0, sizeof *out);
+    vr_status st = vr_prompt_process_message(message, pos, &out->human_value, err);
+    if (st != VR_OK) return st;
+    vr_strbuf t = {0};
+    vr_strbuf_append_str(&t, "User: ");
+    vr_strbuf_append_str(&t, out->human_value);
+    vr_strbuf_append_str(&t, "\n\nAssistant:");
+    out->text = vr_strbuf_take(&t, NULL);
+    if (!out->text) {
+        vr_prompt_built_free(out);
+        return vr_error_set(err, VR_ERR_NOMEM, "out of memory building the prompt");
+    }
+    if (tok) {
+        st = turn_ids(tok, out->human_value, &out->ids, &out->n_ids, err);
+        if (st != VR_OK) {
+            vr_prompt_built_free(out);
+            return st;
+        }
+    }
     return VR_OK;
 }
 

@@ -215,6 +215,11 @@ static int select_nucleus(vr_cand *c, int n, double target) {
     return hi > 0 ? hi : 1;
 }
 
+int vr_sampler_is_greedy(const vr_sampler *s) {
+    const vr_sampling_params *p = &s->p;
+    return (p->temperature <= 0 || p->top_k == 1) && p->presence_penalty == 0 && p->frequency_penalty == 0;
+}
+
 int32_t vr_sampler_sample(vr_sampler *s, const float *logits) {
     const vr_sampling_params *p = &s->p;
     int n = s->n;

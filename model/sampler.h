@@ -32,6 +32,9 @@ int32_t vr_sampler_sample(vr_sampler *s, const float *logits);
 /* Records a token without sampling it (e.g. a forced stop token), same bookkeeping. */
 void vr_sampler_accept(vr_sampler *s, int32_t token);
 void vr_sampler_reset(vr_sampler *s);
+/* 1 when sampling is a plain argmax of the logits (greedy or top-k 1, no penalties), so a
+ * device argmax plus vr_sampler_accept gives the same choice and bookkeeping. */
+int vr_sampler_is_greedy(const vr_sampler *s);
 
 /* log softmax(logits)[token], computed in double (what upstream's avg_prob is made of). */
 double vr_logprob(const float *logits, int n, int32_t token);

@@ -40,16 +40,17 @@ vr_status vr_vision_encode(const vr_weights *w, vr_workspace *ws, const float *p
     if (trace) trace_copy(be, trace->pre_layrnorm, h, (size_t)L * D);
 
     float scale = (float)pow((double)hd, -0.5); /* python's head_dim**-0.5, applied in f32 */
-    float *scale_row = malloc((size_t)D * sizeof(float));
-    if (!scale_row) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < D; i++) scale_row[i] = scale;
+    /* one upload of the whole [L, D] block (a device backend waits once, not once per row) */
+    float *scale_host = malloc((size_t)L * D * sizeof(float));
+    if (!scale_host) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < (size_t)L * D; i++) scale_host[i] = scale;
     float *scale_dev = vr_workspace_get(ws, 4 + WV_PATCH, (size_t)L * D);
     if (!scale_dev) {
-        free(scale_row);
+        free(scale_host);
         return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
     }
-    for (int r = 0; r < L; r++) op->upload(be, scale_dev + (size_t)r * D, scale_row, (size_t)D * sizeof(float));
-    free(scale_row);
+    op->upload(be, scale_dev, scale_host, (size_t)L * D * sizeof(float));
+    free(scale_host);
 
     for (int j = 0; j < cfg->vis_layers; j++) {
         const vr_vit_layer_weights *vl = &w->vit_layers[j];
@@ -80,6 +81,16 @@ vr_status vr_vision_encode(const vr_weights *w, vr_workspace *ws, const float *p
         int kk = G / g;
         /* average pooling expressed as gathers + adds keeps it in backend ops */
         float *acc = a; /* reuse */
+        float inv = 1.0f / (float)(kk * kk);
+        float *inv_row = vr_workspace_get(ws, 4 + WV_PATCH, (size_t)D); /* uploaded once */
+        float *host = malloc((size_t)D * sizeof(float));
+        if (!host || !inv_row) {
+            free(host);
+            return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+        }
+        for (int i = 0; i < D; i++) host[i] = inv;
+        op->upload(be, inv_row, host, (size_t)D * sizeof(float));
+        free(host);
         for (int py = 0; py < g; py++)
             for (int px = 0; px < g; px++) {
                 float *dst = pool + ((size_t)py * g + px) * D;
@@ -90,16 +101,6 @@ vr_status vr_vision_encode(const vr_weights *w, vr_workspace *ws, const float *p
                         const float *src = patches + ((size_t)(py * kk + dy) * G + (size_t)(px * kk + dx)) * D;
                         op->add(be, acc, src, acc, (size_t)D);
                     }
-                float inv = 1.0f / (float)(kk * kk);
-                float *inv_row = vr_workspace_get(ws, 4 + WV_PATCH, (size_t)D);
-                float *host = malloc((size_t)D * sizeof(float));
-                if (!host || !inv_row) {
-                    free(host);
-                    return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
-                }
-                for (int i = 0; i < D; i++) host[i] = inv;
-                op->upload(be, inv_row, host, (size_t)D * sizeof(float));
-                free(host);
                 op->mul(be, acc, inv_row, dst, (size_t)D);
             }
     }

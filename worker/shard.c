@@ -500,7 +500,7 @@ vr_status vr_shard_start(const vr_shard_options *o, vr_shard **out, vr_error *er
         s->is_last = s->last == cfg.n_layer;
     }
     vr_weights_select sel = {s->first, s->last, s->is_first, s->is_last, 0};
-    vr_engine_options eo = {o->model_path, o->config_path, NULL, o->threads, &sel};
+    vr_engine_options eo = {o->model_path, o->config_path, NULL, o->threads, &sel, NULL};
     if (st == VR_OK) st = vr_engine_open(&eo, &s->e, err);
     if (st == VR_OK) st = vr_slot_table_init(&s->slots, s->e->be, &s->e->cfg, s->first, s->last, s->opt.max_sessions, err);
     if (st == VR_OK) st = vr_store_open(o->store_url ? o->store_url : "memory", o->ttl_seconds, &s->store, err);

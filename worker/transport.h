@@ -87,6 +87,24 @@ vr_status vr_transport_from_fd(int fd, const char *peer_name, vr_transport **out
  * transport. */
 vr_status vr_transport_tcp_set_limits(vr_transport *t, size_t max_frame, int send_stall_ms, vr_error *err);
 
+/* ---- NCCL (worker/transport_nccl.c; builds with -DVRWKV_CUDA=ON and NCCL present) ----
+ * Frames go as two ncclSend/ncclRecv pairs through device staging buffers: a 16-byte header
+ * (tag u64, length u64, little-endian) then the payload. One process per GPU; every rank of
+ * the communicator must call create concurrently (ncclCommInitRank is collective). A frame
+ * to one's own rank (peer == rank, e.g. a one-rank communicator) goes through one grouped
+ * ncclSend+ncclRecv at send time and waits in a queue for recv. A recv timeout aborts the
+ * communicator (VR_ERR_CANCELLED, then VR_ERR_UNAVAILABLE): NCCL cannot withdraw a posted
+ * receive. One thread may send while another receives (enqueues are serialised inside). In
+ * builds without NCCL both calls return VR_ERR_UNAVAILABLE saying so. */
+#define VR_NCCL_UNIQUE_ID_BYTES 128
+/* Writes a fresh ncclUniqueId (VR_NCCL_UNIQUE_ID_BYTES bytes) into id: rank 0 makes it and the
+ * coordinator hands it to the other ranks. */
+vr_status vr_nccl_unique_id(void *id, vr_error *err);
+/* Joins the nranks-rank communicator named by unique_id as rank on CUDA device `device`, and
+ * returns a transport that exchanges frames with rank `peer` (may equal rank). */
+vr_status vr_transport_nccl_create(const void *unique_id, int nranks, int rank, int peer, int device,
+                                   vr_transport **out, vr_error *err);
+
 /* CRC-32C (Castagnoli) of buf, continuing from crc (start with 0). Exposed for tests and tools. */
 uint32_t vr_crc32c(uint32_t crc, const void *buf, size_t len);
 

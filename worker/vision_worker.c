@@ -44,9 +44,19 @@ static void handle_encode(vr_rpc_call *call, void *ctx) {
     vr_error err = {0};
     float *features = NULL;
     const char *name = req->name && *req->name ? req->name : "image";
+    vr_status st = VR_OK;
+    float *zeros = NULL;
+    if (req->zero_pixels) { /* upstream's stand-in for a question without an image */
+        int S = w->e->cfg.image_size;
+        zeros = calloc((size_t)3 * S * S, sizeof(float));
+        if (!zeros) st = vr_error_set(&err, VR_ERR_NOMEM, "out of memory");
+    }
     pthread_mutex_lock(&w->mu);
-    vr_status st = vr_engine_encode_image(w->e, req->image.data, req->image.len, name, &features, &err);
+    if (st == VR_OK)
+        st = zeros ? vr_engine_encode_pixels(w->e, zeros, &features, NULL, &err)
+                   : vr_engine_encode_image(w->e, req->image.data, req->image.len, name, &features, &err);
     pthread_mutex_unlock(&w->mu);
+    free(zeros);
     vrwkv__internal__encode_request__free_unpacked(req, NULL);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     vr_counter_inc(w->m_images, (const char *[]){st == VR_OK ? "ok" : "error"});
@@ -82,7 +92,7 @@ vr_status vr_vision_worker_start(const vr_vision_worker_options *o, vr_vision_wo
     if (!w->opt.host) w->opt.host = "127.0.0.1";
     pthread_mutex_init(&w->mu, NULL);
     vr_weights_select sel = {0, 0, 0, 0, 1};
-    vr_engine_options eo = {o->model_path, o->config_path, NULL, o->threads, &sel};
+    vr_engine_options eo = {o->model_path, o->config_path, NULL, o->threads, &sel, NULL};
     vr_status st = vr_engine_open(&eo, &w->e, err);
     if (st == VR_OK && !w->e->cfg.has_vision)
         st = vr_error_set(err, VR_ERR_INVALID, "%s has no vision tower", o->model_path);

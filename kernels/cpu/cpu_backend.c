@@ -73,4 +73,3 @@ vr_status vr_backend_cpu_create(int threads, vr_backend **out, vr_error *err) {
     return VR_OK;
 }
 
-void vr_backend_free(vr_backend *be) { free(be); }

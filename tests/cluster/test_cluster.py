@@ -525,6 +525,11 @@ def main():
             check(False, f"{test.__name__} raised {type(e).__name__}: {e}")
 
 
+def on_term(sig, frame):  # ctest's timeout or a killed job: still stop the cluster below
+    raise SystemExit(f"killed by signal {sig}")
+
+
+signal.signal(signal.SIGTERM, on_term)
 try:
     main()
 finally:

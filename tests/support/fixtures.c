@@ -1,12 +1,12 @@
-/* tests/support/fixtures.c — fixture lookup and loading helpers for the tests. */
-#include <setjmp.h>
+/* tests/support/fixtures.c — fixture lookup and loading helpers for the tests. Failures go
+ * through vrt_fail (cmocka's fail in tests/support/fail_cmocka.c; print-and-exit in the plain
+ * GPU tests), so this file needs no test framework. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <cmocka.h>
 #include <math.h>
 
 #include "common/mapped_file.h"
@@ -34,10 +34,10 @@ cJSON *vrt_load_json(const char *rel) {
     char *text = NULL;
     vr_error err = {0};
     if (vr_read_file(vrt_fixture_path(rel), (size_t)1 << 30, &text, NULL, &err) != VR_OK)
-        fail_msg("%s", err.msg);
+        vrt_fail("%s", err.msg);
     cJSON *j = cJSON_Parse(text);
     free(text);
-    if (!j) fail_msg("%s: invalid JSON", rel);
+    if (!j) vrt_fail("%s: invalid JSON", rel);
     return j;
 }
 
@@ -45,7 +45,7 @@ void *vrt_load_array(const cJSON *ref, size_t *count) {
     const cJSON *file = cJSON_GetObjectItemCaseSensitive(ref, "file");
     const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(ref, "dtype");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(ref, "shape");
-    if (!cJSON_IsString(file) || !cJSON_IsString(dtype) || !cJSON_IsArray(shape)) fail_msg("bad array reference");
+    if (!cJSON_IsString(file) || !cJSON_IsString(dtype) || !cJSON_IsArray(shape)) vrt_fail("bad array reference");
     size_t n = 1;
     const cJSON *d;
     cJSON_ArrayForEach(d, shape) n *= (size_t)d->valuedouble;
@@ -54,8 +54,8 @@ void *vrt_load_array(const cJSON *ref, size_t *count) {
     size_t size = 0;
     vr_error err = {0};
     if (vr_read_file(vrt_fixture_path(file->valuestring), (size_t)1 << 31, &data, &size, &err) != VR_OK)
-        fail_msg("%s", err.msg);
-    if (size != n * esize) fail_msg("%s: %zu bytes, expected %zu", file->valuestring, size, n * esize);
+        vrt_fail("%s", err.msg);
+    if (size != n * esize) vrt_fail("%s: %zu bytes, expected %zu", file->valuestring, size, n * esize);
     if (count) *count = n;
     return data;
 }

@@ -22,6 +22,10 @@ const char *vrt_fixture_path(const char *rel);
         }                                                                                    \
     } while (0)
 
+/* Fails the current test with a message: cmocka's fail (tests/support/fail_cmocka.c) in the
+ * unit tests, print-and-exit(1) in the plain-C GPU tests (tests/gpu/fail_plain.c). */
+void vrt_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
 /* Parses fixtures/<rel> (e.g. "tiny/forward.json"). Fails the test on error. */
 cJSON *vrt_load_json(const char *rel);
 /* Loads an array reference {"file","dtype","shape"}; returns malloc'd data and element count.

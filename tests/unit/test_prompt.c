@@ -1,6 +1,7 @@
 /* tests/unit/test_prompt.c — prompt construction against fixtures/prompts.json (all questions
- * x image positions, the second turn), Python str semantics (strip, \s, newline collapsing,
- * middle-mode instruction removal) and the refusal of a literal <image>. No model needed. */
+ * x image positions, the second turn, the same through vr_prompt_build), Python str semantics
+ * (strip, \s, newline collapsing, middle-mode instruction removal), messages without or with
+ * too many <image> markers, and the refusal of a literal <image>. No model needed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -68,6 +69,14 @@ static void test_fixture_prompts(void **state) {
         int n_ids = 0;
         if (vr_prompt_first_turn(tok(), q, 1, pos, &ids, &n_ids, &err) != VR_OK) fail_msg("%s: %s", what, err.msg);
         assert_ids(ids, n_ids, cJSON_GetObjectItemCaseSensitive(p, "input_ids"), what);
+        /* the shared builder on the raw human message gives the same text and ids */
+        char msg[4096];
+        snprintf(msg, sizeof msg, "<image>\n%s", q);
+        vr_prompt_built b;
+        if (vr_prompt_build(tok(), msg, pos, &b, &err) != VR_OK) fail_msg("%s: %s", what, err.msg);
+        assert_string_equal(b.text, jstr(p, "text"));
+        assert_ids(b.ids, b.n_ids, cJSON_GetObjectItemCaseSensitive(p, "input_ids"), what);
+        vr_prompt_built_free(&b);
         int img = cJSON_GetObjectItemCaseSensitive(p, "image_token_index")->valueint;
         assert_int_equal(ids[img], VR_IMAGE_TOKEN_ID);
         int n_img = 0;
@@ -166,6 +175,30 @@ static void test_refusals(void **state) {
     assert_int_equal(vr_prompt_human_value(NULL, 0, VR_IMAGE_FIRST, &v, &err), VR_ERR_INVALID);
 }
 
+/* vr_prompt_process_message: a message without marker is only stripped and collapsed (ScienceQA
+ * without image), one marker is placed, two are refused like upstream's "Too many images". */
+static void test_process_message(void **state) {
+    (void)state;
+    char *v = NULL;
+    vr_error err = {0};
+    assert_int_equal(vr_prompt_process_message(" Q?\n\n\nA. x ", VR_IMAGE_MIDDLE, &v, &err), VR_OK);
+    assert_string_equal(v, "Q?\nA. x");
+    free(v);
+    assert_int_equal(vr_prompt_process_message("Q? <image>", VR_IMAGE_FIRST, &v, &err), VR_OK);
+    assert_string_equal(v, "<image>\nQ?");
+    free(v);
+    assert_int_equal(vr_prompt_process_message("<image><image>", VR_IMAGE_LAST, &v, &err), VR_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "Too many images"));
+    assert_null(v);
+    vr_prompt_built b;
+    assert_int_equal(vr_prompt_build(NULL, "", VR_IMAGE_FIRST, &b, &err), VR_OK);
+    assert_string_equal(b.text, "User: \n\nAssistant:");
+    assert_null(b.ids);
+    vr_prompt_built_free(&b);
+    assert_int_equal(vr_prompt_build(NULL, "\xff", VR_IMAGE_FIRST, &b, &err), VR_ERR_INVALID);
+    assert_null(b.text);
+}
+
 static void test_position_names(void **state) {
     (void)state;
     vr_image_position p;
@@ -193,7 +226,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixture_prompts), cmocka_unit_test(test_python_semantics),
         cmocka_unit_test(test_image_chunks),    cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_position_names),
+        cmocka_unit_test(test_position_names), cmocka_unit_test(test_process_message),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }

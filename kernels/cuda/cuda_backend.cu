@@ -1,0 +1,294 @@
+/* kernels/cuda/cuda_backend.cu — the CUDA backend's op table, creation, device memory ops,
+ * scratch and error recording. Everything runs in order on one stream of the backend; a
+ * download waits for it. Holds no model math (see cuda_ops.cu, cuda_linear.cu, sampling.cu).
+ * Must not let a CUDA failure pass silently: the first one is kept and sync() reports it. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda/cuda_internal.h"
+
+static void set_err(vr_error *err, vr_status code, const char *fmt, va_list ap) {
+    if (!err) return;
+    err->code = code;
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+}
+
+static vr_status err_set(vr_error *err, vr_status code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static vr_status err_set(vr_error *err, vr_status code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    set_err(err, code, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void vrc_fail(vr_backend *be, vr_status code, const char *fmt, ...) {
+    vrc_impl *c = vrc(be);
+    if (c->first_error != VR_OK) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->first_msg, sizeof c->first_msg, fmt, ap);
+    va_end(ap);
+    c->first_error = code;
+    fprintf(stderr, "vrwkv cuda backend: %s\n", c->first_msg);
+}
+
+int vrc_check(vr_backend *be, cudaError_t e, const char *what) {
+    if (e == cudaSuccess) return 0;
+    vrc_fail(be, e == cudaErrorMemoryAllocation ? VR_ERR_NOMEM : VR_ERR_INTERNAL, "%s: %s (%s)", what,
+             cudaGetErrorString(e), cudaGetErrorName(e));
+    return 1;
+}
+
+int vrc_check_launch(vr_backend *be, const char *what) { return vrc_check(be, cudaGetLastError(), what); }
+
+int vrc_check_blas(vr_backend *be, cublasStatus_t s, const char *what) {
+    if (s == CUBLAS_STATUS_SUCCESS) return 0;
+    vrc_fail(be, s == CUBLAS_STATUS_ALLOC_FAILED ? VR_ERR_NOMEM : VR_ERR_INTERNAL, "%s: cuBLAS status %d", what,
+             (int)s);
+    return 1;
+}
+
+void vrc_enter(vr_backend *be) { cudaSetDevice(vrc(be)->device); }
+
+void *vrc_scratch(vr_backend *be, int slot, size_t bytes) {
+    vrc_impl *c = vrc(be);
+    if (c->scratch_cap[slot] >= bytes && c->scratch[slot]) return c->scratch[slot];
+    if (c->scratch[slot]) cudaFree(c->scratch[slot]); /* waits for the device: nothing still reads it */
+    c->scratch[slot] = NULL;
+    c->scratch_cap[slot] = 0;
+    size_t cap = bytes + bytes / 4 + 256;
+    if (vrc_check(be, cudaMalloc(&c->scratch[slot], cap), "allocating device scratch")) {
+        c->scratch[slot] = NULL;
+        return NULL;
+    }
+    c->scratch_cap[slot] = cap;
+    return c->scratch[slot];
+}
+
+void *vrc_upload_table(vr_backend *be, int slot, const void *host, size_t bytes) {
+    void *d = vrc_scratch(be, slot, bytes);
+    if (!d) return NULL;
+    if (vrc_check(be, cudaMemcpyAsync(d, host, bytes, cudaMemcpyHostToDevice, vrc(be)->stream), "copying a table"))
+        return NULL;
+    return d;
+}
+
+vr_status vrc_error_out(vr_backend *be, vr_error *err, vr_status code, const char *fmt, ...) {
+    (void)be;
+    va_list ap;
+    va_start(ap, fmt);
+    set_err(err, code, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* ---- memory ---- */
+
+static void *cu_alloc(vr_backend *be, size_t bytes) {
+    vrc_enter(be);
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError(); /* an allocation failure is reported by the NULL, not kept */
+        return NULL;
+    }
+    /* zeroed, as the contract says; ordered before any later use on the stream */
+    if (vrc_check(be, cudaMemsetAsync(p, 0, bytes ? bytes : 1, vrc(be)->stream), "zeroing an allocation")) {
+        cudaFree(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void cu_free(vr_backend *be, void *p) {
+    if (!p) return;
+    vrc_enter(be);
+    vrc_check(be, cudaFree(p), "freeing device memory");
+}
+
+static void cu_upload(vr_backend *be, void *dst, const void *src, size_t bytes) {
+    if (!bytes) return;
+    vrc_enter(be);
+    vrc_impl *c = vrc(be);
+    if (vrc_check(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream), "upload")) return;
+    vrc_check(be, cudaStreamSynchronize(c->stream), "upload (waiting)");
+}
+
+static void cu_download(vr_backend *be, void *dst, const void *src, size_t bytes) {
+    if (!bytes) return;
+    vrc_enter(be);
+    vrc_impl *c = vrc(be);
+    if (vrc_check(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), "download")) {
+        memset(dst, 0xff, bytes); /* NaN-poison: a failed download must not look like data */
+        return;
+    }
+    if (vrc_check(be, cudaStreamSynchronize(c->stream), "download (waiting)")) memset(dst, 0xff, bytes);
+}
+
+static void cu_copy(vr_backend *be, void *dst, const void *src, size_t bytes) {
+    if (!bytes || dst == src) return;
+    vrc_enter(be);
+    vrc_check(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, vrc(be)->stream), "device copy");
+}
+
+/* local copies of tensor.c's helpers: this library must not need the core library's symbols */
+static size_t dtype_size(vr_dtype t) { return t == VR_F32 || t == VR_I32 ? 4 : t == VR_I64 ? 8 : t == VR_U8 ? 1 : 2; }
+static const char *dtype_name(vr_dtype t) {
+    static const char *names[] = {"f32", "f16", "bf16", "i32", "i64", "u8"};
+    return (unsigned)t < 6 ? names[t] : "?";
+}
+
+static vr_status cu_weight_upload(vr_backend *be, const vr_tensor *host, vr_tensor *out, vr_error *err) {
+    if (host->dtype != VR_F32 && host->dtype != VR_F16 && host->dtype != VR_BF16)
+        return err_set(err, VR_ERR_UNSUPPORTED, "the CUDA backend takes f32, f16 or bf16 weights, not %s",
+                       dtype_name(host->dtype));
+    size_t bytes = dtype_size(host->dtype);
+    for (int i = 0; i < host->ndim; i++) bytes *= (size_t)host->shape[i];
+    vrc_enter(be);
+    void *d = NULL;
+    cudaError_t e = cudaMalloc(&d, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        size_t free_b = 0, total_b = 0;
+        cudaMemGetInfo(&free_b, &total_b);
+        return err_set(err, VR_ERR_NOMEM, "out of GPU memory for a %zu-byte weight (%zu of %zu MiB free)", bytes,
+                       free_b >> 20, total_b >> 20);
+    }
+    vrc_impl *c = vrc(be);
+    e = cudaMemcpyAsync(d, host->data, bytes, cudaMemcpyHostToDevice, c->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+    if (e != cudaSuccess) {
+        cudaFree(d);
+        return err_set(err, VR_ERR_INTERNAL, "copying a weight to the GPU: %s", cudaGetErrorString(e));
+    }
+    *out = *host;
+    out->device = VR_DEVICE_CUDA;
+    out->data = d;
+    return VR_OK;
+}
+
+static void cu_weight_free(vr_backend *be, vr_tensor *t) {
+    if (t->data) cu_free(be, t->data);
+    t->data = NULL;
+}
+
+static vr_status cu_sync(vr_backend *be, vr_error *err) {
+    vrc_enter(be);
+    vrc_impl *c = vrc(be);
+    vrc_check(be, cudaStreamSynchronize(c->stream), "waiting for the GPU");
+    if (c->first_error == VR_OK) return VR_OK;
+    vr_status st = err_set(err, c->first_error, "CUDA backend: %s", c->first_msg);
+    c->first_error = VR_OK;
+    c->first_msg[0] = 0;
+    return st;
+}
+
+static void cu_destroy(vr_backend *be) {
+    vrc_impl *c = vrc(be);
+    if (c) {
+        cudaSetDevice(c->device);
+        cudaStreamSynchronize(c->stream);
+        for (int i = 0; i < VRC_SCR_N; i++)
+            if (c->scratch[i]) cudaFree(c->scratch[i]);
+        if (c->host_table) free(c->host_table);
+        if (c->blas) cublasDestroy(c->blas);
+        if (c->stream) cudaStreamDestroy(c->stream);
+        free(c);
+    }
+    free(be);
+}
+
+static vr_backend_ops make_ops(void) {
+    vr_backend_ops o;
+    memset(&o, 0, sizeof o);
+    o.alloc = cu_alloc;
+    o.free = cu_free;
+    o.upload = cu_upload;
+    o.download = cu_download;
+    o.copy = cu_copy;
+    o.weight_upload = cu_weight_upload;
+    o.weight_free = cu_weight_free;
+    o.linear = vrc_linear;
+    o.embedding = vrc_embedding;
+    o.layer_norm = vrc_layer_norm;
+    o.group_norm = vrc_group_norm;
+    o.token_shift = vrc_token_shift;
+    o.ddlerp = vrc_ddlerp;
+    o.wkv6 = vrc_wkv6;
+    o.tanh_ = vrc_tanh;
+    o.silu = vrc_silu;
+    o.sigmoid = vrc_sigmoid;
+    o.relu_sq = vrc_relu_sq;
+    o.quick_gelu = vrc_quick_gelu;
+    o.decay = vrc_decay;
+    o.mul = vrc_mul;
+    o.add = vrc_add;
+    o.add_row = vrc_add_row;
+    o.attention = vrc_attention;
+    o.patch_embed = vrc_patch_embed;
+    o.gather_rows = vrc_gather_rows;
+    o.scatter_rows = vrc_scatter_rows;
+    o.destroy = cu_destroy;
+    o.sync = cu_sync;
+    o.argmax_rows = vrc_argmax_rows;
+    return o;
+}
+
+extern "C" vr_status vr_backend_cuda_create(int device, vr_backend **out, vr_error *err) {
+    *out = NULL;
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0) {
+        (void)cudaGetLastError();
+        return err_set(err, VR_ERR_UNAVAILABLE, "no CUDA device is present (%s): use the cpu backend",
+                       e != cudaSuccess ? cudaGetErrorString(e) : "cudaGetDeviceCount found 0 devices");
+    }
+    if (device < 0 || device >= count)
+        return err_set(err, VR_ERR_INVALID, "CUDA device %d does not exist (%d visible: 0..%d)", device, count,
+                       count - 1);
+    if ((e = cudaSetDevice(device)) != cudaSuccess)
+        return err_set(err, VR_ERR_UNAVAILABLE, "cannot use CUDA device %d: %s", device, cudaGetErrorString(e));
+    vr_backend *be = (vr_backend *)calloc(1, sizeof *be);
+    vrc_impl *c = (vrc_impl *)calloc(1, sizeof *c);
+    if (!be || !c) {
+        free(be);
+        free(c);
+        return err_set(err, VR_ERR_NOMEM, "out of memory creating the CUDA backend");
+    }
+    c->device = device;
+    cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, device) == cudaSuccess) c->num_sms = prop.multiProcessorCount;
+    if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) {
+        free(be);
+        free(c);
+        return err_set(err, VR_ERR_UNAVAILABLE, "creating a CUDA stream on device %d: %s", device,
+                       cudaGetErrorString(e));
+    }
+    cublasStatus_t bs = cublasCreate(&c->blas);
+    if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetStream(c->blas, c->stream);
+    /* exactness first: no TF32. CUBLAS_DEFAULT_MATH computes f32 GEMMs with at least f32
+     * precision (TF32 would need CUBLAS_TF32_TENSOR_OP_MATH; NVIDIA_TF32_OVERRIDE=0 keeps it
+     * off for the process as well). */
+    if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH);
+    if (bs != CUBLAS_STATUS_SUCCESS) {
+        if (c->blas) cublasDestroy(c->blas);
+        cudaStreamDestroy(c->stream);
+        free(be);
+        free(c);
+        return err_set(err, VR_ERR_UNAVAILABLE, "creating a cuBLAS handle on device %d: status %d", device, (int)bs);
+    }
+    const char *fast = getenv("VRWKV_CUDA_FAST_GEMM");
+    c->fast_gemm = fast && !strcmp(fast, "1");
+    const char *tile = getenv("VRWKV_CUDA_TILE_FLOATS");
+    c->tile_floats = tile && atol(tile) > 0 ? (size_t)atol(tile) : (size_t)32 << 20; /* 128 MiB of f32 */
+    static const vr_backend_ops cuda_ops = make_ops(); /* initialised once, thread-safely */
+    be->ops = &cuda_ops;
+    be->name = "cuda";
+    be->device = VR_DEVICE_CUDA;
+    be->impl = c;
+    *out = be;
+    return VR_OK;
+}

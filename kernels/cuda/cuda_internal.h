@@ -1,0 +1,93 @@
+/* kernels/cuda/cuda_internal.h — what the CUDA backend's files share: the backend's private
+ * state (stream, cuBLAS handle, grow-only device scratch), error recording, the op functions.
+ * Not a public interface: model/ reaches the ops only through vr_backend_ops. CUDA C++ kept
+ * C-like; must not be included from C files. */
+#ifndef VR_CUDA_INTERNAL_H
+#define VR_CUDA_INTERNAL_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+extern "C" {
+#include "kernels/backend.h"
+}
+
+/* Grow-only device scratch slots (contents do not survive the op that filled them). */
+enum { VRC_SCR_TABLE = 0, VRC_SCR_WTILE, VRC_SCR_PATCH, VRC_SCR_SCORES, VRC_SCR_XCONV, VRC_SCR_SAMPLE, VRC_SCR_N };
+
+typedef struct vrc_impl {
+    int device;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    int fast_gemm;             /* VRWKV_CUDA_FAST_GEMM=1 */
+    size_t tile_floats;        /* f32 weight tile for many-row f16/bf16 GEMMs (VRWKV_CUDA_TILE_FLOATS, tests) */
+    int num_sms;
+    void *scratch[VRC_SCR_N];  /* device */
+    size_t scratch_cap[VRC_SCR_N];
+    void *host_table;          /* host staging for index arrays and pointer tables */
+    size_t host_table_cap;
+    vr_status first_error;     /* VR_OK until something fails; kept until sync() reports it */
+    char first_msg[480];
+} vrc_impl;
+
+static inline vrc_impl *vrc(vr_backend *be) { return (vrc_impl *)be->impl; }
+
+/* Records the first failure (later ones are dropped); prints it to stderr once. */
+void vrc_fail(vr_backend *be, vr_status code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Checks a CUDA runtime result / the last launch; records a failure. Returns 0 when fine. */
+int vrc_check(vr_backend *be, cudaError_t e, const char *what);
+int vrc_check_launch(vr_backend *be, const char *what);
+int vrc_check_blas(vr_backend *be, cublasStatus_t s, const char *what);
+/* Makes the backend's device current for this thread. */
+void vrc_enter(vr_backend *be);
+/* A device scratch slot of at least bytes (NULL after recording a failure). */
+void *vrc_scratch(vr_backend *be, int slot, size_t bytes);
+/* Copies a host array (index list, runs, pointer table) to a device scratch slot, ordered on
+ * the backend's stream, without waiting (pageable sources are staged before the call returns). */
+void *vrc_upload_table(vr_backend *be, int slot, const void *host, size_t bytes);
+/* Writes a vr_error from the recorded failure. */
+vr_status vrc_error_out(vr_backend *be, vr_error *err, vr_status code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static inline unsigned vrc_blocks(size_t n, unsigned threads) {
+    size_t b = (n + threads - 1) / threads;
+    if (b > 65535u * 32u) b = 65535u * 32u; /* grid-stride loops cover the rest */
+    return (unsigned)(b ? b : 1);
+}
+
+/* ops (cuda_linear.cu) */
+void vrc_linear(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, const vr_tensor *bias,
+                float beta, float *y);
+void vrc_embedding(vr_backend *be, const int32_t *ids, int n, const vr_tensor *table, float *out);
+void vrc_attention(vr_backend *be, const float *q, const float *k, const float *v, int L, int heads, int hd,
+                   float *out);
+void vrc_patch_embed(vr_backend *be, const float *pixels, int S, int P, const vr_tensor *w, float *out);
+/* ops (cuda_ops.cu) */
+void vrc_layer_norm(vr_backend *be, const float *x, int m, int n, const float *w, const float *b, float eps,
+                    float *y);
+void vrc_group_norm(vr_backend *be, const float *x, int m, int groups, int gsize, const float *w, const float *b,
+                    float eps, float *y);
+void vrc_token_shift(vr_backend *be, const float *x, int n, const vr_run *runs, int n_runs, float *const *shift_states,
+                     float *sx);
+void vrc_ddlerp(vr_backend *be, const float *x, const float *sx, int m, int n, const float *maa, const float *lora,
+                int ld_lora, float *y);
+void vrc_wkv6(vr_backend *be, const float *r, const float *k, const float *v, const float *w, const float *u, int H,
+              int N, const vr_run *runs, int n_runs, float *const *states, float *y);
+void vrc_tanh(vr_backend *be, float *x, size_t n);
+void vrc_silu(vr_backend *be, float *x, size_t n);
+void vrc_sigmoid(vr_backend *be, float *x, size_t n);
+void vrc_relu_sq(vr_backend *be, float *x, size_t n);
+void vrc_quick_gelu(vr_backend *be, float *x, size_t n);
+void vrc_decay(vr_backend *be, const float *x, const float *base, int m, int n, float *w);
+void vrc_mul(vr_backend *be, const float *a, const float *b, float *y, size_t n);
+void vrc_add(vr_backend *be, const float *a, const float *b, float *y, size_t n);
+void vrc_add_row(vr_backend *be, float *x, const float *rowvec, int m, int n);
+void vrc_gather_rows(vr_backend *be, const float *x, const int32_t *perm, int m, int n, float *rows);
+void vrc_scatter_rows(vr_backend *be, const float *rows, const int32_t *perm, int m, int n, float *x);
+/* sampling.cu */
+vr_status vrc_argmax_rows(vr_backend *be, const float *logits, int m, int n, int32_t *ids, float *logit,
+                          float *logprob, vr_error *err);
+
+#endif

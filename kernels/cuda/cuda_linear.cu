@@ -1,0 +1,327 @@
+/* kernels/cuda/cuda_linear.cu — the CUDA GEMMs and what is made of them: linear (y = x W^T
+ * with W in its loaded dtype), embedding gather, ViT attention, patch embedding.
+ * Few activation rows (decode): a bandwidth-bound GEMV kernel, one warp per weight row,
+ * reading f32/f16/bf16 weights directly with 16-byte loads, f32 accumulation. Many rows
+ * (prefill, vision): f32 weights go to cublasSgemm; f16/bf16 weights are converted to f32 a
+ * tile of rows at a time on the device and then cublasSgemm (TF32 off: exact f32 products).
+ * VRWKV_CUDA_FAST_GEMM=1 instead rounds the activations to the weight dtype and calls
+ * cublasGemmEx with f32 compute and f32 output (tensor cores; ~1e-2 relative error, not the
+ * default). Must not convert a whole large matrix at once (bounded scratch). */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <math.h>
+
+#include "kernels/cuda/cuda_internal.h"
+
+enum { VRC_SMALL_M = 16, VRC_GEMV_MB = 8 };
+
+/* ---- weight element loads ---- */
+
+__device__ __forceinline__ float bf16_f32(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+__device__ __forceinline__ float f16_f32(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+
+/* WT: 0 f32, 1 f16, 2 bf16 */
+template <int WT> __device__ __forceinline__ float load_w(const void *w, size_t i) {
+    if (WT == 0) return ((const float *)w)[i];
+    uint16_t h = ((const uint16_t *)w)[i];
+    return WT == 1 ? f16_f32(h) : bf16_f32(h);
+}
+
+/* 8 consecutive weights starting at element i (16-byte aligned for f16/bf16, 32 for f32) */
+template <int WT> __device__ __forceinline__ void load_w8(const void *w, size_t i, float *f) {
+    if (WT == 0) {
+        const float4 *p = (const float4 *)((const float *)w + i);
+        float4 a = __ldg(p), b = __ldg(p + 1);
+        f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+    } else {
+        uint4 u = __ldg((const uint4 *)((const uint16_t *)w + i));
+        uint32_t q[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+        for (int t = 0; t < 4; t++) {
+            uint16_t lo = (uint16_t)(q[t] & 0xffffu), hi = (uint16_t)(q[t] >> 16);
+            f[2 * t] = WT == 1 ? f16_f32(lo) : bf16_f32(lo);
+            f[2 * t + 1] = WT == 1 ? f16_f32(hi) : bf16_f32(hi);
+        }
+    }
+}
+
+/* y[i, j] (= or +=) dot(x[i, :], w[j, :]) for i < m (<= MB), one warp per weight row j. */
+template <int WT, int MB>
+__global__ void gemv_kernel(const float *__restrict__ x, int m, int k, int ldx, const void *__restrict__ w, int n,
+                            float beta, float *__restrict__ y, int vec) {
+    int j = (int)((blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5);
+    int lane = threadIdx.x & 31;
+    if (j >= n) return;
+    float acc[MB];
+#pragma unroll
+    for (int i = 0; i < MB; i++) acc[i] = 0.0f;
+    size_t row = (size_t)j * (size_t)k;
+    if (vec) {
+#pragma unroll 2
+        for (int c = lane * 8; c < k; c += 256) {
+            float wf[8];
+            load_w8<WT>(w, row + c, wf);
+#pragma unroll
+            for (int i = 0; i < MB; i++) {
+                if (i < m) {
+                    const float4 *xp = (const float4 *)(x + (size_t)i * ldx + c);
+                    float4 a = __ldg(xp), b = __ldg(xp + 1);
+                    acc[i] += a.x * wf[0] + a.y * wf[1] + a.z * wf[2] + a.w * wf[3] + b.x * wf[4] + b.y * wf[5] +
+                              b.z * wf[6] + b.w * wf[7];
+                }
+            }
+        }
+    } else {
+        for (int c = lane; c < k; c += 32) {
+            float wv = load_w<WT>(w, row + c);
+#pragma unroll
+            for (int i = 0; i < MB; i++)
+                if (i < m) acc[i] += x[(size_t)i * ldx + c] * wv;
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < MB; i++) {
+        float s = acc[i];
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0 && i < m) {
+            float *out = y + (size_t)i * n + j;
+            *out = beta != 0.0f ? *out + s : s;
+        }
+    }
+}
+
+template <int WT>
+__global__ void convert_rows_kernel(const void *__restrict__ w, size_t first, size_t count, float *__restrict__ out) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < count; i += (size_t)gridDim.x * blockDim.x)
+        out[i] = load_w<WT>(w, first + i);
+}
+
+template <int WT> __global__ void round_x_kernel(const float *__restrict__ x, int m, int k, int ldx, uint16_t *out) {
+    size_t total = (size_t)m * k;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / (size_t)k, c = i % (size_t)k;
+        float v = x[r * ldx + c];
+        out[i] = WT == 1 ? __half_as_ushort(__float2half_rn(v)) : __bfloat16_as_ushort(__float2bfloat16_rn(v));
+    }
+}
+
+template <int WT> __global__ void add_bias_kernel(float *y, int m, int n, const void *bias) {
+    size_t total = (size_t)m * n;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x)
+        y[i] += load_w<WT>(bias, i % (size_t)n);
+}
+
+static int wt_of(vr_dtype t) { return t == VR_F32 ? 0 : t == VR_F16 ? 1 : t == VR_BF16 ? 2 : -1; }
+
+static void launch_gemv(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, float beta,
+                        float *y) {
+    int n = (int)w->shape[0], wt = wt_of(w->dtype);
+    int vec = k % 8 == 0 && ldx % 4 == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)w->data & 31) == 0;
+    unsigned threads = 256, blocks = (unsigned)(((size_t)n * 32 + threads - 1) / threads);
+    cudaStream_t s = vrc(be)->stream;
+    for (int i0 = 0; i0 < m; i0 += VRC_GEMV_MB) {
+        int mm = m - i0 < VRC_GEMV_MB ? m - i0 : VRC_GEMV_MB;
+        const float *xi = x + (size_t)i0 * ldx;
+        float *yi = y + (size_t)i0 * n;
+        if (mm == 1) {
+            if (wt == 0) gemv_kernel<0, 1><<<blocks, threads, 0, s>>>(xi, mm, k, ldx, w->data, n, beta, yi, vec);
+            else if (wt == 1) gemv_kernel<1, 1><<<blocks, threads, 0, s>>>(xi, mm, k, ldx, w->data, n, beta, yi, vec);
+            else gemv_kernel<2, 1><<<blocks, threads, 0, s>>>(xi, mm, k, ldx, w->data, n, beta, yi, vec);
+        } else {
+            if (wt == 0) gemv_kernel<0, VRC_GEMV_MB><<<blocks, threads, 0, s>>>(xi, mm, k, ldx, w->data, n, beta, yi, vec);
+            else if (wt == 1)
+                gemv_kernel<1, VRC_GEMV_MB><<<blocks, threads, 0, s>>>(xi, mm, k, ldx, w->data, n, beta, yi, vec);
+            else gemv_kernel<2, VRC_GEMV_MB><<<blocks, threads, 0, s>>>(xi, mm, k, ldx, w->data, n, beta, yi, vec);
+        }
+    }
+    vrc_check_launch(be, "linear (gemv)");
+}
+
+/* row-major y[m, n] (ldy) = x[m, k] (ldx) @ W[n, k]^T (ldw) (+ beta y) through column-major cuBLAS */
+static int sgemm_xwT(vr_backend *be, int m, int n, int k, const float *x, int ldx, const float *wf, int ldw, float beta,
+                     float *y, int ldy) {
+    const float one = 1.0f;
+    return vrc_check_blas(be,
+                          cublasSgemm(vrc(be)->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, wf, ldw, x, ldx, &beta,
+                                      y, ldy),
+                          "linear (cublasSgemm)");
+}
+
+static void fast_gemm(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, float beta, float *y) {
+    vrc_impl *c = vrc(be);
+    int n = (int)w->shape[0], wt = wt_of(w->dtype);
+    uint16_t *xc = (uint16_t *)vrc_scratch(be, VRC_SCR_XCONV, (size_t)m * k * sizeof(uint16_t));
+    if (!xc) return;
+    size_t total = (size_t)m * k;
+    if (wt == 1) round_x_kernel<1><<<vrc_blocks(total, 256), 256, 0, c->stream>>>(x, m, k, ldx, xc);
+    else round_x_kernel<2><<<vrc_blocks(total, 256), 256, 0, c->stream>>>(x, m, k, ldx, xc);
+    if (vrc_check_launch(be, "linear (rounding activations)")) return;
+    cudaDataType_t dt = wt == 1 ? CUDA_R_16F : CUDA_R_16BF;
+    const float one = 1.0f;
+    vrc_check_blas(be,
+                   cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w->data, dt, k, xc, dt, k, &beta, y,
+                                CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                   "linear (cublasGemmEx)");
+}
+
+void vrc_linear(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, const vr_tensor *bias,
+                float beta, float *y) {
+    int n = (int)w->shape[0], wt = wt_of(w->dtype);
+    if (m <= 0 || n <= 0) return;
+    vrc_enter(be);
+    vrc_impl *c = vrc(be);
+    if (wt < 0) {
+        vrc_fail(be, VR_ERR_UNSUPPORTED, "linear: weight dtype %d is not f32, f16 or bf16", (int)w->dtype);
+        return;
+    }
+    if (m <= VRC_SMALL_M) {
+        launch_gemv(be, x, m, k, ldx, w, beta, y);
+    } else if (wt == 0) {
+        sgemm_xwT(be, m, n, k, x, ldx, (const float *)w->data, k, beta, y, n);
+    } else if (c->fast_gemm) {
+        fast_gemm(be, x, m, k, ldx, w, beta, y);
+    } else {
+        size_t rows = c->tile_floats / (size_t)k;
+        if (rows < 1) rows = 1;
+        if (rows > (size_t)n) rows = (size_t)n;
+        float *tile = (float *)vrc_scratch(be, VRC_SCR_WTILE, rows * (size_t)k * sizeof(float));
+        if (!tile) return;
+        for (size_t j0 = 0; j0 < (size_t)n; j0 += rows) {
+            size_t nb = (size_t)n - j0 < rows ? (size_t)n - j0 : rows;
+            size_t cnt = nb * (size_t)k;
+            if (wt == 1) convert_rows_kernel<1><<<vrc_blocks(cnt, 256), 256, 0, c->stream>>>(w->data, j0 * k, cnt, tile);
+            else convert_rows_kernel<2><<<vrc_blocks(cnt, 256), 256, 0, c->stream>>>(w->data, j0 * k, cnt, tile);
+            if (vrc_check_launch(be, "linear (converting a weight tile)")) return;
+            if (sgemm_xwT(be, m, (int)nb, k, x, ldx, tile, k, beta, y + j0, n)) return;
+        }
+    }
+    if (bias) {
+        int bt = wt_of(bias->dtype);
+        size_t total = (size_t)m * n;
+        if (bt == 0) add_bias_kernel<0><<<vrc_blocks(total, 256), 256, 0, c->stream>>>(y, m, n, bias->data);
+        else if (bt == 1) add_bias_kernel<1><<<vrc_blocks(total, 256), 256, 0, c->stream>>>(y, m, n, bias->data);
+        else if (bt == 2) add_bias_kernel<2><<<vrc_blocks(total, 256), 256, 0, c->stream>>>(y, m, n, bias->data);
+        else vrc_fail(be, VR_ERR_UNSUPPORTED, "linear: bias dtype %d is not f32, f16 or bf16", (int)bias->dtype);
+        vrc_check_launch(be, "linear (bias)");
+    }
+}
+
+/* ---- embedding ---- */
+
+template <int WT>
+__global__ void embedding_kernel(const int32_t *ids, int n, const void *table, int64_t rows, int c, float *out) {
+    size_t total = (size_t)n * c;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / (size_t)c, col = i % (size_t)c;
+        int32_t id = ids[r];
+        out[i] = id >= 0 && id < rows ? load_w<WT>(table, (size_t)id * c + col) : __int_as_float(0x7fc00000);
+    }
+}
+
+void vrc_embedding(vr_backend *be, const int32_t *ids, int n, const vr_tensor *table, float *out) {
+    if (n <= 0) return;
+    vrc_enter(be);
+    int c = (int)table->shape[1], wt = wt_of(table->dtype);
+    const int32_t *dids = (const int32_t *)vrc_upload_table(be, VRC_SCR_TABLE, ids, (size_t)n * sizeof(int32_t));
+    if (!dids) return;
+    size_t total = (size_t)n * c;
+    cudaStream_t s = vrc(be)->stream;
+    if (wt == 0) embedding_kernel<0><<<vrc_blocks(total, 256), 256, 0, s>>>(dids, n, table->data, table->shape[0], c, out);
+    else if (wt == 1)
+        embedding_kernel<1><<<vrc_blocks(total, 256), 256, 0, s>>>(dids, n, table->data, table->shape[0], c, out);
+    else if (wt == 2)
+        embedding_kernel<2><<<vrc_blocks(total, 256), 256, 0, s>>>(dids, n, table->data, table->shape[0], c, out);
+    else vrc_fail(be, VR_ERR_UNSUPPORTED, "embedding: table dtype %d is not f32, f16 or bf16", (int)table->dtype);
+    vrc_check_launch(be, "embedding");
+}
+
+/* ---- attention ---- */
+
+/* one block per score row: softmax in place (max, exp, sum, scale) */
+__global__ void softmax_rows_kernel(float *s, int L) {
+    __shared__ float red[32];
+    float *row = s + (size_t)blockIdx.x * L;
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < L; j += blockDim.x) mx = fmaxf(mx, row[j]);
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = mx;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        float v = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : -INFINITY;
+        for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+        if (threadIdx.x == 0) red[0] = v;
+    }
+    __syncthreads();
+    mx = red[0];
+    __syncthreads();
+    float sum = 0.0f;
+    for (int j = threadIdx.x; j < L; j += blockDim.x) {
+        float e = expf(row[j] - mx);
+        row[j] = e;
+        sum += e;
+    }
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = sum;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        float v = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.0f;
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (threadIdx.x == 0) red[0] = v;
+    }
+    __syncthreads();
+    float inv = 1.0f / red[0];
+    for (int j = threadIdx.x; j < L; j += blockDim.x) row[j] *= inv;
+}
+
+void vrc_attention(vr_backend *be, const float *q, const float *k, const float *v, int L, int heads, int hd,
+                   float *out) {
+    if (L <= 0 || heads <= 0) return;
+    vrc_enter(be);
+    vrc_impl *c = vrc(be);
+    int D = heads * hd;
+    float *scores = (float *)vrc_scratch(be, VRC_SCR_SCORES, (size_t)heads * L * L * sizeof(float));
+    if (!scores) return;
+    const float one = 1.0f, zero = 0.0f;
+    /* scores_h[L, L] = Q_h K_h^T: row-major x W^T with x = Q_h, W = K_h (row stride D) */
+    if (vrc_check_blas(be,
+                       cublasSgemmStridedBatched(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, L, L, hd, &one, k, D, hd, q, D, hd,
+                                                 &zero, scores, L, (long long)L * L, heads),
+                       "attention (scores)"))
+        return;
+    softmax_rows_kernel<<<(unsigned)(heads * L), 256, 0, c->stream>>>(scores, L);
+    if (vrc_check_launch(be, "attention (softmax)")) return;
+    /* out_h[L, hd] = P_h[L, L] V_h[L, hd]: column-major out_h^T = V_h^T P_h^T */
+    vrc_check_blas(be,
+                   cublasSgemmStridedBatched(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, hd, L, L, &one, v, D, hd, scores, L,
+                                             (long long)L * L, &zero, out, D, hd, heads),
+                   "attention (values)");
+}
+
+/* ---- patch embedding ---- */
+
+__global__ void im2col_kernel(const float *pixels, int S, int P, int G, float *patches) {
+    int K = 3 * P * P;
+    size_t total = (size_t)G * G * K;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        int col = (int)(i % (size_t)K);
+        int patch = (int)(i / (size_t)K);
+        int py = patch / G, px = patch % G;
+        int ch = col / (P * P), rem = col % (P * P), dy = rem / P, dx = rem % P;
+        patches[i] = pixels[((size_t)ch * S + (size_t)(py * P + dy)) * S + (size_t)(px * P + dx)];
+    }
+}
+
+void vrc_patch_embed(vr_backend *be, const float *pixels, int S, int P, const vr_tensor *w, float *out) {
+    int G = S / P, K = 3 * P * P;
+    if (G <= 0) return;
+    vrc_enter(be);
+    float *patches = (float *)vrc_scratch(be, VRC_SCR_PATCH, (size_t)G * G * K * sizeof(float));
+    if (!patches) return;
+    size_t total = (size_t)G * G * K;
+    im2col_kernel<<<vrc_blocks(total, 256), 256, 0, vrc(be)->stream>>>(pixels, S, P, G, patches);
+    if (vrc_check_launch(be, "patch_embed (im2col)")) return;
+    vr_tensor w2 = *w;
+    w2.ndim = 2;
+    w2.shape[1] = K;
+    vrc_linear(be, patches, G * G, K, K, &w2, NULL, 0.0f, out);
+}

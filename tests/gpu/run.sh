@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# tests/gpu/run.sh [OUTDIR] — the GPU verification in one script: builds with
+# -DVRWKV_CUDA=ON -DVRWKV_SERVICE=OFF, runs the CUDA-vs-CPU op tests, the fixture cases on the
+# cuda backend, the NCCL tests, then `vrwkv bench --backend cuda` (shapes from
+# VRWKV_GPU_BENCH_SHAPES, default "1b6 3b"), and writes its logs and a summary into OUTDIR
+# (at most 8 files: run.log build.log ops.log model.log nccl.log bench.log summary.txt).
+# Fixtures come from .gpu-fixtures/ in this checkout (tests/gpu/stage-fixtures.sh fills it),
+# because the GPU machine receives the checkout but not ../shared.
+# Dependencies the build needs there: cmake, gcc, nvcc (CUDA 12+), pkg-config, libjpeg, libpng,
+# zlib, OpenBLAS (library only), cJSON (from the system or .gpu-fixtures/deps); cmocka only for
+# the cpu unit tests (skipped without it); NCCL for the NCCL test. Missing ones are reported.
+# Exit status: 0 all passed, 1 a test or bench failed or skipped, 2 the build could not be made.
+set -u -o pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+OUT=${1:-$ROOT/build-gpu-results}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+BUILD=${VRWKV_GPU_BUILD:-$ROOT/build-gpu}
+STAGE=$ROOT/.gpu-fixtures
+SUMMARY=$OUT/summary.txt
+: > "$SUMMARY"
+exec > >(tee -a "$OUT/run.log") 2>&1
+note() { echo "$*" | tee -a "$SUMMARY"; }
+JOBS=$(nproc 2>/dev/null || echo 4)
+
+echo "== tests/gpu/run.sh $(date -u +%FT%TZ) in $ROOT"
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | sed 's/^/gpu: /' | tee -a "$SUMMARY"
+else
+  note "gpu: nvidia-smi not found"
+fi
+NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+[ -x "$NVCC" ] && "$NVCC" --version | tail -2
+cmake --version | head -1; gcc --version | head -1
+
+# ---- dependencies ----
+missing=""
+export PKG_CONFIG_PATH=${PKG_CONFIG_PATH:-}
+extra_cflags=""
+cmake_prefix=""
+command -v pkg-config >/dev/null || missing="$missing pkg-config"
+[ -x "$NVCC" ] || missing="$missing nvcc"
+if ! pkg-config --exists libcjson 2>/dev/null; then
+  if [ -f "$STAGE/deps/lib/pkgconfig/libcjson.pc" ]; then
+    note "deps: system cJSON missing: using the staged copy in .gpu-fixtures/deps"
+    export PKG_CONFIG_PATH="$STAGE/deps/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+    export LD_LIBRARY_PATH="$STAGE/deps/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  else
+    missing="$missing cJSON(libcjson-dev; or run tests/gpu/stage-fixtures.sh where it is installed)"
+  fi
+fi
+for h in jpeglib.h png.h zlib.h; do
+  echo "#include <stdio.h>
+#include <$h>" | gcc -E -x c - >/dev/null 2>&1 || missing="$missing $h"
+done
+ldconfig -p 2>/dev/null | grep -q libopenblas || ls /usr/lib/*/libopenblas* >/dev/null 2>&1 || missing="$missing OpenBLAS"
+unit_tests=ON
+if ! ldconfig -p 2>/dev/null | grep -q libcmocka; then
+  if [ -f "$STAGE/deps/include/cmocka.h" ]; then
+    note "deps: system cmocka missing: using the staged copy (cpu unit tests built)"
+    cmake_prefix="$STAGE/deps"
+    extra_cflags="-I$STAGE/deps/include"
+    export LD_LIBRARY_PATH="$STAGE/deps/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  else
+    unit_tests=OFF
+    note "deps: cmocka missing: cpu unit tests not built (the GPU tests do not need it)"
+  fi
+fi
+if [ -n "$missing" ]; then
+  note "MISSING:$missing"
+  note "result: BUILD NOT POSSIBLE (exit 2)"
+  exit 2
+fi
+if [ -f "$STAGE/fixtures/README.md" ]; then
+  export VRWKV_SHARED_DIR=$STAGE
+else
+  note "fixtures: .gpu-fixtures/ is empty: run tests/gpu/stage-fixtures.sh first and carry .gpu-fixtures (fixture cases will SKIP)"
+fi
+
+# ---- build ----
+t0=$(date +%s)
+if ! { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DVRWKV_CUDA=ON -DVRWKV_SERVICE=OFF \
+         -DVRWKV_TESTS=$unit_tests -DVRWKV_SHARED_DIR="$STAGE" -DCMAKE_CUDA_COMPILER="$NVCC" \
+         ${cmake_prefix:+-DCMAKE_PREFIX_PATH=$cmake_prefix} ${extra_cflags:+-DCMAKE_C_FLAGS=$extra_cflags} &&
+       cmake --build "$BUILD" -j"$JOBS" --target vrwkv test_cuda_ops test_cuda_model test_nccl; } > "$OUT/build.log" 2>&1; then
+  tail -40 "$OUT/build.log"
+  note "result: BUILD FAILED (exit 2; see build.log)"
+  exit 2
+fi
+note "build: ok in $(( $(date +%s) - t0 )) s"
+
+# ---- tests ----
+fail=0
+skipped=0
+run_test() { # name log timeout cmd...
+  local name=$1 log=$2 limit=$3; shift 3
+  local t=$(date +%s)
+  timeout "$limit" "$@" > "$log" 2>&1
+  local rc=$?
+  tail -25 "$log"
+  case $rc in
+    0) note "$name: PASS ($(( $(date +%s) - t )) s)";;
+    77) note "$name: SKIP ($(grep -m1 SKIP "$log"))"; skipped=$((skipped + 1));;
+    124) note "$name: TIMEOUT after $limit s"; fail=1;;
+    *) note "$name: FAIL (rc $rc; $(grep -m1 FAIL "$log"))"; fail=1;;
+  esac
+}
+run_test "op tests (cuda vs cpu)" "$OUT/ops.log" 300 "$BUILD/tests/gpu/test_cuda_ops"
+run_test "fixture cases on cuda" "$OUT/model.log" 600 "$BUILD/tests/gpu/test_cuda_model"
+run_test "nccl" "$OUT/nccl.log" 120 "$BUILD/tests/gpu/test_nccl"
+grep -E "^(ok|FAIL)" "$OUT/ops.log" | grep -c "^ok" | sed 's/^/op checks passed: /' | tee -a "$SUMMARY"
+
+# ---- benchmarks ----
+: > "$OUT/bench.log"
+vocab=()
+[ -f "$STAGE/rwkv_vocab_v20230424.txt" ] && vocab=(--vocab "$STAGE/rwkv_vocab_v20230424.txt")
+for shape in ${VRWKV_GPU_BENCH_SHAPES:-1b6 3b}; do
+  echo "== bench --backend cuda --shape $shape" | tee -a "$OUT/bench.log"
+  timeout "${VRWKV_GPU_BENCH_TIMEOUT:-240}" "$BUILD/vrwkv" bench --backend cuda --shape "$shape" \
+    --cache-dir "${VRWKV_GPU_BENCH_CACHE:-/tmp}" "${vocab[@]}" >> "$OUT/bench.log" 2>&1
+  rc=$?
+  [ $rc -eq 0 ] || { note "bench $shape: FAILED (rc $rc)"; fail=1; }
+done
+grep -E "^(==|backend|prefill|decode|image encode|state per)" "$OUT/bench.log" | tee -a "$SUMMARY"
+
+if [ $fail -ne 0 ]; then
+  note "result: FAILURES (see the logs)"
+elif [ $skipped -ne 0 ]; then
+  note "result: INCOMPLETE: $skipped test program(s) skipped (no GPU or no fixtures?)"
+  fail=1
+else
+  note "result: ALL PASSED"
+fi
+exit $fail

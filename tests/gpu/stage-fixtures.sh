@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# tests/gpu/stage-fixtures.sh [SHARED_DIR] — fills the git-ignored .gpu-fixtures/ of this
+# checkout with what tests/gpu/run.sh needs on a GPU machine that receives the checkout but not
+# ../shared: fixtures/{tiny,grid,images,tokenizer.json,prompts.json,README.md} and the vocab,
+# and (deps/) copies of this machine's cJSON and cmocka headers and libraries with pkg-config
+# files, used there ONLY if that machine lacks them (it has no package registry). Nothing here
+# is committed; the project build itself never uses deps/. About 55 MB: name .gpu-fixtures in
+# the device call's carry list.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+SHARED=${1:-$ROOT/../shared}
+DEST=$ROOT/.gpu-fixtures
+if [ ! -f "$SHARED/fixtures/README.md" ]; then
+  echo "stage-fixtures: $SHARED/fixtures/README.md not found: pass the shared/ folder as the argument" >&2
+  exit 2
+fi
+rm -rf "$DEST"
+mkdir -p "$DEST/fixtures"
+for f in tiny grid images tokenizer.json prompts.json README.md; do
+  cp -r "$SHARED/fixtures/$f" "$DEST/fixtures/"
+done
+cp "$SHARED/rwkv_vocab_v20230424.txt" "$DEST/"
+
+# deps: cJSON and cmocka from this machine (Debian/Ubuntu x86-64 layout)
+DEPS=$DEST/deps
+mkdir -p "$DEPS/include" "$DEPS/lib/pkgconfig"
+libdir=$(dirname "$(ls /usr/lib/*/libcjson.so.1 /usr/lib/libcjson.so.1 2>/dev/null | head -1)" 2>/dev/null || true)
+if [ -n "$libdir" ] && [ -d /usr/include/cjson ]; then
+  cp -r /usr/include/cjson "$DEPS/include/"
+  cp -P "$libdir"/libcjson.so* "$DEPS/lib/"
+  cat > "$DEPS/lib/pkgconfig/libcjson.pc" <<'PC'
+prefix=${pcfiledir}/../..
+libdir=${prefix}/lib
+includedir=${prefix}/include
+Name: libcjson
+Description: cJSON (staged copy for tests/gpu/run.sh)
+Version: 1.7
+Libs: -L${libdir} -lcjson
+Cflags: -I${includedir} -I${includedir}/cjson
+PC
+else
+  echo "stage-fixtures: note: no libcjson here to stage (the GPU machine must have libcjson-dev)" >&2
+fi
+libdir=$(dirname "$(ls /usr/lib/*/libcmocka.so.0 /usr/lib/libcmocka.so.0 2>/dev/null | head -1)" 2>/dev/null || true)
+if [ -n "$libdir" ] && [ -f /usr/include/cmocka.h ]; then
+  cp /usr/include/cmocka.h "$DEPS/include/"
+  [ -f /usr/include/cmocka_pbc.h ] && cp /usr/include/cmocka_pbc.h "$DEPS/include/"
+  cp -P "$libdir"/libcmocka.so* "$DEPS/lib/"
+fi
+du -sh "$DEST"
+echo "staged into $DEST; on the GPU machine: tests/gpu/run.sh OUTDIR (carry .gpu-fixtures)"

@@ -1,0 +1,479 @@
+/* tests/gpu/test_cuda_ops.c — every op of the CUDA backend against its CPU twin on random
+ * inputs (fresh per check, outputs poisoned first), for f32/f16/bf16 weights, both GEMM paths
+ * (GEMV for few rows, tiled cuBLAS for many, and the optional GemmEx fast path with its looser
+ * tolerance), plus the device argmax. Plain C: prints one line per check and a summary; exit 0
+ * all passed, 1 some failed, 77 no CUDA device. */
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/backend.h"
+#include "model/sampler.h"
+
+static vr_backend *cpu, *gpu;
+static int failures, checks;
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static float frand(float lo, float hi) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return lo + (hi - lo) * (float)((rng >> 11) * (1.0 / 9007199254740992.0));
+}
+static float *rand_arr(size_t n, float lo, float hi) {
+    float *a = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++) a[i] = frand(lo, hi);
+    return a;
+}
+static float *dev(const float *h, size_t n) {
+    float *d = gpu->ops->alloc(gpu, (n ? n : 1) * sizeof(float));
+    if (!d) {
+        fprintf(stderr, "FAIL: cudaMalloc of %zu floats\n", n);
+        exit(1);
+    }
+    gpu->ops->upload(gpu, d, h, n * sizeof(float));
+    return d;
+}
+static float *poisoned(size_t n) { /* a device buffer of NaNs: unwritten outputs show */
+    float *h = malloc((n ? n : 1) * sizeof(float));
+    memset(h, 0xff, (n ? n : 1) * sizeof(float));
+    float *d = dev(h, n);
+    free(h);
+    return d;
+}
+static float *back(const float *d, size_t n) {
+    float *h = malloc((n ? n : 1) * sizeof(float));
+    gpu->ops->download(gpu, h, d, n * sizeof(float));
+    return h;
+}
+static float *dup(const float *a, size_t n) {
+    float *b = malloc((n ? n : 1) * sizeof(float));
+    memcpy(b, a, n * sizeof(float));
+    return b;
+}
+
+/* |got - want| <= tol * (1 + |want|) everywhere; NaN fails */
+static void expect(const char *what, const float *got, const float *want, size_t n, float tol) {
+    checks++;
+    double worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)want[i]) / (1.0 + fabs((double)want[i]));
+        if (!(d <= worst)) {
+            worst = d;
+            at = i;
+            if (isnan(d)) break;
+        }
+    }
+    vr_error err = {0};
+    vr_status st = gpu->ops->sync(gpu, &err);
+    int ok = worst <= tol && st == VR_OK;
+    printf("%s %-48s max rel err %.3g (tol %.1g)%s%s\n", ok ? "ok  " : "FAIL", what, worst, (double)tol,
+           st != VR_OK ? "  backend: " : "", st != VR_OK ? err.msg : "");
+    if (!ok) {
+        failures++;
+        if (n) printf("     first worst at %zu: got %.9g want %.9g\n", at, (double)got[at], (double)want[at]);
+    }
+}
+
+/* a weight tensor in dtype from f32 values (the values are rounded to dtype first, so both
+ * backends see the same numbers) */
+static void make_weight(vr_dtype dt, int rows, int cols, float *vals, vr_tensor *host) {
+    size_t n = (size_t)rows * cols;
+    memset(host, 0, sizeof *host);
+    host->dtype = dt;
+    host->ndim = 2;
+    host->shape[0] = rows;
+    host->shape[1] = cols;
+    if (dt == VR_F32) {
+        host->data = dup(vals, n);
+        return;
+    }
+    uint16_t *h = malloc(n * 2);
+    for (size_t i = 0; i < n; i++) {
+        h[i] = dt == VR_BF16 ? vr_f32_to_bf16(vals[i]) : vr_f32_to_f16(vals[i]);
+        vals[i] = dt == VR_BF16 ? vr_bf16_to_f32(h[i]) : vr_f16_to_f32(h[i]);
+    }
+    host->data = h;
+}
+
+static void upload_weight(vr_backend *be, const vr_tensor *host, vr_tensor *out) {
+    vr_error err = {0};
+    if (be->ops->weight_upload(be, host, out, &err) != VR_OK) {
+        fprintf(stderr, "FAIL: weight_upload on %s: %s\n", be->name, err.msg);
+        exit(1);
+    }
+}
+
+static void check_linear(vr_backend *g, const char *tag, vr_dtype dt, int m, int k, int n, int ldx, float beta,
+                         int with_bias, float tol) {
+    float *wv = rand_arr((size_t)n * k, -1, 1);
+    vr_tensor wh, wc, wg, bh, bc, bg;
+    make_weight(dt, n, k, wv, &wh);
+    float *bv = rand_arr((size_t)n, -1, 1);
+    make_weight(VR_BF16, 1, n, bv, &bh);
+    bh.ndim = 1;
+    upload_weight(cpu, &wh, &wc);
+    upload_weight(g, &wh, &wg);
+    upload_weight(cpu, &bh, &bc);
+    upload_weight(g, &bh, &bg);
+    float *x = rand_arr((size_t)m * ldx, -1, 1);
+    float *y0 = rand_arr((size_t)m * n, -1, 1);
+    float *want = dup(y0, (size_t)m * n);
+    cpu->ops->linear(cpu, x, m, k, ldx, &wc, with_bias ? &bc : NULL, beta, want);
+    float *dx = dev(x, (size_t)m * ldx), *dy = beta != 0.0f ? dev(y0, (size_t)m * n) : poisoned((size_t)m * n);
+    g->ops->linear(g, dx, m, k, ldx, &wg, with_bias ? &bg : NULL, beta, dy);
+    float *got = back(dy, (size_t)m * n);
+    char what[128];
+    snprintf(what, sizeof what, "linear%s %s m%d k%d n%d ldx%d beta%g%s", tag, vr_dtype_name(dt), m, k, n, ldx,
+             (double)beta, with_bias ? " bias" : "");
+    expect(what, got, want, (size_t)m * n, tol);
+    g->ops->weight_free(g, &wg);
+    g->ops->weight_free(g, &bg);
+    g->ops->free(g, dx);
+    g->ops->free(g, dy);
+    free(wh.data), free(bh.data), free(wv), free(bv), free(x), free(y0), free(want), free(got);
+}
+
+static void check_embedding(vr_dtype dt) {
+    int V = 300, C = 96, n = 7;
+    float *tv = rand_arr((size_t)V * C, -2, 2);
+    vr_tensor th, tc, tg;
+    make_weight(dt, V, C, tv, &th);
+    upload_weight(cpu, &th, &tc);
+    upload_weight(gpu, &th, &tg);
+    int32_t ids[7] = {0, 299, 5, 5, 123, 1, 77};
+    float *want = malloc((size_t)n * C * sizeof(float));
+    cpu->ops->embedding(cpu, ids, n, &tc, want);
+    float *d = poisoned((size_t)n * C);
+    gpu->ops->embedding(gpu, ids, n, &tg, d);
+    float *got = back(d, (size_t)n * C);
+    char what[64];
+    snprintf(what, sizeof what, "embedding %s", vr_dtype_name(dt));
+    expect(what, got, want, (size_t)n * C, 0);
+    gpu->ops->weight_free(gpu, &tg);
+    gpu->ops->free(gpu, d);
+    free(th.data), free(tv), free(want), free(got);
+}
+
+static void check_norms(void) {
+    int m = 5, n = 200;
+    float *x = rand_arr((size_t)m * n, 2, 4), *w = rand_arr((size_t)n, -1, 1), *b = rand_arr((size_t)n, -1, 1);
+    float *want = malloc((size_t)m * n * sizeof(float));
+    cpu->ops->layer_norm(cpu, x, m, n, w, b, 1e-5f, want);
+    float *dx = dev(x, (size_t)m * n), *dw = dev(w, n), *db = dev(b, n);
+    gpu->ops->layer_norm(gpu, dx, m, n, dw, db, 1e-5f, dx); /* in place */
+    float *got = back(dx, (size_t)m * n);
+    expect("layer_norm n200 in place", got, want, (size_t)m * n, 1e-5f);
+    free(got), free(want);
+    gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dw), gpu->ops->free(gpu, db);
+    free(x), free(w), free(b);
+
+    int gs[2] = {64, 40};
+    for (int t = 0; t < 2; t++) {
+        int groups = 3, gsize = gs[t], nn = groups * gsize;
+        x = rand_arr((size_t)m * nn, -3, 3);
+        w = rand_arr((size_t)nn, -1, 1);
+        b = rand_arr((size_t)nn, -1, 1);
+        want = malloc((size_t)m * nn * sizeof(float));
+        cpu->ops->group_norm(cpu, x, m, groups, gsize, w, b, 64e-5f, want);
+        dx = dev(x, (size_t)m * nn);
+        dw = dev(w, nn);
+        db = dev(b, nn);
+        float *dy = poisoned((size_t)m * nn);
+        gpu->ops->group_norm(gpu, dx, m, groups, gsize, dw, db, 64e-5f, dy);
+        got = back(dy, (size_t)m * nn);
+        char what[64];
+        snprintf(what, sizeof what, "group_norm 3 groups of %d", gsize);
+        expect(what, got, want, (size_t)m * nn, 1e-5f);
+        free(got), free(want), free(x), free(w), free(b);
+        gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dw), gpu->ops->free(gpu, db), gpu->ops->free(gpu, dy);
+    }
+}
+
+static void check_token_shift_ddlerp(void) {
+    int n = 96;
+    vr_run runs[3] = {{0, 5}, {5, 1}, {6, 3}};
+    int rows = 9;
+    float *x = rand_arr((size_t)rows * n, -1, 1);
+    float *st_h[3], *st_d[3];
+    for (int i = 0; i < 3; i++) {
+        st_h[i] = rand_arr((size_t)n, -1, 1);
+        st_d[i] = dev(st_h[i], n);
+    }
+    float *want = malloc((size_t)rows * n * sizeof(float));
+    cpu->ops->token_shift(cpu, x, n, runs, 3, st_h, want);
+    float *dx = dev(x, (size_t)rows * n), *dsx = poisoned((size_t)rows * n);
+    gpu->ops->token_shift(gpu, dx, n, runs, 3, st_d, dsx);
+    float *got = back(dsx, (size_t)rows * n);
+    expect("token_shift 3 runs", got, want, (size_t)rows * n, 0);
+    for (int i = 0; i < 3; i++) {
+        float *s = back(st_d[i], n);
+        expect("token_shift state after", s, st_h[i], n, 0);
+        free(s);
+    }
+    /* ddlerp with and without lora (lora rows strided) */
+    float *maa = rand_arr((size_t)n, -1, 1), *lora = rand_arr((size_t)rows * 5 * n, -1, 1);
+    float *w1 = malloc((size_t)rows * n * sizeof(float)), *w2 = malloc((size_t)rows * n * sizeof(float));
+    cpu->ops->ddlerp(cpu, x, want, rows, n, maa, lora + n, 5 * n, w1);
+    cpu->ops->ddlerp(cpu, x, want, rows, n, maa, NULL, 0, w2);
+    float *dmaa = dev(maa, n), *dl = dev(lora, (size_t)rows * 5 * n), *dy = poisoned((size_t)rows * n);
+    gpu->ops->ddlerp(gpu, dx, dsx, rows, n, dmaa, dl + n, 5 * n, dy);
+    float *g1 = back(dy, (size_t)rows * n);
+    expect("ddlerp lora", g1, w1, (size_t)rows * n, 0);
+    gpu->ops->ddlerp(gpu, dx, dsx, rows, n, dmaa, NULL, 0, dy);
+    float *g2 = back(dy, (size_t)rows * n);
+    expect("ddlerp", g2, w2, (size_t)rows * n, 0);
+    for (int i = 0; i < 3; i++) free(st_h[i]), gpu->ops->free(gpu, st_d[i]);
+    free(x), free(want), free(got), free(maa), free(lora), free(w1), free(w2), free(g1), free(g2);
+    gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dsx), gpu->ops->free(gpu, dmaa), gpu->ops->free(gpu, dl);
+    gpu->ops->free(gpu, dy);
+}
+
+static void check_wkv6(int H, int N) {
+    vr_run runs[3] = {{0, 7}, {7, 1}, {8, 4}};
+    int rows = 12, C = H * N;
+    size_t RC = (size_t)rows * C, SS = (size_t)H * N * N;
+    float *r = rand_arr(RC, -1, 1), *k = rand_arr(RC, -1, 1), *v = rand_arr(RC, -1, 1), *w = rand_arr(RC, -2, 1);
+    for (size_t i = 0; i < RC; i++) w[i] = expf(-expf(w[i]));
+    float *u = rand_arr((size_t)C, -1, 1);
+    float *sh[3], *sd[3];
+    for (int i = 0; i < 3; i++) {
+        sh[i] = rand_arr(SS, -1, 1);
+        sd[i] = dev(sh[i], SS);
+    }
+    float *want = malloc(RC * sizeof(float));
+    cpu->ops->wkv6(cpu, r, k, v, w, u, H, N, runs, 3, sh, want);
+    float *dr = dev(r, RC), *dk = dev(k, RC), *dv = dev(v, RC), *dw = dev(w, RC), *du = dev(u, C);
+    float *dy = poisoned(RC);
+    gpu->ops->wkv6(gpu, dr, dk, dv, dw, du, H, N, runs, 3, sd, dy);
+    float *got = back(dy, RC);
+    char what[64];
+    snprintf(what, sizeof what, "wkv6 H%d N%d y", H, N);
+    expect(what, got, want, RC, 1e-5f);
+    for (int i = 0; i < 3; i++) {
+        float *s = back(sd[i], SS);
+        snprintf(what, sizeof what, "wkv6 H%d N%d state %d", H, N, i);
+        expect(what, s, sh[i], SS, 1e-5f);
+        free(s);
+        free(sh[i]);
+        gpu->ops->free(gpu, sd[i]);
+    }
+    free(r), free(k), free(v), free(w), free(u), free(want), free(got);
+    gpu->ops->free(gpu, dr), gpu->ops->free(gpu, dk), gpu->ops->free(gpu, dv), gpu->ops->free(gpu, dw);
+    gpu->ops->free(gpu, du), gpu->ops->free(gpu, dy);
+}
+
+static void check_pointwise(void) {
+    size_t n = 1000;
+    const char *names[5] = {"tanh", "silu", "sigmoid", "relu_sq", "quick_gelu"};
+    for (int op = 0; op < 5; op++) {
+        float *x = rand_arr(n, -6, 6), *want = dup(x, n);
+        float *d = dev(x, n);
+        void (*c)(vr_backend *, float *, size_t) = op == 0 ? cpu->ops->tanh_ : op == 1 ? cpu->ops->silu
+                                                   : op == 2 ? cpu->ops->sigmoid : op == 3 ? cpu->ops->relu_sq
+                                                                                           : cpu->ops->quick_gelu;
+        void (*g)(vr_backend *, float *, size_t) = op == 0 ? gpu->ops->tanh_ : op == 1 ? gpu->ops->silu
+                                                   : op == 2 ? gpu->ops->sigmoid : op == 3 ? gpu->ops->relu_sq
+                                                                                           : gpu->ops->quick_gelu;
+        c(cpu, want, n);
+        g(gpu, d, n);
+        float *got = back(d, n);
+        expect(names[op], got, want, n, 2e-6f);
+        free(x), free(want), free(got);
+        gpu->ops->free(gpu, d);
+    }
+    int m = 7, c = 33;
+    float *a = rand_arr((size_t)m * c, -2, 2), *b = rand_arr((size_t)m * c, -2, 2), *base = rand_arr((size_t)c, -3, 1);
+    float *wm = malloc((size_t)m * c * 4), *wa = malloc((size_t)m * c * 4), *wd = malloc((size_t)m * c * 4);
+    cpu->ops->mul(cpu, a, b, wm, (size_t)m * c);
+    cpu->ops->add(cpu, a, b, wa, (size_t)m * c);
+    cpu->ops->decay(cpu, a, base, m, c, wd);
+    float *da = dev(a, (size_t)m * c), *db = dev(b, (size_t)m * c), *dbase = dev(base, c), *dy = poisoned((size_t)m * c);
+    gpu->ops->mul(gpu, da, db, dy, (size_t)m * c);
+    float *g = back(dy, (size_t)m * c);
+    expect("mul", g, wm, (size_t)m * c, 0);
+    free(g);
+    gpu->ops->add(gpu, da, db, dy, (size_t)m * c);
+    g = back(dy, (size_t)m * c);
+    expect("add", g, wa, (size_t)m * c, 0);
+    free(g);
+    gpu->ops->decay(gpu, da, dbase, m, c, dy);
+    g = back(dy, (size_t)m * c);
+    expect("decay", g, wd, (size_t)m * c, 1e-5f); /* nested expf: device vs libm ulps */
+    free(g);
+    cpu->ops->add_row(cpu, a, base, m, c);
+    gpu->ops->add_row(gpu, da, dbase, m, c);
+    g = back(da, (size_t)m * c);
+    expect("add_row", g, a, (size_t)m * c, 0);
+    free(g);
+    /* gather / scatter with a permutation */
+    int32_t perm[7] = {3, 0, 6, 1, 5, 2, 4};
+    float *rows = malloc((size_t)m * c * 4);
+    cpu->ops->gather_rows(cpu, b, perm, m, c, rows);
+    gpu->ops->gather_rows(gpu, db, perm, m, c, dy);
+    g = back(dy, (size_t)m * c);
+    expect("gather_rows", g, rows, (size_t)m * c, 0);
+    free(g);
+    float *xs = rand_arr((size_t)m * c, -1, 1), *dxs = dev(xs, (size_t)m * c);
+    cpu->ops->scatter_rows(cpu, rows, perm, m, c, xs);
+    gpu->ops->scatter_rows(gpu, dy, perm, m, c, dxs);
+    g = back(dxs, (size_t)m * c);
+    expect("scatter_rows", g, xs, (size_t)m * c, 0);
+    free(g);
+    /* copy and zeroed alloc */
+    gpu->ops->copy(gpu, dy, db, (size_t)m * c * 4);
+    g = back(dy, (size_t)m * c);
+    expect("copy", g, b, (size_t)m * c, 0);
+    free(g);
+    float *z = gpu->ops->alloc(gpu, 4096 * 4), zero[4096] = {0};
+    g = back(z, 4096);
+    expect("alloc is zeroed", g, zero, 4096, 0);
+    free(g);
+    gpu->ops->free(gpu, z);
+    free(a), free(b), free(base), free(wm), free(wa), free(wd), free(rows), free(xs);
+    gpu->ops->free(gpu, da), gpu->ops->free(gpu, db), gpu->ops->free(gpu, dbase), gpu->ops->free(gpu, dy);
+    gpu->ops->free(gpu, dxs);
+}
+
+static void check_attention(int L, int heads, int hd) {
+    int D = heads * hd;
+    size_t n = (size_t)L * D;
+    float *q = rand_arr(n, -1, 1), *k = rand_arr(n, -1, 1), *v = rand_arr(n, -1, 1);
+    float *want = malloc(n * 4);
+    cpu->ops->attention(cpu, q, k, v, L, heads, hd, want);
+    float *dq = dev(q, n), *dk = dev(k, n), *dv = dev(v, n), *dy = poisoned(n);
+    gpu->ops->attention(gpu, dq, dk, dv, L, heads, hd, dy);
+    float *got = back(dy, n);
+    char what[64];
+    snprintf(what, sizeof what, "attention L%d heads%d hd%d", L, heads, hd);
+    expect(what, got, want, n, 1e-5f);
+    free(q), free(k), free(v), free(want), free(got);
+    gpu->ops->free(gpu, dq), gpu->ops->free(gpu, dk), gpu->ops->free(gpu, dv), gpu->ops->free(gpu, dy);
+}
+
+static void check_patch_embed(vr_dtype dt) {
+    int S = 28, P = 14, D = 48, G = S / P, K = 3 * P * P;
+    float *px = rand_arr((size_t)3 * S * S, -2, 2), *wv = rand_arr((size_t)D * K, -0.1f, 0.1f);
+    vr_tensor wh, wc, wg;
+    make_weight(dt, D, K, wv, &wh);
+    wh.ndim = 4;
+    wh.shape[1] = 3, wh.shape[2] = P, wh.shape[3] = P;
+    upload_weight(cpu, &wh, &wc);
+    upload_weight(gpu, &wh, &wg);
+    float *want = malloc((size_t)G * G * D * 4);
+    cpu->ops->patch_embed(cpu, px, S, P, &wc, want);
+    float *dp = dev(px, (size_t)3 * S * S), *dy = poisoned((size_t)G * G * D);
+    gpu->ops->patch_embed(gpu, dp, S, P, &wg, dy);
+    float *got = back(dy, (size_t)G * G * D);
+    char what[64];
+    snprintf(what, sizeof what, "patch_embed %s", vr_dtype_name(dt));
+    expect(what, got, want, (size_t)G * G * D, 1e-5f);
+    gpu->ops->weight_free(gpu, &wg);
+    free(wh.data), free(px), free(wv), free(want), free(got);
+    gpu->ops->free(gpu, dp), gpu->ops->free(gpu, dy);
+}
+
+static void check_argmax(void) {
+    int m = 4, n = 1000;
+    float *x = rand_arr((size_t)m * n, -5, 5);
+    x[0 * n + 10] = 9, x[0 * n + 500] = 9;        /* tie: the first wins */
+    x[1 * n + 3] = NAN, x[1 * n + 4] = 20;         /* NaN never wins */
+    for (int i = 0; i < n; i++) x[2 * n + i] = 1.0f; /* all equal: index 0 */
+    float *d = dev(x, (size_t)m * n);
+    int32_t ids[4];
+    float lg[4], lp[4];
+    vr_error err = {0};
+    checks++;
+    if (gpu->ops->argmax_rows(gpu, d, m, n, ids, lg, lp, &err) != VR_OK) {
+        printf("FAIL argmax_rows: %s\n", err.msg);
+        failures++;
+    } else {
+        int ok = 1;
+        for (int r = 0; r < m; r++) {
+            const float *row = x + (size_t)r * n;
+            int32_t want = vr_argmax(row, n);
+            double wlp = vr_logprob(row, n, want);
+            int row_ok = ids[r] == want && lg[r] == row[want] && (r == 1 || fabs(lp[r] - wlp) <= 1e-5);
+            if (!row_ok)
+                printf("     row %d: device %d (%g, %g), host %d (%g, %g)\n", r, ids[r], (double)lg[r], (double)lp[r],
+                       want, (double)row[want], wlp);
+            ok &= row_ok;
+        }
+        printf("%s argmax_rows (ties, NaN, flat rows)\n", ok ? "ok  " : "FAIL");
+        failures += !ok;
+    }
+    free(x);
+    gpu->ops->free(gpu, d);
+}
+
+int main(void) {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+        printf("SKIP: no CUDA device (cudaGetDeviceCount found none): the CUDA op tests need a GPU\n");
+        return 77;
+    }
+    vr_error err = {0};
+    if (vr_backend_create("cpu", 4, &cpu, &err) != VR_OK || vr_backend_create("cuda", 0, &gpu, &err) != VR_OK) {
+        printf("FAIL: creating the backends: %s\n", err.msg);
+        return 1;
+    }
+    struct cudaDeviceProp prop;
+    cudaGetDeviceProperties(&prop, 0);
+    printf("device: %s (sm_%d%d, %d SMs, %.1f GiB)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount,
+           prop.totalGlobalMem / 1073741824.0);
+
+    vr_dtype dts[3] = {VR_F32, VR_F16, VR_BF16};
+    int ms[6] = {1, 3, 8, 9, 16, 40};
+    for (int d = 0; d < 3; d++)
+        for (int i = 0; i < 6; i++) {
+            check_linear(gpu, "", dts[d], ms[i], 512, 130, 512, 0.0f, 0, 1e-5f);
+            check_linear(gpu, "", dts[d], ms[i], 200, 96, 1000, 1.0f, 1, 1e-5f); /* odd k, strided x: scalar path */
+        }
+    check_linear(gpu, "", VR_BF16, 1, 4096, 1024, 4096, 0.0f, 0, 1e-5f);
+    check_linear(gpu, "", VR_F16, 300, 1024, 700, 1024, 1.0f, 1, 1e-5f);
+    /* weight tiles of a few rows (the bounded-scratch path) */
+    setenv("VRWKV_CUDA_TILE_FLOATS", "5000", 1);
+    vr_backend *tiled = NULL;
+    if (vr_backend_create("cuda", 0, &tiled, &err) == VR_OK) {
+        check_linear(tiled, " tiled", VR_BF16, 50, 512, 130, 512, 0.0f, 1, 1e-5f);
+        check_linear(tiled, " tiled", VR_F16, 33, 200, 61, 208, 1.0f, 0, 1e-5f);
+        vr_backend_free(tiled);
+    }
+    unsetenv("VRWKV_CUDA_TILE_FLOATS");
+    /* the optional fast path: activations rounded to the weight dtype, tensor cores */
+    setenv("VRWKV_CUDA_FAST_GEMM", "1", 1);
+    vr_backend *fast = NULL;
+    if (vr_backend_create("cuda", 0, &fast, &err) == VR_OK) {
+        check_linear(fast, " fast", VR_BF16, 64, 512, 256, 512, 0.0f, 1, 3e-2f);
+        check_linear(fast, " fast", VR_F16, 64, 512, 256, 512, 1.0f, 0, 5e-3f);
+        vr_backend_free(fast);
+    }
+    unsetenv("VRWKV_CUDA_FAST_GEMM");
+    for (int d = 0; d < 3; d++) check_embedding(dts[d]);
+    check_norms();
+    check_token_shift_ddlerp();
+    check_wkv6(3, 64);
+    check_wkv6(2, 32);
+    check_pointwise();
+    check_attention(50, 3, 32);
+    check_attention(577, 2, 64);
+    check_patch_embed(VR_F32);
+    check_patch_embed(VR_BF16);
+    check_argmax();
+    /* a weight dtype the backend refuses, with a message */
+    vr_tensor bad = {VR_I32, VR_DEVICE_CPU, 2, {2, 2}, (int32_t[4]){0}}, out;
+    checks++;
+    if (gpu->ops->weight_upload(gpu, &bad, &out, &err) == VR_OK) {
+        printf("FAIL weight_upload accepted i32\n");
+        failures++;
+    } else {
+        printf("ok   weight_upload refuses i32: %s\n", err.msg);
+    }
+    vr_backend_free(gpu);
+    vr_backend_free(cpu);
+    printf("%d checks, %d failed\n", checks, failures);
+    return failures ? 1 : 0;
+}

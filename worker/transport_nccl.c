@@ -1,0 +1,354 @@
+/* worker/transport_nccl.c — the activation transport over NCCL (see worker/transport.h for
+ * the framing and the rules): ncclSend/ncclRecv between two ranks of one communicator, host
+ * frames staged through device buffers. Compiled in every build; without VRWKV_HAVE_NCCL the
+ * create calls only report that this build has no NCCL. Must not interpret payloads, and must
+ * not bootstrap itself: the unique id comes from the caller (the coordinator). */
+#include "worker/transport.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef VRWKV_HAVE_NCCL
+
+vr_status vr_nccl_unique_id(void *id, vr_error *err) {
+    (void)id;
+    return vr_error_set(err, VR_ERR_UNAVAILABLE,
+                        "this vrwkv was built without NCCL: rebuild with -DVRWKV_CUDA=ON where nccl.h and libnccl are "
+                        "installed, or use the TCP transport");
+}
+
+vr_status vr_transport_nccl_create(const void *unique_id, int nranks, int rank, int peer, int device,
+                                   vr_transport **out, vr_error *err) {
+    (void)unique_id, (void)nranks, (void)rank, (void)peer, (void)device;
+    *out = NULL;
+    return vr_nccl_unique_id(NULL, err);
+}
+
+#else
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+#include <pthread.h>
+#include <time.h>
+
+_Static_assert(sizeof(ncclUniqueId) == VR_NCCL_UNIQUE_ID_BYTES, "ncclUniqueId size");
+
+enum { HDR = 16 };
+
+typedef struct self_frame {
+    struct self_frame *next;
+    uint64_t tag;
+    size_t len;
+    void *data; /* host copy */
+} self_frame;
+
+typedef struct nccl_transport {
+    vr_transport base;
+    ncclComm_t comm;
+    int rank, peer, device;
+    cudaStream_t send_stream, recv_stream;
+    void *send_buf, *recv_buf; /* device staging, grow-only */
+    size_t send_cap, recv_cap;
+    pthread_mutex_t enqueue; /* NCCL calls on one communicator must not run concurrently */
+    pthread_mutex_t queue_mu;
+    self_frame *head, *tail;  /* frames to oneself, in order */
+    int broken;
+    char name[64];
+} nccl_transport;
+
+static vr_status nccl_fail(vr_error *err, vr_status code, const char *what, ncclResult_t r) {
+    return vr_error_set(err, code, "NCCL %s: %s", what, ncclGetErrorString(r));
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static vr_status grow(void **buf, size_t *cap, size_t need, vr_error *err) {
+    if (*cap >= need && *buf) return VR_OK;
+    if (*buf) cudaFree(*buf);
+    *buf = NULL;
+    *cap = 0;
+    size_t c = need < 4096 ? 4096 : need;
+    cudaError_t e = cudaMalloc(buf, c);
+    if (e != cudaSuccess) {
+        *buf = NULL;
+        return vr_error_set(err, VR_ERR_NOMEM, "NCCL transport: no GPU memory for a %zu-byte frame: %s", need,
+                            cudaGetErrorString(e));
+    }
+    *cap = c;
+    return VR_OK;
+}
+
+/* Waits for the stream, watching the communicator; timeout_ms < 0 waits forever. On timeout or
+ * a communicator error the communicator is aborted and the transport broken. */
+static vr_status wait_stream(nccl_transport *t, cudaStream_t s, int timeout_ms, vr_error *err) {
+    double start = now_ms();
+    for (;;) {
+        cudaError_t q = cudaStreamQuery(s);
+        if (q == cudaSuccess) return VR_OK;
+        if (q != cudaErrorNotReady) {
+            t->broken = 1;
+            return vr_error_set(err, VR_ERR_UNAVAILABLE, "NCCL transport to rank %d: %s", t->peer,
+                                cudaGetErrorString(q));
+        }
+        ncclResult_t async = ncclSuccess;
+        ncclCommGetAsyncError(t->comm, &async);
+        if (async != ncclSuccess && async != ncclInProgress) {
+            t->broken = 1;
+            ncclCommAbort(t->comm);
+            t->comm = NULL;
+            return nccl_fail(err, VR_ERR_UNAVAILABLE, "communicator failed", async);
+        }
+        if (timeout_ms >= 0 && now_ms() - start > timeout_ms) {
+            t->broken = 1;
+            ncclCommAbort(t->comm);
+            t->comm = NULL;
+            return vr_error_set(err, VR_ERR_CANCELLED,
+                                "NCCL transport: no frame from rank %d within %d ms; the communicator was aborted",
+                                t->peer, timeout_ms);
+        }
+        struct timespec ts = {0, 20000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void put_u64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint64_t get_u64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* Frame to oneself: one grouped send+receive through NCCL, the result queued for recv. */
+static vr_status send_self(nccl_transport *t, uint64_t tag, const void *data, size_t len, vr_error *err) {
+    size_t total = HDR + len;
+    vr_status st = grow(&t->send_buf, &t->send_cap, total, err);
+    if (st == VR_OK) st = grow(&t->recv_buf, &t->recv_cap, total, err);
+    if (st != VR_OK) return st;
+    uint8_t hdr[HDR];
+    put_u64(hdr, tag);
+    put_u64(hdr + 8, (uint64_t)len);
+    cudaMemcpy(t->send_buf, hdr, HDR, cudaMemcpyHostToDevice);
+    if (len) cudaMemcpy((uint8_t *)t->send_buf + HDR, data, len, cudaMemcpyHostToDevice);
+    pthread_mutex_lock(&t->enqueue);
+    ncclResult_t r = ncclGroupStart();
+    if (r == ncclSuccess) r = ncclSend(t->send_buf, total, ncclUint8, t->peer, t->comm, t->send_stream);
+    if (r == ncclSuccess) r = ncclRecv(t->recv_buf, total, ncclUint8, t->peer, t->comm, t->send_stream);
+    ncclResult_t r2 = ncclGroupEnd();
+    pthread_mutex_unlock(&t->enqueue);
+    if (r == ncclSuccess) r = r2;
+    if (r != ncclSuccess) {
+        t->broken = 1;
+        return nccl_fail(err, VR_ERR_UNAVAILABLE, "self send/recv", r);
+    }
+    if ((st = wait_stream(t, t->send_stream, VR_TRANSPORT_DEFAULT_SEND_STALL_MS, err)) != VR_OK) return st;
+    self_frame *f = calloc(1, sizeof *f);
+    uint8_t got[HDR];
+    void *host = malloc(len ? len : 1);
+    if (!f || !host) {
+        free(f);
+        free(host);
+        return vr_error_set(err, VR_ERR_NOMEM, "out of memory queueing a %zu-byte frame", len);
+    }
+    cudaMemcpy(got, t->recv_buf, HDR, cudaMemcpyDeviceToHost);
+    if (len) cudaMemcpy(host, (uint8_t *)t->recv_buf + HDR, len, cudaMemcpyDeviceToHost);
+    f->tag = get_u64(got);
+    f->len = (size_t)get_u64(got + 8);
+    f->data = host;
+    pthread_mutex_lock(&t->queue_mu);
+    if (t->tail) t->tail->next = f;
+    else t->head = f;
+    t->tail = f;
+    pthread_mutex_unlock(&t->queue_mu);
+    return VR_OK;
+}
+
+static vr_status nccl_send(vr_transport *base, uint64_t tag, const void *data, size_t len, vr_error *err) {
+    nccl_transport *t = (nccl_transport *)base;
+    if (t->broken || !t->comm)
+        return vr_error_set(err, VR_ERR_UNAVAILABLE, "NCCL transport to rank %d is broken", t->peer);
+    if (len > VR_TRANSPORT_DEFAULT_MAX_FRAME)
+        return vr_error_set(err, VR_ERR_INVALID, "a %zu-byte frame is over the %zu-byte limit", len,
+                            (size_t)VR_TRANSPORT_DEFAULT_MAX_FRAME);
+    cudaSetDevice(t->device);
+    if (t->peer == t->rank) return send_self(t, tag, data, len, err);
+    vr_status st = grow(&t->send_buf, &t->send_cap, HDR + len, err);
+    if (st != VR_OK) return st;
+    uint8_t hdr[HDR];
+    put_u64(hdr, tag);
+    put_u64(hdr + 8, (uint64_t)len);
+    cudaError_t e = cudaMemcpy(t->send_buf, hdr, HDR, cudaMemcpyHostToDevice);
+    if (e == cudaSuccess && len) e = cudaMemcpy((uint8_t *)t->send_buf + HDR, data, len, cudaMemcpyHostToDevice);
+    if (e != cudaSuccess)
+        return vr_error_set(err, VR_ERR_INTERNAL, "NCCL transport: staging a frame: %s", cudaGetErrorString(e));
+    pthread_mutex_lock(&t->enqueue);
+    ncclResult_t r = ncclSend(t->send_buf, HDR, ncclUint8, t->peer, t->comm, t->send_stream);
+    if (r == ncclSuccess && len)
+        r = ncclSend((uint8_t *)t->send_buf + HDR, len, ncclUint8, t->peer, t->comm, t->send_stream);
+    pthread_mutex_unlock(&t->enqueue);
+    if (r != ncclSuccess) {
+        t->broken = 1;
+        return nccl_fail(err, VR_ERR_UNAVAILABLE, "send", r);
+    }
+    return wait_stream(t, t->send_stream, VR_TRANSPORT_DEFAULT_SEND_STALL_MS, err);
+}
+
+static vr_status nccl_recv(vr_transport *base, uint64_t expected_tag, void **data, size_t *len, int timeout_ms,
+                           vr_error *err) {
+    nccl_transport *t = (nccl_transport *)base;
+    if (t->peer == t->rank) {
+        pthread_mutex_lock(&t->queue_mu);
+        self_frame *f = t->head;
+        if (f) {
+            t->head = f->next;
+            if (!t->head) t->tail = NULL;
+        }
+        pthread_mutex_unlock(&t->queue_mu);
+        if (!f) return vr_error_set(err, VR_ERR_CANCELLED, "NCCL transport: no frame sent to oneself is waiting");
+        vr_status st = VR_OK;
+        if (f->tag != expected_tag) {
+            st = vr_error_set(err, VR_ERR_FORMAT, "NCCL frame tag %llu, expected %llu", (unsigned long long)f->tag,
+                              (unsigned long long)expected_tag);
+            free(f->data);
+        } else {
+            *data = f->data;
+            *len = f->len;
+        }
+        free(f);
+        return st;
+    }
+    if (t->broken || !t->comm)
+        return vr_error_set(err, VR_ERR_UNAVAILABLE, "NCCL transport to rank %d is broken", t->peer);
+    cudaSetDevice(t->device);
+    vr_status st = grow(&t->recv_buf, &t->recv_cap, HDR, err);
+    if (st != VR_OK) return st;
+    pthread_mutex_lock(&t->enqueue);
+    ncclResult_t r = ncclRecv(t->recv_buf, HDR, ncclUint8, t->peer, t->comm, t->recv_stream);
+    pthread_mutex_unlock(&t->enqueue);
+    if (r != ncclSuccess) {
+        t->broken = 1;
+        return nccl_fail(err, VR_ERR_UNAVAILABLE, "recv", r);
+    }
+    if ((st = wait_stream(t, t->recv_stream, timeout_ms, err)) != VR_OK) return st;
+    uint8_t hdr[HDR];
+    cudaMemcpy(hdr, t->recv_buf, HDR, cudaMemcpyDeviceToHost);
+    uint64_t tag = get_u64(hdr), n = get_u64(hdr + 8);
+    if (n > VR_TRANSPORT_DEFAULT_MAX_FRAME) {
+        t->broken = 1;
+        return vr_error_set(err, VR_ERR_FORMAT, "NCCL frame of %llu bytes is over the limit", (unsigned long long)n);
+    }
+    void *host = malloc(n ? (size_t)n : 1);
+    if (!host) {
+        t->broken = 1;
+        return vr_error_set(err, VR_ERR_NOMEM, "out of memory for a %llu-byte frame", (unsigned long long)n);
+    }
+    if (n) {
+        if ((st = grow(&t->recv_buf, &t->recv_cap, (size_t)n, err)) != VR_OK) {
+            free(host);
+            t->broken = 1;
+            return st;
+        }
+        pthread_mutex_lock(&t->enqueue);
+        r = ncclRecv(t->recv_buf, (size_t)n, ncclUint8, t->peer, t->comm, t->recv_stream);
+        pthread_mutex_unlock(&t->enqueue);
+        if (r != ncclSuccess) {
+            free(host);
+            t->broken = 1;
+            return nccl_fail(err, VR_ERR_UNAVAILABLE, "recv", r);
+        }
+        if ((st = wait_stream(t, t->recv_stream, timeout_ms, err)) != VR_OK) {
+            free(host);
+            return st;
+        }
+        cudaMemcpy(host, t->recv_buf, (size_t)n, cudaMemcpyDeviceToHost);
+    }
+    if (tag != expected_tag) {
+        free(host);
+        t->broken = 1;
+        return vr_error_set(err, VR_ERR_FORMAT, "NCCL frame tag %llu, expected %llu", (unsigned long long)tag,
+                            (unsigned long long)expected_tag);
+    }
+    *data = host;
+    *len = (size_t)n;
+    return VR_OK;
+}
+
+static const char *nccl_peer_name(vr_transport *base) { return ((nccl_transport *)base)->name; }
+
+static void nccl_close(vr_transport *base) {
+    nccl_transport *t = (nccl_transport *)base;
+    cudaSetDevice(t->device);
+    if (t->comm) ncclCommDestroy(t->comm);
+    if (t->send_stream) cudaStreamDestroy(t->send_stream);
+    if (t->recv_stream) cudaStreamDestroy(t->recv_stream);
+    if (t->send_buf) cudaFree(t->send_buf);
+    if (t->recv_buf) cudaFree(t->recv_buf);
+    while (t->head) {
+        self_frame *f = t->head;
+        t->head = f->next;
+        free(f->data);
+        free(f);
+    }
+    pthread_mutex_destroy(&t->enqueue);
+    pthread_mutex_destroy(&t->queue_mu);
+    free(t);
+}
+
+static const vr_transport_ops nccl_ops = {nccl_send, nccl_recv, nccl_peer_name, nccl_close};
+
+vr_status vr_nccl_unique_id(void *id, vr_error *err) {
+    ncclUniqueId u;
+    ncclResult_t r = ncclGetUniqueId(&u);
+    if (r != ncclSuccess) return nccl_fail(err, VR_ERR_UNAVAILABLE, "making a unique id", r);
+    memcpy(id, &u, sizeof u);
+    return VR_OK;
+}
+
+vr_status vr_transport_nccl_create(const void *unique_id, int nranks, int rank, int peer, int device,
+                                   vr_transport **out, vr_error *err) {
+    *out = NULL;
+    if (!unique_id || nranks < 1 || rank < 0 || rank >= nranks || peer < 0 || peer >= nranks)
+        return vr_error_set(err, VR_ERR_INVALID, "NCCL transport: rank %d / peer %d out of range for %d ranks", rank,
+                            peer, nranks);
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+        (void)cudaGetLastError();
+        return vr_error_set(err, VR_ERR_UNAVAILABLE, "NCCL transport: no CUDA device is present");
+    }
+    if (device < 0 || device >= count)
+        return vr_error_set(err, VR_ERR_INVALID, "NCCL transport: CUDA device %d does not exist (%d visible)", device,
+                            count);
+    nccl_transport *t = calloc(1, sizeof *t);
+    if (!t) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    t->base.ops = &nccl_ops;
+    t->rank = rank;
+    t->peer = peer;
+    t->device = device;
+    pthread_mutex_init(&t->enqueue, NULL);
+    pthread_mutex_init(&t->queue_mu, NULL);
+    snprintf(t->name, sizeof t->name, "nccl rank %d", peer);
+    cudaSetDevice(device);
+    if (cudaStreamCreateWithFlags(&t->send_stream, cudaStreamNonBlocking) != cudaSuccess ||
+        cudaStreamCreateWithFlags(&t->recv_stream, cudaStreamNonBlocking) != cudaSuccess) {
+        nccl_close(&t->base);
+        return vr_error_set(err, VR_ERR_UNAVAILABLE, "NCCL transport: cannot create CUDA streams on device %d", device);
+    }
+    ncclUniqueId u;
+    memcpy(&u, unique_id, sizeof u);
+    ncclResult_t r = ncclCommInitRank(&t->comm, nranks, u, rank);
+    if (r != ncclSuccess) {
+        t->comm = NULL;
+        nccl_close(&t->base);
+        return nccl_fail(err, VR_ERR_UNAVAILABLE, "joining the communicator", r);
+    }
+    *out = &t->base;
+    return VR_OK;
+}
+
+#endif
