@@ -1,6 +1,8 @@
 /* cli/main.c — the `vrwkv` binary: dispatches to a subcommand. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 
@@ -37,7 +39,19 @@ static void usage(void) {
         fprintf(stderr, "  %-14s %s\n", commands[i].name, commands[i].what);
 }
 
+/* Long-running service processes share cores with each other (several shards on one machine):
+ * OpenMP threads that spin while idle would starve them. libgomp reads OMP_WAIT_POLICY when it
+ * loads, so set it (unless the user did) and start again. */
+static void prefer_passive_openmp(char **argv) {
+    const char *cmd = argv[1];
+    if (getenv("OMP_WAIT_POLICY") || !(!strcmp(cmd, "serve") || !strcmp(cmd, "worker") || !strcmp(cmd, "coordinator")))
+        return;
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    execv("/proc/self/exe", argv); /* on failure, carry on with the default policy */
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 2) prefer_passive_openmp(argv);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage();
         return argc < 2 ? 2 : 0;
