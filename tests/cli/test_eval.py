@@ -22,6 +22,8 @@ VQA = os.path.join(EFX, "vqav2", "input", "eval", "vqav2")
 VQA_Q = os.path.join(VQA, "visualrwkv_vqav2_mscoco_val2014.jsonl")
 VQA_IMAGES = os.path.join(VQA, "val2014")
 failures, checks = [], 0
+# many vrwkv processes share the CPUs here (the server and its clients): no OpenMP spin-waiting
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 
 def check(cond, msg):
