@@ -29,6 +29,20 @@ vr_status vr_cluster_register(vr_coordinator *c, const char *id, const char *add
     vr_status st = vr_rpc_channel_create(address, &ch, err);
     if (st != VR_OK) return st;
     pthread_mutex_lock(&c->cluster_mu);
+    /* the same process registering again (its heartbeat timed out on a busy machine): nothing
+     * about it changed, so the pipeline it is part of stays as it is */
+    for (int i = 0; i < VR_MAX_WORKERS; i++) {
+        vr_worker_entry *w = &c->workers[i];
+        if (w->in_use && !strcmp(w->id, id) && !strcmp(w->address, address) && w->role == role &&
+            w->layer_first == first && w->layer_last == last &&
+            !strcmp(w->transport_address, transport_address ? transport_address : "")) {
+            w->alive = 1;
+            w->last_seen_ms = vr_now_ms();
+            pthread_mutex_unlock(&c->cluster_mu);
+            vr_rpc_channel_free(ch);
+            return VR_OK;
+        }
+    }
     int slot = -1;
     for (int i = 0; i < VR_MAX_WORKERS; i++) {
         vr_worker_entry *w = &c->workers[i];
@@ -221,6 +235,15 @@ vr_status vr_cluster_broadcast(vr_coordinator *c, const char *method, const uint
                                uint8_t **resps, size_t *resp_lens, int *n_stages, vr_error *err) {
     fanout f[VR_MAX_WORKERS];
     memset(f, 0, sizeof f);
+    /* a pipeline being re-formed (a shard re-registered or came back) is usually whole again
+     * within a monitor tick or two: wait a little before refusing */
+    for (int64_t until = vr_now_ms() + PIPELINE_WAIT_MS;;) {
+        pthread_mutex_lock(&c->cluster_mu);
+        int ok = c->pipeline_ok;
+        pthread_mutex_unlock(&c->cluster_mu);
+        if (ok || vr_now_ms() >= until) break;
+        usleep(50 * 1000);
+    }
     pthread_mutex_lock(&c->cluster_mu);
     if (!c->pipeline_ok) {
         pthread_mutex_unlock(&c->cluster_mu);
