@@ -16,6 +16,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/json_writer.h"
+#include "model/tokenizer.h"
 #include "common/mapped_file.h"
 #include "proto/health.pb-c.h"
 #include "proto/rpc.h"
@@ -35,36 +36,6 @@ static int rpc_fail(int code, const char *server_msg, const vr_error *err) {
     return 1;
 }
 
-/* Same rule as model/tokenizer's vr_utf8_complete_prefix (copied: the client must not link
- * the model): the longest prefix that does not end inside a still-valid partial character. */
-static size_t utf8_complete_prefix(const char *str, size_t len) {
-    const uint8_t *s = (const uint8_t *)str;
-    size_t back = len < 4 ? len : 4;
-    for (size_t k = 1; k <= back; k++) {
-        size_t p = len - k;
-        uint8_t c = s[p];
-        if ((c & 0xC0) == 0x80) continue;
-        size_t need;
-        uint8_t lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) need = 1;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            need = 2;
-            if (c == 0xE0) lo = 0xA0;
-            else if (c == 0xED) hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            need = 3;
-            if (c == 0xF0) lo = 0x90;
-            else if (c == 0xF4) hi = 0x8F;
-        } else {
-            return len;
-        }
-        size_t have = k - 1;
-        if (have >= need) return len;
-        if (have >= 1 && (s[p + 1] < lo || s[p + 1] > hi)) return len;
-        return p;
-    }
-    return len;
-}
 
 /* The answer as it arrives: ids, bytes, and the not-yet-printed tail of a UTF-8 character. */
 typedef struct answer {
@@ -97,7 +68,7 @@ static int answer_add(answer *a, int32_t token, const uint8_t *bytes, size_t len
     a->n_text += len;
     a->text[a->n_text] = 0;
     if (a->stream) {
-        size_t ok = a->n_printed + utf8_complete_prefix(a->text + a->n_printed, a->n_text - a->n_printed);
+        size_t ok = a->n_printed + vr_utf8_complete_prefix(a->text + a->n_printed, a->n_text - a->n_printed);
         if (ok > a->n_printed) {
             fwrite(a->text + a->n_printed, 1, ok - a->n_printed, stdout);
             fflush(stdout);
