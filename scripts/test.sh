@@ -15,9 +15,10 @@ if [ "${1:-}" = "--sanitize" ]; then
   opts=(-DCMAKE_BUILD_TYPE=Debug -DVRWKV_SANITIZE=ON -DVRWKV_CUDA=OFF)
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  # the multi-process sweeps (CLI fixtures, eval, cluster) are long under ASan; the unit, fuzz
-  # and service unit tests cover the same code paths in-process
-  ctest_opts=(-E '^(cli_|cluster$)')
+  # the cluster sweep measures memory growth over 1000 cancelled requests, which ASan's
+  # quarantine of freed memory would distort; it runs in the plain pass (it passes under ASan
+  # otherwise, sanitizer-clean)
+  ctest_opts=(-E '^cluster$')
 fi
 shared="${VRWKV_SHARED_DIR:-$(cd .. && pwd)/shared}"
 cmake -S . -B "$dir" "${opts[@]}" -DVRWKV_SHARED_DIR="$shared" >/dev/null
