@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/error.h"
+#include "common/pytext.h"
 
 typedef struct vr_score_options {
     /* The answer file; NULL = the path the upstream .sh uses under eval_dir for exp_name
@@ -138,5 +139,19 @@ vr_status vr_mmbench_convert(const char *annotation_file, const char *result_dir
 vr_status vr_score_mmbench(const char *eval_dir, const vr_score_options *o, vr_score_report *rep, vr_error *err);
 vr_status vr_score_mmbench_cn(const char *eval_dir, const vr_score_options *o, vr_score_report *rep,
                               vr_error *err);
+
+/* ---- shared by the scorers (eval/score_common.c) ------------------------------------ */
+
+/* A sorted index of strings: fill s and idx (the position it stands for), then sort; ties keep
+ * idx order, so find returns the first occurrence. */
+typedef struct vr_score_key {
+    const char *s;
+    size_t idx;
+} vr_score_key;
+void vr_score_keys_sort(vr_score_key *keys, size_t n);
+/* idx of the first key equal to s, or -1. */
+long vr_score_keys_find(const vr_score_key *keys, size_t n, const char *s);
+/* Appends up to 8 ids ("a, b, ... and N more") to b, for error messages that name ids. */
+void vr_score_list_ids(vr_strbuf *b, const char *const *ids, size_t n);
 
 #endif

@@ -37,39 +37,6 @@ static vr_status gqa_write(const char *path, const char *data, size_t n, vr_scor
     return vr_score_report_add_file(rep, path, err);
 }
 
-/* Appends up to 8 ids ("a, b, ... and N more") to b. */
-static void gqa_list_ids(vr_strbuf *b, char **ids, size_t n) {
-    for (size_t i = 0; i < n && i < 8; i++) {
-        if (i) vr_strbuf_append_str(b, ", ");
-        vr_strbuf_append_str(b, ids[i]);
-    }
-    if (n > 8) vr_strbuf_printf(b, " and %zu more", n - 8);
-}
-
-typedef struct gqa_key {
-    const char *s;
-    size_t idx;
-} gqa_key;
-
-static int gqa_key_cmp(const void *a, const void *b) {
-    const gqa_key *x = a, *y = b;
-    int c = strcmp(x->s, y->s);
-    if (c) return c;
-    return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
-/* index of s in the sorted keys (the first when repeated), or -1 */
-static long gqa_find(const gqa_key *keys, size_t n, const char *s) {
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (strcmp(keys[mid].s, s) < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    if (lo < n && strcmp(keys[lo].s, s) == 0) return (long)keys[lo].idx;
-    return -1;
-}
-
 /* ---- the answer file (convert_gqa_for_eval.py) ----------------------------------------- */
 
 typedef struct gqa_pred {
@@ -449,7 +416,7 @@ vr_status vr_score_gqa(const char *eval_dir, const vr_score_options *o, vr_score
     gqa_pred *preds = NULL;
     size_t npreds = 0, nq = 0;
     gqa_question *qs = NULL;
-    gqa_key *qkeys = NULL, *pkeys = NULL;
+    vr_score_key *qkeys = NULL, *pkeys = NULL;
     gqa_group *groups = NULL;
     size_t ngroups = 0, capgroups = 0;
     gqa_buckets per_struct = {0}, per_sem = {0}, per_len = {.is_int = 1}, per_steps = {.is_int = 1};
@@ -517,7 +484,7 @@ vr_status vr_score_gqa(const char *eval_dir, const vr_score_options *o, vr_score
             i++;
         }
     }
-    qsort(qkeys, nq, sizeof *qkeys, gqa_key_cmp);
+    vr_score_keys_sort(qkeys, nq);
     for (size_t i = 1; i < nq; i++)
         if (strcmp(qkeys[i - 1].s, qkeys[i].s) == 0) {
             st = vr_error_set(err, VR_ERR_FORMAT, "%s: question id %s appears twice", questions_path, qkeys[i].s);
@@ -529,7 +496,7 @@ vr_status vr_score_gqa(const char *eval_dir, const vr_score_options *o, vr_score
         pkeys[i].s = preds[i].qid;
         pkeys[i].idx = i;
     }
-    qsort(pkeys, npreds, sizeof *pkeys, gqa_key_cmp);
+    vr_score_keys_sort(pkeys, npreds);
     for (size_t i = 1; i < npreds; i++) {
         if (strcmp(pkeys[i - 1].s, pkeys[i].s) == 0 && (i < 2 || strcmp(pkeys[i - 2].s, pkeys[i].s) != 0)) {
             char **nb = realloc(bad_ids, (nbad_ids + 1) * sizeof *nb);
@@ -544,13 +511,13 @@ vr_status vr_score_gqa(const char *eval_dir, const vr_score_options *o, vr_score
     if (nbad_ids) {
         vr_strbuf_printf(&msg, "%s: %zu question id(s) answered more than once (upstream silently keeps the last): ",
                          answers_path, nbad_ids);
-        gqa_list_ids(&msg, bad_ids, nbad_ids);
+        vr_score_list_ids(&msg, (const char *const *)bad_ids, nbad_ids);
         vr_strbuf_append_str(&msg, "; remove the duplicate lines");
         st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "duplicate answers" : msg.p);
         goto done;
     }
     for (size_t i = 0; i < npreds; i++) {
-        long qi = preds[i].qid_is_str ? gqa_find(qkeys, nq, preds[i].qid) : -1;
+        long qi = preds[i].qid_is_str ? vr_score_keys_find(qkeys, nq, preds[i].qid) : -1;
         if (qi < 0) {
             char **nb = realloc(bad_ids, (nbad_ids + 1) * sizeof *nb);
             if (!nb) {
@@ -567,7 +534,7 @@ vr_status vr_score_gqa(const char *eval_dir, const vr_score_options *o, vr_score
         vr_strbuf_printf(&msg, "%s: %zu answer(s) for question ids not in %s (a number never matches: GQA ids are "
                                "strings): ",
                          answers_path, nbad_ids, questions_path);
-        gqa_list_ids(&msg, bad_ids, nbad_ids);
+        vr_score_list_ids(&msg, (const char *const *)bad_ids, nbad_ids);
         vr_strbuf_append_str(&msg, "; is this the answer file of another benchmark or split?");
         st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "unknown answer ids" : msg.p);
         goto done;
@@ -586,7 +553,7 @@ vr_status vr_score_gqa(const char *eval_dir, const vr_score_options *o, vr_score
         vr_strbuf_printf(&msg, "%s: %zu question(s) have no answer (upstream stops with 'missing predictions' or "
                                "KeyError): ",
                          answers_path, nbad_ids);
-        gqa_list_ids(&msg, bad_ids, nbad_ids);
+        vr_score_list_ids(&msg, (const char *const *)bad_ids, nbad_ids);
         vr_strbuf_append_str(&msg, "; finish the evaluation run, or allow missing answers to score them as wrong");
         st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "missing answers" : msg.p);
         goto done;
@@ -751,7 +718,7 @@ vr_status vr_score_gqa(const char *eval_dir, const vr_score_options *o, vr_score
     missing = cJSON_CreateArray();
     if (nbad_ids) {
         vr_strbuf_printf(&warn, "scored %zu question(s) without an answer as wrong (allow missing): ", nbad_ids);
-        gqa_list_ids(&warn, bad_ids, nbad_ids);
+        vr_score_list_ids(&warn, (const char *const *)bad_ids, nbad_ids);
         for (size_t i = 0; i < nbad_ids && missing; i++) cJSON_AddItemToArray(missing, cJSON_CreateString(bad_ids[i]));
     }
 

@@ -25,13 +25,6 @@ static char *pope_strdup(const char *s) {
     return r;
 }
 
-static void pope_list_ids(vr_strbuf *b, char *const *ids, size_t n) {
-    for (size_t i = 0; i < n && i < 8; i++) {
-        if (i) vr_strbuf_append_str(b, ", ");
-        vr_strbuf_append_str(b, ids[i]);
-    }
-    if (n > 8) vr_strbuf_printf(b, " and %zu more", n - 8);
-}
 
 /* Reads a JSON-lines file whose every line must be an object. */
 static vr_status pope_read_jsonl(const char *path, const char *what, cJSON ***out, size_t *out_n, vr_error *err) {
@@ -94,28 +87,6 @@ typedef struct pope_q {
     long answer;        /* index into answers, -1 none */
 } pope_q;
 
-typedef struct pope_key {
-    const char *s;
-    size_t idx;
-} pope_key;
-
-static int pope_key_cmp(const void *a, const void *b) {
-    const pope_key *x = a, *y = b;
-    int c = strcmp(x->s, y->s);
-    if (c) return c;
-    return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
-static long pope_find(const pope_key *keys, size_t n, const char *s) {
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (strcmp(keys[mid].s, s) < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    if (lo < n && strcmp(keys[lo].s, s) == 0) return (long)keys[lo].idx;
-    return -1;
-}
 
 static int pope_name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -131,7 +102,7 @@ vr_status vr_score_pope(const char *eval_dir, const vr_score_options *o, vr_scor
     char **bad = NULL;
     size_t nbad = 0;
     pope_q *qs = NULL;
-    pope_key *qkeys = NULL, *akeys = NULL;
+    vr_score_key *qkeys = NULL, *akeys = NULL;
     cJSON *cats = NULL, *missing_all = NULL, *order = NULL;
     vr_strbuf out = {0}, msg = {0}, warn = {0};
     DIR *d = NULL;
@@ -178,7 +149,7 @@ vr_status vr_score_pope(const char *eval_dir, const vr_score_options *o, vr_scor
         qkeys[i].s = qs[i].key;
         qkeys[i].idx = i;
     }
-    qsort(qkeys, nql, sizeof *qkeys, pope_key_cmp);
+    vr_score_keys_sort(qkeys, nql);
     for (size_t i = 1; i < nql; i++)
         if (strcmp(qkeys[i - 1].s, qkeys[i].s) == 0) {
             st = vr_error_set(err, VR_ERR_FORMAT, "%s: question id %s appears twice", qpath, qkeys[i].s);
@@ -300,7 +271,7 @@ vr_status vr_score_pope(const char *eval_dir, const vr_score_options *o, vr_scor
         akeys[i].s = ans_keys[i];
         akeys[i].idx = i;
     }
-    qsort(akeys, nal, sizeof *akeys, pope_key_cmp);
+    vr_score_keys_sort(akeys, nal);
     for (size_t i = 1; i < nal; i++)
         if (strcmp(akeys[i - 1].s, akeys[i].s) == 0 && (i < 2 || strcmp(akeys[i - 2].s, akeys[i].s) != 0))
             bad[nbad++] = (char *)akeys[i].s;
@@ -308,20 +279,20 @@ vr_status vr_score_pope(const char *eval_dir, const vr_score_options *o, vr_scor
         vr_strbuf_printf(&msg, "%s: %zu question id(s) answered more than once (upstream counts every copy and "
                                "misaligns the labels): ",
                          apath, nbad);
-        pope_list_ids(&msg, bad, nbad);
+        vr_score_list_ids(&msg, (const char *const *)bad, nbad);
         vr_strbuf_append_str(&msg, "; remove the duplicate lines");
         st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "duplicate answers" : msg.p);
         goto done;
     }
     for (size_t i = 0; i < nal; i++) {
-        long qi = pope_find(qkeys, nql, ans_keys[i]);
+        long qi = vr_score_keys_find(qkeys, nql, ans_keys[i]);
         if (qi < 0) bad[nbad++] = ans_keys[i];
         else qs[qi].answer = (long)i;
     }
     if (nbad) {
         vr_strbuf_printf(&msg, "%s: %zu answer(s) for question ids not in %s (upstream fails with KeyError): ", apath,
                          nbad, qpath);
-        pope_list_ids(&msg, bad, nbad);
+        vr_score_list_ids(&msg, (const char *const *)bad, nbad);
         vr_strbuf_append_str(&msg, "; is this the answer file of another benchmark?");
         st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "unknown answer ids" : msg.p);
         goto done;
@@ -332,7 +303,7 @@ vr_status vr_score_pope(const char *eval_dir, const vr_score_options *o, vr_scor
         vr_strbuf_printf(&msg, "%s: %zu labelled question(s) have no answer (upstream pairs answers with labels by "
                                "position and silently misaligns every later pair): ",
                          apath, nbad);
-        pope_list_ids(&msg, bad, nbad);
+        vr_score_list_ids(&msg, (const char *const *)bad, nbad);
         vr_strbuf_append_str(&msg, "; finish the evaluation run, or allow missing answers to score them as wrong");
         st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "missing answers" : msg.p);
         goto done;
@@ -425,7 +396,7 @@ vr_status vr_score_pope(const char *eval_dir, const vr_score_options *o, vr_scor
     }
     if (nbad) {
         vr_strbuf_printf(&warn, "scored %zu labelled question(s) without an answer as wrong (allow missing): ", nbad);
-        pope_list_ids(&warn, bad, nbad);
+        vr_score_list_ids(&warn, (const char *const *)bad, nbad);
     }
     rep->json = cJSON_CreateObject();
     if (!rep->json || out.oom) {

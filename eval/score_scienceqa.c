@@ -31,36 +31,6 @@ static vr_status sqa_write(const char *path, const char *data, size_t n, vr_scor
     return vr_score_report_add_file(rep, path, err);
 }
 
-static void sqa_list_ids(vr_strbuf *b, const char *const *ids, size_t n) {
-    for (size_t i = 0; i < n && i < 8; i++) {
-        if (i) vr_strbuf_append_str(b, ", ");
-        vr_strbuf_append_str(b, ids[i]);
-    }
-    if (n > 8) vr_strbuf_printf(b, " and %zu more", n - 8);
-}
-
-typedef struct sqa_key {
-    const char *s;
-    size_t idx;
-} sqa_key;
-
-static int sqa_key_cmp(const void *a, const void *b) {
-    const sqa_key *x = a, *y = b;
-    int c = strcmp(x->s, y->s);
-    if (c) return c;
-    return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
-static long sqa_find(const sqa_key *keys, size_t n, const char *s) {
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (strcmp(keys[mid].s, s) < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    if (lo < n && strcmp(keys[lo].s, s) == 0) return (long)keys[lo].idx;
-    return -1;
-}
 
 /* One parsed result line. */
 typedef struct sqa_pred {
@@ -193,7 +163,7 @@ vr_status vr_score_scienceqa(const char *eval_dir, const vr_score_options *o, vr
           *ignored = NULL;
     sqa_pred *preds = NULL;
     size_t npreds = 0, nsplit = 0, nuniq = 0;
-    sqa_key *pkeys = NULL, *skeys = NULL;
+    vr_score_key *pkeys = NULL, *skeys = NULL;
     const char **split_ids = NULL, **bad = NULL;
     size_t nbad = 0;
     vr_strbuf out = {0}, tmp = {0}, msg = {0}, warn = {0};
@@ -263,7 +233,7 @@ vr_status vr_score_scienceqa(const char *eval_dir, const vr_score_options *o, vr
             skeys[k].idx = k;
             k++;
         }
-        qsort(skeys, nsplit, sizeof *skeys, sqa_key_cmp);
+        vr_score_keys_sort(skeys, nsplit);
         /* keep the first occurrence of each id, in split order */
         char *keep = calloc(nsplit ? nsplit : 1, 1);
         if (!keep) {
@@ -290,14 +260,14 @@ vr_status vr_score_scienceqa(const char *eval_dir, const vr_score_options *o, vr
         pkeys[i].s = preds[i].id;
         pkeys[i].idx = i;
     }
-    qsort(pkeys, npreds, sizeof *pkeys, sqa_key_cmp);
+    vr_score_keys_sort(pkeys, npreds);
     for (size_t i = 1; i < npreds; i++)
         if (strcmp(pkeys[i - 1].s, pkeys[i].s) == 0 && (i < 2 || strcmp(pkeys[i - 2].s, pkeys[i].s) != 0))
             bad[nbad++] = pkeys[i].s;
     if (nbad) {
         vr_strbuf_printf(&msg, "%s: %zu problem id(s) answered more than once (upstream silently keeps the last): ",
                          result_path, nbad);
-        sqa_list_ids(&msg, bad, nbad);
+        vr_score_list_ids(&msg, bad, nbad);
         vr_strbuf_append_str(&msg, "; remove the duplicate lines");
         st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "duplicate answers" : msg.p);
         goto done;
@@ -309,20 +279,20 @@ vr_status vr_score_scienceqa(const char *eval_dir, const vr_score_options *o, vr
     if (nbad) {
         vr_strbuf_printf(&msg, "%s: %zu answer(s) for ids that are not ScienceQA problems (ids are strings): ",
                          result_path, nbad);
-        sqa_list_ids(&msg, bad, nbad);
+        vr_score_list_ids(&msg, bad, nbad);
         vr_strbuf_append_str(&msg, "; is this the result file of another benchmark?");
         st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "unknown answer ids" : msg.p);
         goto done;
     }
     for (size_t i = 0; i < nuniq; i++) {
-        long pi = sqa_find(pkeys, npreds, split_ids[i]);
+        long pi = vr_score_keys_find(pkeys, npreds, split_ids[i]);
         if (pi < 0) bad[nbad++] = split_ids[i];
         else preds[pi].used = 1;
     }
     if (nbad && !(o && o->allow_missing)) {
         vr_strbuf_printf(&msg, "%s: %zu %s problem(s) have no answer (upstream silently scores them as FAILED): ",
                          result_path, nbad, split_name);
-        sqa_list_ids(&msg, bad, nbad);
+        vr_score_list_ids(&msg, bad, nbad);
         vr_strbuf_append_str(&msg, "; finish the evaluation run, or allow missing answers to score them as wrong");
         st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "missing answers" : msg.p);
         goto done;
@@ -354,7 +324,7 @@ vr_status vr_score_scienceqa(const char *eval_dir, const vr_score_options *o, vr
                               problems_path, pid);
             goto done;
         }
-        long pi = sqa_find(pkeys, npreds, pid);
+        long pi = vr_score_keys_find(pkeys, npreds, pid);
         const char *text = pi >= 0 ? preds[pi].text : "FAILED";
         const char *prompt = pi >= 0 ? preds[pi].prompt : "Unknown";
         char parsed[8];
@@ -418,7 +388,7 @@ vr_status vr_score_scienceqa(const char *eval_dir, const vr_score_options *o, vr
     if (nbad && missing) {
         vr_strbuf_printf(&warn, "scored %zu %s problem(s) without an answer as FAILED (allow missing): ", nbad,
                          split_name);
-        sqa_list_ids(&warn, bad, nbad);
+        vr_score_list_ids(&warn, bad, nbad);
         vr_strbuf_append_char(&warn, '\n');
         for (size_t i = 0; i < nbad; i++) cJSON_AddItemToArray(missing, cJSON_CreateString(bad[i]));
     }
