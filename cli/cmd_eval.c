@@ -5,7 +5,9 @@
  * the scoring eval/score_*. The cluster part is built only with the service
  * (VRWKV_WITH_SERVICE); it must speak only the public API (proto/vrwkv.proto). */
 #include <pthread.h>
+#include <ftw.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -450,6 +452,52 @@ static const struct {
     {"mmbench_cn", vr_score_mmbench_cn, "MMBench-CN dev upload table (convert_mmbench_for_submission.py)"},
 };
 
+/* Distinct experiment names found in the answer folders under a directory. */
+typedef struct exp_scan {
+    char names[8][256];
+    int n;
+} exp_scan;
+static exp_scan *scan_state; /* nftw takes no context pointer */
+
+static void add_exp(const char *name) {
+    for (int i = 0; i < scan_state->n; i++)
+        if (!strcmp(scan_state->names[i], name)) return;
+    size_t len = strlen(name);
+    if (scan_state->n < 8 && len < sizeof scan_state->names[0]) memcpy(scan_state->names[scan_state->n++], name, len + 1);
+}
+
+/* The upstream scripts write answers/[<split>/]<exp>/merge.jsonl, or answers/<exp>.jsonl (MME). */
+static int visit(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+    (void)st;
+    (void)ftw;
+    if (type != FTW_F || !strstr(path, "/answers/")) return 0;
+    char copy[4096];
+    snprintf(copy, sizeof copy, "%s", path);
+    char *base = strrchr(copy, '/');
+    if (!base) return 0;
+    *base++ = 0;
+    const char *parent = strrchr(copy, '/');
+    parent = parent ? parent + 1 : copy;
+    size_t n = strlen(base);
+    if (!strcmp(base, "merge.jsonl")) add_exp(parent);
+    else if (!strcmp(parent, "answers") && n > 6 && !strcmp(base + n - 6, ".jsonl")) {
+        base[n - 6] = 0;
+        add_exp(base);
+    }
+    return 0;
+}
+
+/* How many experiments <dir> holds answers of; the first one's name in *name. */
+static int find_experiments(const char *dir, char *name, size_t cap) {
+    exp_scan scan;
+    memset(&scan, 0, sizeof scan);
+    scan_state = &scan;
+    nftw(dir, visit, 16, FTW_PHYS);
+    scan_state = NULL;
+    snprintf(name, cap, "%s", scan.n ? scan.names[0] : "");
+    return scan.n;
+}
+
 int vr_cmd_score(int argc, char **argv) {
     vr_arg args[] = {
         {"dataset", VR_ARG_STRING, "the benchmark (see below)", 0, 0, 0},
@@ -505,6 +553,18 @@ int vr_cmd_score(int argc, char **argv) {
     o.exp_name = get(args, na, "exp-name");
     o.split = get(args, na, "split");
     o.allow_missing = get(args, na, "allow-missing") != NULL;
+    char found_exp[256] = "";
+    if (!o.answers_path && !o.exp_name) {
+        /* the upstream scripts keep answers in answers/<split>/<exp_name>/: with one experiment
+         * there, it is the one to score */
+        int n_exp = find_experiments(dir, found_exp, sizeof found_exp);
+        if (n_exp == 1) o.exp_name = found_exp;
+        else if (n_exp > 1) {
+            vr_error_set(&err, VR_ERR_INVALID,
+                         "%s holds answers of several experiments: name one with --exp-name or --answers", dir);
+            goto fail;
+        }
+    }
     rc = 1;
     if (fn(dir, &o, &rep, &err) != VR_OK) goto fail;
     if (get(args, na, "json")) {
