@@ -106,7 +106,7 @@ vr_status vr_rwkv_embed(const vr_weights *w, const int32_t *ids, int n_ids, cons
 
 enum {
     WS_XA, WS_SX, WS_XXX, WS_M, WS_LORA, WS_XW, WS_XK, WS_XV, WS_XR, WS_XG,
-    WS_R, WS_K, WS_V, WS_G, WS_W, WS_D1, WS_Y, WS_FFK, WS_PERM, WS_ROWS, WS_PTRS
+    WS_R, WS_K, WS_V, WS_G, WS_W, WS_D1, WS_Y, WS_FFK, WS_ROWS
 };
 
 /* Reorders each run's image segment into (undo = 0) or out of (undo = 1) layer's scan order. */
@@ -158,9 +158,8 @@ static vr_status layer_forward(const vr_weights *w, vr_workspace *ws, float *x, 
     float *v = vr_workspace_get(ws, WS_V, RA), *g = vr_workspace_get(ws, WS_G, RA);
     float *dw = vr_workspace_get(ws, WS_W, RA), *d1 = vr_workspace_get(ws, WS_D1, (size_t)rows * DD);
     float *y = vr_workspace_get(ws, WS_Y, RA), *ffk = vr_workspace_get(ws, WS_FFK, (size_t)rows * F);
-    float **ptrs = (float **)vr_workspace_get(ws, WS_PTRS, (size_t)n_runs * 2 + 2);
     if (!xa || !sx || !xxx || !m || !lora || !xw || !xk || !xv || !xr || !xg || !r || !k || !v || !g || !dw || !d1 ||
-        !y || !ffk || !ptrs)
+        !y || !ffk)
         return vr_error_set(err, VR_ERR_NOMEM, "out of memory for a %d-row forward pass", rows);
     /* host-side pointer table (the CPU backend's memory is host memory; a device backend
      * receives an array of device pointers the same way) */
