@@ -440,14 +440,7 @@ static void handle_delete_session(vr_rpc_call *call, void *ctx) {
     }
     if (st == VR_OK) {
         st = vr_store_delete_session(c->store, t->name, q->session_id, &err);
-        Vrwkv__Internal__EvictRequest ev = VRWKV__INTERNAL__EVICT_REQUEST__INIT;
-        ev.tenant = (char *)t->name;
-        ev.session = q->session_id;
-        uint8_t buf[600];
-        size_t el = vrwkv__internal__evict_request__get_packed_size(&ev);
-        vrwkv__internal__evict_request__pack(&ev, buf);
-        vr_error e2 = {0};
-        vr_cluster_broadcast(c, "/vrwkv.internal.Shard/Evict", buf, el, NULL, NULL, NULL, &e2);
+        vr_cluster_evict(c, t->name, q->session_id);
         vr_session_unclaim(c, t->name, q->session_id);
     }
     if (st != VR_OK) reject(c, call, vr_rpc_code_from_status(st), "%s", err.msg);

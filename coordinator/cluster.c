@@ -231,13 +231,13 @@ static void *fanout_call(void *p) {
     return NULL;
 }
 
-vr_status vr_cluster_broadcast(vr_coordinator *c, const char *method, const uint8_t *req, size_t len,
-                               uint8_t **resps, size_t *resp_lens, int *n_stages, vr_error *err) {
+static vr_status broadcast(vr_coordinator *c, const char *method, const uint8_t *req, size_t len, uint8_t **resps,
+                           size_t *resp_lens, int *n_stages, int64_t wait_ms, vr_error *err) {
     fanout f[VR_MAX_WORKERS];
     memset(f, 0, sizeof f);
     /* a pipeline being re-formed (a shard re-registered or came back) is usually whole again
      * within a monitor tick or two: wait a little before refusing */
-    for (int64_t until = vr_now_ms() + PIPELINE_WAIT_MS;;) {
+    for (int64_t until = vr_now_ms() + wait_ms;;) {
         pthread_mutex_lock(&c->cluster_mu);
         int ok = c->pipeline_ok;
         pthread_mutex_unlock(&c->cluster_mu);
@@ -282,6 +282,23 @@ vr_status vr_cluster_broadcast(vr_coordinator *c, const char *method, const uint
     }
     if (n_stages) *n_stages = n;
     return st == VR_OK ? VR_OK : err->code;
+}
+
+vr_status vr_cluster_broadcast(vr_coordinator *c, const char *method, const uint8_t *req, size_t len,
+                               uint8_t **resps, size_t *resp_lens, int *n_stages, vr_error *err) {
+    return broadcast(c, method, req, len, resps, resp_lens, n_stages, PIPELINE_WAIT_MS, err);
+}
+
+void vr_cluster_evict(vr_coordinator *c, const char *tenant, const char *session) {
+    Vrwkv__Internal__EvictRequest req = VRWKV__INTERNAL__EVICT_REQUEST__INIT;
+    req.tenant = (char *)tenant;
+    req.session = (char *)session;
+    uint8_t buf[600];
+    size_t len = vrwkv__internal__evict_request__get_packed_size(&req);
+    vrwkv__internal__evict_request__pack(&req, buf);
+    vr_error err = {0};
+    /* best effort and never waiting: a shard that is down holds no state to drop */
+    broadcast(c, "/vrwkv.internal.Shard/Evict", buf, len, NULL, NULL, NULL, 0, &err);
 }
 
 vr_status vr_cluster_encode_image(vr_coordinator *c, const uint8_t *image, size_t len, float **features, int *n_img,

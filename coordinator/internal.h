@@ -125,6 +125,8 @@ void vr_cluster_mark_failed(vr_coordinator *c, const char *why);
 /* Unary call to every pipeline stage at once; resps[i] (malloc'd) per stage. */
 vr_status vr_cluster_broadcast(vr_coordinator *c, const char *method, const uint8_t *req, size_t len,
                                uint8_t **resps, size_t *resp_lens, int *n_stages, vr_error *err);
+/* Tells every stage to drop its in-memory state of a session (best effort, no waiting). */
+void vr_cluster_evict(vr_coordinator *c, const char *tenant, const char *session);
 /* Image bytes -> features (malloc'd) through a vision worker; image NULL: an all-zero pixel tensor. */
 vr_status vr_cluster_encode_image(vr_coordinator *c, const uint8_t *image, size_t len, float **features, int *n_img,
                                   vr_error *err);

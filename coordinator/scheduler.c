@@ -82,25 +82,12 @@ static int is_cancelled(vr_request *r) {
     return c;
 }
 
-static void evict(vr_coordinator *c, vr_request *r) {
-    Vrwkv__Internal__EvictRequest req = VRWKV__INTERNAL__EVICT_REQUEST__INIT;
-    req.tenant = r->tenant;
-    req.session = r->session;
-    uint8_t buf[600];
-    size_t len = vrwkv__internal__evict_request__get_packed_size(&req);
-    vrwkv__internal__evict_request__pack(&req, buf);
-    vr_error err = {0};
-    vr_cluster_broadcast(c, "/vrwkv.internal.Shard/Evict", buf, len, NULL, NULL, NULL, &err);
-}
-
 /* Ends a turn that will not complete: frees the session for later turns and drops the
  * shards' copy of a state that no longer matches the store. */
 static void fail_request(vr_coordinator *c, vr_request *r, int code, const char *message) {
-    if (r->phase != REQ_PREPARE) evict(c, r);
+    if (r->phase != REQ_PREPARE) vr_cluster_evict(c, r->tenant, r->session);
     r->phase = REQ_DONE;
     vr_request_push(r, EV_ERROR, 0, code, message);
-    char code_s[16];
-    snprintf(code_s, sizeof code_s, "%d", code);
     vr_counter_inc(c->m_requests, (const char *[]){vr_rpc_status_name(code)});
     vr_session_unclaim(c, r->tenant, r->session);
     vr_log(VR_LOG_INFO, "turn_failed", "tenant=%s session=%s code=%s message=%s", r->tenant, r->session,
@@ -347,7 +334,7 @@ static void complete(vr_coordinator *c, vr_request *r) {
             free(bytes);
         }
     } else {
-        evict(c, r);
+        vr_cluster_evict(c, r->tenant, r->session);
     }
     if (st != VR_OK) {
         fail_request(c, r, vr_rpc_code_from_status(st == VR_ERR_NOT_FOUND ? VR_ERR_UNAVAILABLE : st), err.msg);
