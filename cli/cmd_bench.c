@@ -1,5 +1,7 @@
-/* cli/cmd_bench.c — `vrwkv bench`: prefill and decode throughput (batch 1 and 8) beside the
- * memory-bandwidth bound, tokenizer MB/s, image preprocess and encode time. Prints one line
+/* cli/cmd_bench.c — `vrwkv bench`: prefill and decode throughput (decode at batch 1 and 8 on
+ * the cpu; 1, 8, 64, 256 on a GPU) beside the memory-bandwidth bound, state checkpoint time,
+ * device memory per session, tokenizer MB/s, image preprocess and encode time, and a sandwich
+ * prompt's prefill with one image. Prints one line
  * per figure and, with --json, one JSON object. Measures only; asserts nothing. */
 #include <stdint.h>
 #include <stdio.h>
@@ -11,6 +13,8 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "model/engine.h"
+#include "model/prompt.h"
+#include "model/state.h"
 #include "model/synthetic.h"
 
 static double now_s(void) {
@@ -43,6 +47,29 @@ static double read_bandwidth(void) {
     return best;
 }
 
+/* Device memory bandwidth in bytes/s: a 1 GiB device-to-device copy (read + write counted),
+ * best of 5 after a warm-up. */
+static double device_copy_bandwidth(vr_backend *be) {
+    size_t bytes = (size_t)1 << 30;
+    void *a = be->ops->alloc(be, bytes), *b = be->ops->alloc(be, bytes);
+    double best = 0;
+    vr_error err = {0};
+    if (a && b) {
+        be->ops->copy(be, b, a, bytes);
+        for (int r = 0; r < 5; r++) {
+            if (be->ops->sync) be->ops->sync(be, &err);
+            double t = now_s();
+            be->ops->copy(be, b, a, bytes);
+            if (be->ops->sync) be->ops->sync(be, &err);
+            double dt = now_s() - t;
+            if (dt > 0 && 2.0 * bytes / dt > best) best = 2.0 * bytes / dt;
+        }
+    }
+    be->ops->free(be, a);
+    be->ops->free(be, b);
+    return best > 0 ? best : 3000e9;
+}
+
 static size_t weight_bytes_per_token(const vr_checkpoint *ck) {
     size_t total = 0;
     for (int i = 0; i < vr_checkpoint_count(ck); i++) {
@@ -63,7 +90,8 @@ int vr_cmd_bench(int argc, char **argv) {
                      {"prefill-tokens", VR_ARG_STRING, "prompt length for prefill (default 256)", 0, 0, 0},
                      {"decode-steps", VR_ARG_STRING, "steps per decode figure (default 16)", 0, 0, 0},
                      {"threads", VR_ARG_STRING, "CPU threads", 0, 0, 0},
-                     {"help", VR_ARG_FLAG, "this help", 0, 0, 0}};
+                     {"help", VR_ARG_FLAG, "this help", 0, 0, 0},
+                     {"dtype", VR_ARG_STRING, "with --shape: bf16 (default) or f16", 0, 0, 0}};
     int na = (int)(sizeof args / sizeof args[0]), npos = 0, rc = 2;
     const char **pos = NULL;
     vr_error err = {0};
@@ -98,6 +126,12 @@ int vr_cmd_bench(int argc, char **argv) {
     if (args[6].value && vr_parse_int("prefill-tokens", args[6].value, 1, 1 << 20, &prefill_n, &err)) goto fail;
     if (args[7].value && vr_parse_int("decode-steps", args[7].value, 1, 1 << 20, &steps, &err)) goto fail;
     if (args[8].value && vr_parse_int("threads", args[8].value, 1, 1024, &threads, &err)) goto fail;
+    vr_dtype dtype;
+    if (vr_synthetic_dtype_parse(args[10].value, &dtype, &err) != VR_OK) goto fail;
+    if (args[10].value && !args[1].value) {
+        vr_error_set(&err, VR_ERR_INVALID, "--dtype applies to --shape weights only");
+        goto fail;
+    }
     rc = 1;
     if (args[1].value) {
         const vr_synthetic_shape *shape = vr_synthetic_shape_find(args[1].value);
@@ -105,29 +139,33 @@ int vr_cmd_bench(int argc, char **argv) {
             vr_error_set(&err, VR_ERR_INVALID, "--shape: unknown shape '%s'", args[1].value);
             goto fail;
         }
-        snprintf(model_path, sizeof model_path, "%s/vrwkv-bench-%s.pth", args[2].value ? args[2].value : "/tmp",
-                 shape->name);
+        snprintf(model_path, sizeof model_path, "%s/vrwkv-bench-%s-%s.pth", args[2].value ? args[2].value : "/tmp",
+                 shape->name, vr_dtype_name(dtype));
         struct stat st;
         if (stat(model_path, &st) != 0) {
-            fprintf(stderr, "bench: writing random %s weights to %s\n", shape->name, model_path);
-            if (vr_synthetic_write(shape, 1, model_path, &err) != VR_OK) goto fail;
+            fprintf(stderr, "bench: writing random %s %s weights to %s\n", shape->name, vr_dtype_name(dtype),
+                    model_path);
+            double tw = now_s();
+            if (vr_synthetic_write(shape, 1, dtype, model_path, &err) != VR_OK) goto fail;
+            fprintf(stderr, "bench: wrote them in %.1f s\n", now_s() - tw);
         }
     } else {
         snprintf(model_path, sizeof model_path, "%s", args[0].value);
     }
     vr_engine_options eo = {model_path, args[3].value, args[4].value, (int)threads, NULL, backend};
+    double t = now_s();
     if (vr_engine_open(&eo, &e, &err) != VR_OK) goto fail;
+    double dt = now_s() - t;
     const vr_model_config *c = &e->cfg;
-    /* GPU: the HBM bandwidth is taken as given (VRWKV_BENCH_GPU_GBS, default 3000 GB/s: an
-     * H100's measured device copy); CPU: measured */
-    const char *gbs = getenv("VRWKV_BENCH_GPU_GBS");
-    double bw = gpu ? (gbs ? atof(gbs) : 3000.0) * 1e9 : read_bandwidth();
+    vr_backend *be = e->be;
+    size_t mem0 = be->ops->memory_in_use ? be->ops->memory_in_use(be) : 0;
+    double bw = gpu ? device_copy_bandwidth(be) : read_bandwidth();
     size_t wbytes = weight_bytes_per_token(e->ck);
-    printf("model: %s  n_layer %d  n_embd %d  vocab %d  weight bytes/token %.1f MB\n", model_path, c->n_layer, c->n_embd,
-           c->vocab_size, wbytes / 1e6);
-    printf("backend %s; memory read bandwidth (%s): %.2f GB/s  ->  decode bound %.2f tokens/s at batch 1 (%.3f ms)\n",
-           backend, gpu ? "GPU, assumed" : "all threads", bw / 1e9, wbytes ? bw / (double)wbytes : 0.0,
-           wbytes ? 1e3 * (double)wbytes / bw : 0.0);
+    printf("model: %s  n_layer %d  n_embd %d  vocab %d  weight bytes/token %.1f MB; opened in %.2f s\n", model_path,
+           c->n_layer, c->n_embd, c->vocab_size, wbytes / 1e6, dt);
+    printf("backend %s; memory bandwidth (%s): %.1f GB/s  ->  decode bound %.2f tokens/s at batch 1 (%.3f ms)\n",
+           backend, gpu ? "device-to-device copy, measured" : "read, all threads", bw / 1e9,
+           wbytes ? bw / (double)wbytes : 0.0, wbytes ? 1e3 * (double)wbytes / bw : 0.0);
     printf("state per session: %.2f MB (constant in the number of tokens)\n",
            (double)c->n_layer * (2.0 * c->n_embd + (double)c->n_head * c->head_size * c->head_size) * 4 / 1e6);
 
@@ -143,10 +181,39 @@ int vr_cmd_bench(int argc, char **argv) {
     }
     for (int i = 0; i < max_batch; i++)
         if (vr_session_create(e, VR_SCAN_BI, &ss[i], &err) != VR_OK) goto fail;
-    double t = now_s();
+    if (be->ops->sync && be->ops->sync(be, &err) != VR_OK) goto fail;
+    if (be->ops->memory_in_use) {
+        size_t mem1 = be->ops->memory_in_use(be);
+        printf("device memory: %.1f MB with the weights loaded; %.3f MB per live session (%d sessions)\n",
+               mem0 / 1e6, mem1 > mem0 ? (double)(mem1 - mem0) / max_batch / 1e6 : 0.0, max_batch);
+    }
+    /* warm-up: the first pass allocates scratch and loads kernels */
+    if (vr_session_prefill(e, ss[1], ids, prefill_n < 32 ? (int)prefill_n : 32, NULL, 0, logits, NULL, &err) != VR_OK)
+        goto fail;
+    vr_session_reset(ss[1]);
+    t = now_s();
     if (vr_session_prefill(e, ss[0], ids, (int)prefill_n, NULL, 0, logits, NULL, &err) != VR_OK) goto fail;
-    double dt = now_s() - t;
+    dt = now_s() - t;
     printf("prefill: %ld tokens in %.3f s = %.1f tokens/s\n", prefill_n, dt, prefill_n / dt);
+    /* a state checkpoint: every layer's blob to host memory (what a shard writes to the store) */
+    {
+        size_t blob = vr_state_blob_size(ss[0]->state);
+        uint8_t *buf = malloc(blob * (size_t)c->n_layer);
+        if (!buf) goto fail;
+        double best = 1e30;
+        vr_status st = VR_OK;
+        for (int rep = 0; rep < 5 && st == VR_OK; rep++) {
+            t = now_s();
+            for (int l = 0; l < c->n_layer && st == VR_OK; l++)
+                st = vr_state_serialize_layer(ss[0]->state, l, 0, buf + blob * (size_t)l, blob, &err);
+            dt = now_s() - t;
+            if (dt < best) best = dt;
+        }
+        free(buf);
+        if (st != VR_OK) goto fail;
+        printf("state checkpoint (all %d layers to host blobs, %.2f MB): %.3f ms\n", c->n_layer,
+               blob * (double)c->n_layer / 1e6, best * 1e3);
+    }
     for (int bi = 0; bi < n_batches; bi++) {
         int batch = batches[bi];
         int32_t tok[MAX_BATCH];
@@ -160,7 +227,7 @@ int vr_cmd_bench(int argc, char **argv) {
         }
         dt = now_s() - t;
         double tps = (double)steps * batch / dt;
-        printf("decode batch %d: %.2f ms/step, %.2f tokens/s (bound at batch 1: %.2f tokens/s, steps at %.0f%% of it)\n",
+        printf("decode batch %d: %.3f ms/step, %.1f tokens/s (bound at batch 1: %.2f tokens/s, steps at %.0f%% of it)\n",
                batch, dt / steps * 1e3, tps, wbytes ? bw / (double)wbytes : 0.0,
                wbytes ? 100.0 * (steps / dt) / (bw / (double)wbytes) : 0.0);
     }
@@ -199,13 +266,35 @@ int vr_cmd_bench(int argc, char **argv) {
         vr_image_free(&img);
         if (st == VR_OK) {
             printf("image preprocess (640x480 -> %d): %.2f ms\n", c->image_size, dt * 1e3);
+            /* first encode (cold: scratch, kernels) then the best of 3 */
             t = now_s();
             st = vr_engine_encode_pixels(e, pixels, &features, NULL, &err);
-            dt = now_s() - t;
-            if (st == VR_OK) printf("image encode (ViT + pooling + projector): %.1f ms\n", dt * 1e3);
+            double cold = now_s() - t, best = cold;
+            for (int rep = 0; rep < 3 && st == VR_OK && gpu; rep++) {
+                free(features);
+                features = NULL;
+                t = now_s();
+                st = vr_engine_encode_pixels(e, pixels, &features, NULL, &err);
+                dt = now_s() - t;
+                if (dt < best) best = dt;
+            }
+            if (st == VR_OK)
+                printf("image encode (ViT + pooling + projector): %.2f ms (first call %.2f ms)\n", best * 1e3,
+                       cold * 1e3);
         }
         free(pixels);
         if (st != VR_OK) goto fail;
+        /* a sandwich prompt: text, the image's features, text (one prefill) */
+        int n_img = c->num_image_tokens, n_text = 64;
+        int32_t sand[65];
+        for (int i = 0; i < n_text; i++) sand[i < n_text / 2 ? i : i + 1] = ids[i % prefill_n];
+        sand[n_text / 2] = VR_IMAGE_TOKEN_ID;
+        vr_session_reset(ss[1]);
+        t = now_s();
+        if (vr_session_prefill(e, ss[1], sand, n_text + 1, features, n_img, logits, NULL, &err) != VR_OK) goto fail;
+        dt = now_s() - t;
+        printf("prefill, sandwich prompt with one image (%d text + %d image tokens): %.2f ms = %.1f tokens/s\n",
+               n_text, n_img, dt * 1e3, (n_text + n_img) / dt);
     }
     rc = 0;
     goto done;

@@ -102,6 +102,9 @@ typedef struct vr_backend_ops {
      * HOST arrays ids/logit/logprob (logit, logprob may be NULL). */
     vr_status (*argmax_rows)(vr_backend *be, const float *logits, int m, int n, int32_t *ids, float *logit,
                              float *logprob, vr_error *err);
+    /* Device memory in use now, in bytes, by every process on the device (for figures such as
+     * memory per session: take differences). */
+    size_t (*memory_in_use)(vr_backend *be);
 } vr_backend_ops;
 
 struct vr_backend {

@@ -130,6 +130,12 @@ void vr_session_free(vr_session *s) {
     free(s);
 }
 
+void vr_session_reset(vr_session *s) {
+    vr_state_reset(s->state);
+    s->n_transcript = 0;
+    s->n_rows = 0;
+}
+
 static vr_status transcript_append(vr_session *s, const int32_t *ids, int n, vr_error *err) {
     if (s->n_transcript + n > s->cap_transcript) {
         int cap = s->cap_transcript ? s->cap_transcript : 64;

@@ -60,6 +60,8 @@ typedef struct vr_session {
 
 vr_status vr_session_create(vr_engine *e, vr_scan_mode scan, vr_session **out, vr_error *err);
 void vr_session_free(vr_session *s);
+/* Back to a fresh state with an empty transcript (the allocation is kept). */
+void vr_session_reset(vr_session *s);
 
 /* Consumes ids (at most one -200, then features host [n_img, C] are used) and writes the logits
  * after the last id into logits (host [V], may be NULL). hidden (optional, host) receives

@@ -1,5 +1,7 @@
 /* model/synthetic.c — generation of random checkpoints of real shapes. Streams nothing to the
- * network; builds every tensor in memory (bf16) and hands them to the checkpoint writer. */
+ * network; builds every tensor in memory (bf16 or f16) and hands them to the checkpoint writer.
+ * Values depend only on the seed, the tensor's position and the element index (chunks of 1 Mi
+ * elements are generated in parallel, each from its own stream), never on the thread count. */
 #include "model/synthetic.h"
 
 #include <math.h>
@@ -22,6 +24,13 @@ const vr_synthetic_shape *vr_synthetic_shape_find(const char *name) {
     return NULL;
 }
 
+vr_status vr_synthetic_dtype_parse(const char *s, vr_dtype *out, vr_error *err) {
+    if (!s || !strcmp(s, "bf16")) *out = VR_BF16;
+    else if (!strcmp(s, "f16")) *out = VR_F16;
+    else return vr_error_set(err, VR_ERR_INVALID, "--dtype %s: expected bf16 or f16", s);
+    return VR_OK;
+}
+
 typedef struct rng {
     uint64_t s;
 } rng;
@@ -39,7 +48,8 @@ typedef enum { DIST_UNIFORM, DIST_NORMAL } dist_kind;
 typedef struct builder {
     vr_checkpoint_entry *e;
     int n, cap;
-    rng r;
+    uint64_t seed;
+    vr_dtype dtype;
     vr_status st;
     vr_error *err;
 } builder;
@@ -59,7 +69,7 @@ static void add(builder *b, const char *name, dist_kind kind, double p0, double 
     }
     vr_checkpoint_entry *e = &b->e[b->n];
     memset(e, 0, sizeof *e);
-    e->tensor.dtype = VR_BF16;
+    e->tensor.dtype = b->dtype;
     e->tensor.ndim = ndim;
     int64_t dims[4] = {d0, d1, d2, d3};
     for (int i = 0; i < ndim; i++) e->tensor.shape[i] = dims[i];
@@ -72,15 +82,25 @@ static void add(builder *b, const char *name, dist_kind kind, double p0, double 
         b->st = vr_error_set(b->err, VR_ERR_NOMEM, "out of memory generating %s", name);
         return;
     }
-    for (int64_t i = 0; i < n; i++) {
-        double v;
-        if (kind == DIST_UNIFORM) {
-            v = p0 + (p1 - p0) * uniform(&b->r);
-        } else { /* Box-Muller */
-            double u1 = uniform(&b->r), u2 = uniform(&b->r);
-            v = p0 + p1 * sqrt(-2.0 * log(u1 + 1e-300)) * cos(6.283185307179586 * u2);
+    const int64_t chunk = (int64_t)1 << 20;
+    const int64_t n_chunks = (n + chunk - 1) / chunk;
+    const uint64_t tensor_seed = b->seed ^ ((uint64_t)(b->n + 1) * 0xd1b54a32d192ed03ull);
+    const int f16 = b->dtype == VR_F16;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t ci = 0; ci < n_chunks; ci++) {
+        rng r = {tensor_seed + (uint64_t)ci * 0x9e3779b97f4a7c15ull};
+        (void)next_u64(&r);
+        int64_t end = (ci + 1) * chunk < n ? (ci + 1) * chunk : n;
+        for (int64_t i = ci * chunk; i < end; i++) {
+            double v;
+            if (kind == DIST_UNIFORM) {
+                v = p0 + (p1 - p0) * uniform(&r);
+            } else { /* Box-Muller */
+                double u1 = uniform(&r), u2 = uniform(&r);
+                v = p0 + p1 * sqrt(-2.0 * log(u1 + 1e-300)) * cos(6.283185307179586 * u2);
+            }
+            data[i] = f16 ? vr_f32_to_f16((float)v) : vr_f32_to_bf16((float)v);
         }
-        data[i] = vr_f32_to_bf16((float)v);
     }
     e->tensor.data = data;
     b->n++;
@@ -89,8 +109,11 @@ static void add(builder *b, const char *name, dist_kind kind, double p0, double 
 #define U(lo, hi) DIST_UNIFORM, lo, hi
 #define N(mu, sd) DIST_NORMAL, mu, sd
 
-vr_status vr_synthetic_write(const vr_synthetic_shape *s, uint64_t seed, const char *path, vr_error *err) {
-    builder b = {.r = {seed * 0x9e3779b97f4a7c15ull + 1}, .st = VR_OK, .err = err};
+vr_status vr_synthetic_write(const vr_synthetic_shape *s, uint64_t seed, vr_dtype dtype, const char *path,
+                             vr_error *err) {
+    if (dtype != VR_BF16 && dtype != VR_F16)
+        return vr_error_set(err, VR_ERR_INVALID, "synthetic weights are bf16 or f16, not %s", vr_dtype_name(dtype));
+    builder b = {.seed = seed * 0x9e3779b97f4a7c15ull + 1, .dtype = dtype, .st = VR_OK, .err = err};
     const int C = s->n_embd, F = s->dim_ffn, V = s->vocab, H = C / s->head_size, Nh = s->head_size;
     const int D = s->vis_hidden, I = s->vis_intermediate, P = s->patch_size, G = s->image_size / s->patch_size;
     char name[256];

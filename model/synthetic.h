@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "kernels/tensor.h"
 
 typedef struct vr_synthetic_shape {
     const char *name;
@@ -17,7 +18,12 @@ typedef struct vr_synthetic_shape {
 /* "tiny", "1b6", "3b", "7b"; NULL when unknown. */
 const vr_synthetic_shape *vr_synthetic_shape_find(const char *name);
 
-/* Writes bf16 weights to path (.pth, or .safetensors when the name ends so). */
-vr_status vr_synthetic_write(const vr_synthetic_shape *shape, uint64_t seed, const char *path, vr_error *err);
+/* Writes weights of dtype (VR_BF16 or VR_F16) to path (.pth, or .safetensors when the name
+ * ends so). */
+vr_status vr_synthetic_write(const vr_synthetic_shape *shape, uint64_t seed, vr_dtype dtype, const char *path,
+                             vr_error *err);
+
+/* "bf16" or "f16" (NULL: bf16) → dtype, for --dtype options. */
+vr_status vr_synthetic_dtype_parse(const char *s, vr_dtype *out, vr_error *err);
 
 #endif

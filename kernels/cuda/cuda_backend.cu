@@ -201,6 +201,16 @@ static void cu_destroy(vr_backend *be) {
     free(be);
 }
 
+static size_t cu_memory_in_use(vr_backend *be) {
+    vrc_enter(be);
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return total_b - free_b;
+}
+
 static vr_backend_ops make_ops(void) {
     vr_backend_ops o;
     memset(&o, 0, sizeof o);
@@ -234,6 +244,7 @@ static vr_backend_ops make_ops(void) {
     o.destroy = cu_destroy;
     o.sync = cu_sync;
     o.argmax_rows = vrc_argmax_rows;
+    o.memory_in_use = cu_memory_in_use;
     return o;
 }
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # tests/gpu/run.sh [OUTDIR] — the GPU verification in one script: builds with
 # -DVRWKV_CUDA=ON -DVRWKV_SERVICE=OFF, runs the CUDA-vs-CPU op tests, the fixture cases on the
-# cuda backend, the NCCL tests, then `vrwkv bench --backend cuda` (shapes from
-# VRWKV_GPU_BENCH_SHAPES, default "1b6 3b"), and writes its logs and a summary into OUTDIR
+# cuda backend, the NCCL tests, then `vrwkv bench --backend cuda` (SHAPE:DTYPE list from
+# VRWKV_GPU_BENCH_SHAPES, default "1b6:f16 1b6:bf16 3b:f16 7b:f16"), and writes its logs and a summary into OUTDIR
 # (at most 8 files: run.log build.log ops.log model.log nccl.log bench.log summary.txt).
 # Fixtures come from .gpu-fixtures/ in this checkout (tests/gpu/stage-fixtures.sh fills it),
 # because the GPU machine receives the checkout but not ../shared.
@@ -106,6 +106,10 @@ run_test() { # name log timeout cmd...
   esac
 }
 run_test "op tests (cuda vs cpu)" "$OUT/ops.log" 300 "$BUILD/tests/gpu/test_cuda_ops"
+if grep -q "^FAIL" "$OUT/ops.log" && command -v compute-sanitizer >/dev/null; then
+  echo "== compute-sanitizer memcheck on the op tests (first 60 s)" >> "$OUT/ops.log"
+  timeout 60 compute-sanitizer --tool memcheck --print-limit 20 "$BUILD/tests/gpu/test_cuda_ops" 2>&1 | grep -E "^=========|FAIL" | head -60 >> "$OUT/ops.log"
+fi
 run_test "fixture cases on cuda" "$OUT/model.log" 600 "$BUILD/tests/gpu/test_cuda_model"
 run_test "nccl" "$OUT/nccl.log" 120 "$BUILD/tests/gpu/test_nccl"
 grep -E "^(ok|FAIL)" "$OUT/ops.log" | grep -c "^ok" | sed 's/^/op checks passed: /' | tee -a "$SUMMARY"
@@ -114,14 +118,16 @@ grep -E "^(ok|FAIL)" "$OUT/ops.log" | grep -c "^ok" | sed 's/^/op checks passed:
 : > "$OUT/bench.log"
 vocab=()
 [ -f "$STAGE/rwkv_vocab_v20230424.txt" ] && vocab=(--vocab "$STAGE/rwkv_vocab_v20230424.txt")
-for shape in ${VRWKV_GPU_BENCH_SHAPES:-1b6 3b}; do
-  echo "== bench --backend cuda --shape $shape" | tee -a "$OUT/bench.log"
-  timeout "${VRWKV_GPU_BENCH_TIMEOUT:-240}" "$BUILD/vrwkv" bench --backend cuda --shape "$shape" \
+for spec in ${VRWKV_GPU_BENCH_SHAPES:-1b6:f16 1b6:bf16 3b:f16 7b:f16}; do
+  shape=${spec%%:*}; dtype=${spec#*:}; [ "$dtype" = "$spec" ] && dtype=f16
+  echo "== bench --backend cuda --shape $shape --dtype $dtype" | tee -a "$OUT/bench.log"
+  timeout "${VRWKV_GPU_BENCH_TIMEOUT:-180}" "$BUILD/vrwkv" bench --backend cuda --shape "$shape" --dtype "$dtype" \
     --cache-dir "${VRWKV_GPU_BENCH_CACHE:-/tmp}" "${vocab[@]}" >> "$OUT/bench.log" 2>&1
   rc=$?
-  [ $rc -eq 0 ] || { note "bench $shape: FAILED (rc $rc)"; fail=1; }
+  [ $rc -eq 0 ] || { note "bench $shape $dtype: FAILED (rc $rc)"; fail=1; }
+  rm -f "${VRWKV_GPU_BENCH_CACHE:-/tmp}/vrwkv-bench-$shape-$dtype.pth" # disk: 7b is 15 GB
 done
-grep -E "^(==|backend|prefill|decode|image encode|state per)" "$OUT/bench.log" | tee -a "$SUMMARY"
+grep -E "^(==|model|backend|prefill|decode|image encode|state|device memory)" "$OUT/bench.log" | tee -a "$SUMMARY"
 
 if [ $fail -ne 0 ]; then
   note "result: FAILURES (see the logs)"
