@@ -105,13 +105,13 @@ run_test() { # name log timeout cmd...
     *) note "$name: FAIL (rc $rc; $(grep -m1 FAIL "$log"))"; fail=1;;
   esac
 }
-run_test "op tests (cuda vs cpu)" "$OUT/ops.log" 300 "$BUILD/tests/gpu/test_cuda_ops"
+run_test "op tests (cuda vs cpu)" "$OUT/ops.log" 120 "$BUILD/tests/gpu/test_cuda_ops"
 if grep -q "^FAIL" "$OUT/ops.log" && command -v compute-sanitizer >/dev/null; then
   echo "== compute-sanitizer memcheck on the op tests (first 60 s)" >> "$OUT/ops.log"
   timeout 60 compute-sanitizer --tool memcheck --print-limit 20 "$BUILD/tests/gpu/test_cuda_ops" 2>&1 | grep -E "^=========|FAIL" | head -60 >> "$OUT/ops.log"
 fi
-run_test "fixture cases on cuda" "$OUT/model.log" 600 "$BUILD/tests/gpu/test_cuda_model"
-run_test "nccl" "$OUT/nccl.log" 120 "$BUILD/tests/gpu/test_nccl"
+run_test "fixture cases on cuda" "$OUT/model.log" 240 "$BUILD/tests/gpu/test_cuda_model"
+run_test "nccl" "$OUT/nccl.log" 60 "$BUILD/tests/gpu/test_nccl"
 grep -E "^(ok|FAIL)" "$OUT/ops.log" | grep -c "^ok" | sed 's/^/op checks passed: /' | tee -a "$SUMMARY"
 
 # ---- benchmarks ----
