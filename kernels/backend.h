@@ -105,6 +105,24 @@ typedef struct vr_backend_ops {
     /* Device memory in use now, in bytes, by every process on the device (for figures such as
      * memory per session: take differences). */
     size_t (*memory_in_use)(vr_backend *be);
+    /* Page-locked host memory (downloads into it run at full link speed); NULL on failure.
+     * Where these are NULL, plain malloc'd memory is used. */
+    void *(*host_alloc)(vr_backend *be, size_t bytes);
+    void (*host_free)(vr_backend *be, void *p);
+    /* Recorded steps (CUDA graphs). graph_begin(key, replay = 0) starts a recording: the ops that
+     * follow are recorded, not run, until graph_end, which keeps the recording as `key` and runs
+     * it. graph_begin(key, replay = 1), when graph_ready(key): the ops that follow run nothing
+     * but refresh the host tables they pass (token ids, runs, state pointers); graph_end then
+     * runs the recording with those tables. A recording stays valid while every device buffer
+     * and size the ops were given stays the same: whoever reallocates one calls graph_drop.
+     * graph_end returns VR_ERR_UNAVAILABLE, having run nothing and kept no error, when the
+     * recording failed or the replayed ops differed from it: run the step without it.
+     * graph_end(run = 0) abandons the recording or replay (nothing runs, nothing is kept). No
+     * upload, download, sync or argmax between graph_begin and graph_end. */
+    vr_status (*graph_begin)(vr_backend *be, int key, int replay, vr_error *err);
+    vr_status (*graph_end)(vr_backend *be, int run, vr_error *err);
+    int (*graph_ready)(vr_backend *be, int key);
+    void (*graph_drop)(vr_backend *be);
 } vr_backend_ops;
 
 struct vr_backend {

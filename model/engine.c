@@ -2,6 +2,7 @@
  * Owns the device buffers of one model; one engine is driven by one thread at a time. */
 #include "model/engine.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,8 @@ vr_status vr_engine_open(const vr_engine_options *opt, vr_engine **out, vr_error
     }
     if (st == VR_OK && opt->vocab_path) st = vr_tokenizer_load(opt->vocab_path, &e->tok, err);
     if (st == VR_OK && !(e->ws = vr_workspace_create(e->be))) st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    const char *graphs = getenv("VRWKV_CUDA_GRAPHS");
+    e->graphs = !(graphs && !strcmp(graphs, "0"));
     if (st != VR_OK) {
         vr_engine_free(e);
         return st;
@@ -51,6 +54,7 @@ static vr_status backend_check(vr_engine *e, vr_status st, vr_error *err) {
 
 static float *grow(vr_engine *e, float **buf, size_t *cap, size_t n) {
     if (*cap < n) {
+        if (e->be->ops->graph_drop) e->be->ops->graph_drop(e->be); /* recordings refer to the old buffer */
         if (*buf) e->be->ops->free(e->be, *buf);
         *buf = e->be->ops->alloc(e->be, n * sizeof(float));
         *cap = *buf ? n : 0;
@@ -201,6 +205,27 @@ vr_status vr_session_prefill(vr_engine *e, vr_session *s, const int32_t *ids, in
     return transcript_append(s, ids, n, err);
 }
 
+/* The ops of a decode step: embed, every layer, head (x, dl: device buffers of n rows). */
+static vr_status step_forward(vr_engine *e, vr_state *const *states, const vr_run *runs, const int32_t *tokens, int n,
+                              float *x, float *dl, vr_error *err) {
+    vr_status st = vr_rwkv_embed(e->w, tokens, n, NULL, 0, x, err);
+    if (st == VR_OK) st = vr_rwkv_layers(e->w, e->ws, x, runs, n, states, NULL, 0, e->cfg.n_layer, err);
+    if (st == VR_OK) st = vr_rwkv_head(e->w, e->ws, x, n, dl, err);
+    return st;
+}
+
+/* How a step of n sessions runs: eagerly, recorded (its second time at this batch size: the
+ * first grows every buffer to size), or replayed. */
+enum { STEP_EAGER, STEP_RECORD, STEP_REPLAY };
+static int step_mode(vr_engine *e, int n) {
+    const vr_backend_ops *op = e->be->ops;
+    if (!e->graphs || !op->graph_begin || n > VR_ENGINE_GRAPH_MAX_BATCH || e->graph_fail[n] >= 3) return STEP_EAGER;
+    if (op->graph_ready(e->be, n)) return STEP_REPLAY;
+    if (e->graph_seen[n]) return STEP_RECORD;
+    e->graph_seen[n] = 1;
+    return STEP_EAGER;
+}
+
 /* The decode step; the logits stay in e->logits (device) and are downloaded when logits != NULL. */
 static vr_status step_device(vr_engine *e, vr_session *const *sessions, const int32_t *tokens, int n, float *logits,
                              vr_error *err) {
@@ -218,9 +243,32 @@ static vr_status step_device(vr_engine *e, vr_session *const *sessions, const in
         runs[i] = (vr_run){i, 1};
         states[i] = sessions[i]->state;
     }
-    if (st == VR_OK) st = vr_rwkv_embed(e->w, tokens, n, NULL, 0, x, err);
-    if (st == VR_OK) st = vr_rwkv_layers(e->w, e->ws, x, runs, n, states, NULL, 0, e->cfg.n_layer, err);
-    if (st == VR_OK) st = vr_rwkv_head(e->w, e->ws, x, n, dl, err);
+    int mode = st == VR_OK ? step_mode(e, n) : STEP_EAGER;
+    if (mode != STEP_EAGER) {
+        vr_error gerr = {0};
+        const vr_backend_ops *op = e->be->ops;
+        vr_status gs = op->graph_begin(e->be, n, mode == STEP_REPLAY, &gerr);
+        if (gs == VR_OK) {
+            st = step_forward(e, states, runs, tokens, n, x, dl, err);
+            gs = op->graph_end(e->be, st == VR_OK, &gerr);
+            if (st == VR_OK && gs != VR_OK && gs != VR_ERR_UNAVAILABLE) { /* the launch itself failed */
+                if (err) *err = gerr;
+                st = gs;
+            }
+        }
+        if (st == VR_OK && gs == VR_OK) {
+            e->graph_fail[n] = 0;
+        } else if (st == VR_OK) {
+            /* not recorded or not replayable: this step runs eagerly, and is recorded again
+             * after another eager step (three failures in a row: never at this size) */
+            e->graph_fail[n]++;
+            e->graph_seen[n] = 0;
+            mode = STEP_EAGER;
+            fprintf(stderr, "vrwkv: a decode step of %d session(s) runs without a CUDA graph (failure %d of 3): %s\n",
+                    n, e->graph_fail[n], gerr.msg);
+        }
+    }
+    if (st == VR_OK && mode == STEP_EAGER) st = step_forward(e, states, runs, tokens, n, x, dl, err);
     if (st == VR_OK && logits) e->be->ops->download(e->be, logits, dl, (size_t)n * V * sizeof(float));
     for (int i = 0; st == VR_OK && i < n; i++) {
         sessions[i]->n_rows += 1;

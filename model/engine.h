@@ -27,6 +27,9 @@ typedef struct vr_engine_options {
     const char *backend;     /* "cpu" | "cuda" (GPU 0; CUDA_VISIBLE_DEVICES picks); NULL: "cpu" */
 } vr_engine_options;
 
+/* Decode steps of at most this many sessions are recorded and replayed (CUDA graphs). */
+#define VR_ENGINE_GRAPH_MAX_BATCH 256
+
 typedef struct vr_engine {
     vr_checkpoint *ck;
     vr_model_config cfg;
@@ -38,6 +41,11 @@ typedef struct vr_engine {
     size_t x_cap;
     float *logits;     /* device logits, grow-only */
     size_t logits_cap;
+    /* decode steps recorded per batch size (backends with graph_begin; VRWKV_CUDA_GRAPHS=0 turns
+     * them off): seen once eagerly, consecutive recording failures */
+    int graphs;
+    unsigned char graph_seen[VR_ENGINE_GRAPH_MAX_BATCH + 1];
+    unsigned char graph_fail[VR_ENGINE_GRAPH_MAX_BATCH + 1];
 } vr_engine;
 
 vr_status vr_engine_open(const vr_engine_options *opt, vr_engine **out, vr_error *err);

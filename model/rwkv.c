@@ -57,6 +57,8 @@ void vr_workspace_free(vr_workspace *ws) {
 float *vr_workspace_get(vr_workspace *ws, int slot, size_t n) {
     if (slot < 0 || slot >= 24) return NULL;
     if (ws->cap[slot] < n) {
+        /* recorded steps (CUDA graphs) refer to the old buffer */
+        if (ws->be->ops->graph_drop) ws->be->ops->graph_drop(ws->be);
         if (ws->buf[slot]) ws->be->ops->free(ws->be, ws->buf[slot]);
         size_t cap = n + n / 4 + 16;
         ws->buf[slot] = ws->be->ops->alloc(ws->be, cap * sizeof(float));

@@ -97,6 +97,25 @@ static uint64_t get_u64(const uint8_t *p) {
  *  0 magic[8]  8 version u32  12 layer u32  16 fingerprint u64  24 dtype u32 (0 = f32)
  * 28 n_embd u32  32 n_head u32  36 head_size u32  40 payload bytes u64  48 payload fnv1a64 u64
  * 56 header fnv1a64 of bytes [0, 56) u64 */
+/* Fills the 64-byte header of a blob whose payload (one layer, f32) is already at
+ * buf + VR_STATE_HEADER_SIZE. */
+static void finish_blob(uint8_t *buf, int layer, uint64_t fingerprint, int n_embd, int n_head, int head_size,
+                        size_t payload) {
+    uint8_t *h = buf;
+    memset(h, 0, VR_STATE_HEADER_SIZE);
+    memcpy(h, VR_STATE_MAGIC, 8);
+    put_u32(h + 8, VR_STATE_FORMAT_VERSION);
+    put_u32(h + 12, (uint32_t)layer);
+    put_u64(h + 16, fingerprint);
+    put_u32(h + 24, 0);
+    put_u32(h + 28, (uint32_t)n_embd);
+    put_u32(h + 32, (uint32_t)n_head);
+    put_u32(h + 36, (uint32_t)head_size);
+    put_u64(h + 40, payload);
+    put_u64(h + 48, fnv1a64(buf + VR_STATE_HEADER_SIZE, payload));
+    put_u64(h + 56, fnv1a64(h, 56));
+}
+
 vr_status vr_state_serialize_layer(const vr_state *s, int layer, uint64_t fingerprint, uint8_t *buf, size_t cap,
                                    vr_error *err) {
     if (layer < s->layer_first || layer >= s->layer_last)
@@ -105,21 +124,62 @@ vr_status vr_state_serialize_layer(const vr_state *s, int layer, uint64_t finger
     size_t payload = s->layer_floats * sizeof(float);
     if (cap < VR_STATE_HEADER_SIZE + payload)
         return vr_error_set(err, VR_ERR_INVALID, "state blob buffer too small");
-    uint8_t *h = buf;
-    memset(h, 0, VR_STATE_HEADER_SIZE);
-    memcpy(h, VR_STATE_MAGIC, 8);
-    put_u32(h + 8, VR_STATE_FORMAT_VERSION);
-    put_u32(h + 12, (uint32_t)layer);
-    put_u64(h + 16, fingerprint);
-    put_u32(h + 24, 0);
-    put_u32(h + 28, (uint32_t)s->n_embd);
-    put_u32(h + 32, (uint32_t)s->n_head);
-    put_u32(h + 36, (uint32_t)s->head_size);
-    put_u64(h + 40, payload);
     s->be->ops->download(s->be, buf + VR_STATE_HEADER_SIZE, layer_base((vr_state *)s, layer), payload);
-    put_u64(h + 48, fnv1a64(buf + VR_STATE_HEADER_SIZE, payload));
-    put_u64(h + 56, fnv1a64(h, 56));
+    finish_blob(buf, layer, fingerprint, s->n_embd, s->n_head, s->head_size, payload);
     return VR_OK;
+}
+
+/* ---- snapshots ---- */
+
+vr_status vr_state_snapshot_take(const vr_state *s, vr_state_snapshot *snap, vr_error *err) {
+    vr_backend *be = s->be;
+    size_t bytes = state_bytes(s);
+    if (snap->cap < bytes || snap->be != be) {
+        vr_state_snapshot_release(snap);
+        snap->be = be;
+        snap->pinned = be->ops->host_alloc != NULL;
+        snap->data = snap->pinned ? be->ops->host_alloc(be, bytes) : NULL;
+        if (!snap->data) { /* no page-locked memory: plain memory works, more slowly */
+            snap->pinned = 0;
+            snap->data = malloc(bytes);
+        }
+        if (!snap->data) {
+            snap->pinned = 0;
+            return vr_error_set(err, VR_ERR_NOMEM, "out of host memory for a %zu-byte state snapshot", bytes);
+        }
+        snap->cap = bytes;
+    }
+    be->ops->download(be, snap->data, s->data, bytes); /* one transfer (pinned: at full link speed) */
+    snap->layer_first = s->layer_first;
+    snap->layer_last = s->layer_last;
+    snap->layer_floats = s->layer_floats;
+    snap->n_embd = s->n_embd;
+    snap->n_head = s->n_head;
+    snap->head_size = s->head_size;
+    if (be->ops->sync) return be->ops->sync(be, err);
+    return VR_OK;
+}
+
+vr_status vr_state_snapshot_blob(const vr_state_snapshot *snap, int layer, uint64_t fingerprint, uint8_t *buf,
+                                 size_t cap, vr_error *err) {
+    if (!snap->data || layer < snap->layer_first || layer >= snap->layer_last)
+        return vr_error_set(err, VR_ERR_INVALID, "layer %d is not in this snapshot [%d, %d)", layer,
+                            snap->layer_first, snap->layer_last);
+    size_t payload = snap->layer_floats * sizeof(float);
+    if (cap < VR_STATE_HEADER_SIZE + payload)
+        return vr_error_set(err, VR_ERR_INVALID, "state blob buffer too small");
+    memcpy(buf + VR_STATE_HEADER_SIZE, snap->data + (size_t)(layer - snap->layer_first) * snap->layer_floats,
+           payload);
+    finish_blob(buf, layer, fingerprint, snap->n_embd, snap->n_head, snap->head_size, payload);
+    return VR_OK;
+}
+
+void vr_state_snapshot_release(vr_state_snapshot *snap) {
+    if (snap->data) {
+        if (snap->pinned) snap->be->ops->host_free(snap->be, snap->data);
+        else free(snap->data);
+    }
+    memset(snap, 0, sizeof *snap);
 }
 
 vr_status vr_state_deserialize_layer(vr_state *s, int layer, uint64_t fingerprint, const uint8_t *buf, size_t size,

@@ -41,6 +41,25 @@ size_t vr_state_blob_size(const vr_state *s);
 /* Writes layer's blob into buf (vr_state_blob_size bytes). */
 vr_status vr_state_serialize_layer(const vr_state *s, int layer, uint64_t fingerprint, uint8_t *buf, size_t cap,
                                    vr_error *err);
+/* A host copy of a whole state, taken in one transfer into pinned memory where the backend
+ * has it, so that blobs are made and stored after the state's owner has moved on (a shard
+ * holds its compute lock only for the copy, not for the store's writes). Zero-initialise;
+ * take reuses the buffer; release frees it. */
+typedef struct vr_state_snapshot {
+    vr_backend *be;
+    float *data; /* host (pinned when `pinned`) */
+    size_t cap;
+    int pinned;
+    int layer_first, layer_last;
+    size_t layer_floats;
+    int n_embd, n_head, head_size;
+} vr_state_snapshot;
+vr_status vr_state_snapshot_take(const vr_state *s, vr_state_snapshot *snap, vr_error *err);
+/* The same blob vr_state_serialize_layer makes, from the snapshot. */
+vr_status vr_state_snapshot_blob(const vr_state_snapshot *snap, int layer, uint64_t fingerprint, uint8_t *buf,
+                                 size_t cap, vr_error *err);
+void vr_state_snapshot_release(vr_state_snapshot *snap);
+
 /* Checks the blob completely, then copies it into the layer. */
 vr_status vr_state_deserialize_layer(vr_state *s, int layer, uint64_t fingerprint, const uint8_t *buf, size_t size,
                                      vr_error *err);

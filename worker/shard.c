@@ -36,6 +36,8 @@ struct vr_shard {
     vr_gauge *m_slots;
     vr_histogram *m_step_seconds;
     pthread_mutex_t compute_mu;
+    pthread_mutex_t checkpoint_mu; /* guards snapshot */
+    vr_state_snapshot snapshot;    /* host copy of the state being checkpointed */
     /* transport */
     vr_transport_listener *listener;
     pthread_t accept_thread;
@@ -399,27 +401,34 @@ static void handle_step(vr_rpc_call *call, void *ctx) {
 
 /* ------------------------------------------------------------------ Checkpoint, Evict */
 
+/* The state is copied to host memory under the compute lock (one transfer, into pinned memory
+ * on a GPU); the blobs are made and written to the store after it is released, so decode
+ * steps of other sessions wait only for the copy, never for the store. */
 static void handle_checkpoint(vr_rpc_call *call, void *ctx) {
     vr_shard *s = ctx;
     UNPACK(Vrwkv__Internal__CheckpointRequest, vrwkv__internal__checkpoint_request, call, req);
     vr_error err = {0};
     vr_status st = VR_OK;
+    pthread_mutex_lock(&s->checkpoint_mu); /* one checkpoint at a time owns the snapshot buffer */
     pthread_mutex_lock(&s->compute_mu);
     vr_slot *slot = vr_slot_find(&s->slots, req->tenant, req->session);
-    uint8_t *blob = NULL;
-    size_t n = 0;
     if (!slot) st = vr_error_set(&err, VR_ERR_NOT_FOUND, "session %s is not live on this shard", req->session);
-    if (st == VR_OK) {
-        n = vr_state_blob_size(slot->state);
-        if (!(blob = malloc(n))) st = vr_error_set(&err, VR_ERR_NOMEM, "out of memory");
-    }
+    if (st == VR_OK) st = vr_state_snapshot_take(slot->state, &s->snapshot, &err);
+    pthread_mutex_unlock(&s->compute_mu);
+    uint8_t *blob = NULL;
+    size_t n = VR_STATE_HEADER_SIZE + s->snapshot.layer_floats * sizeof(float);
+    if (st == VR_OK && !(blob = malloc(n))) st = vr_error_set(&err, VR_ERR_NOMEM, "out of memory");
     for (int layer = s->first; st == VR_OK && layer < s->last; layer++) {
-        st = vr_state_serialize_layer(slot->state, layer, s->e->w->fingerprint, blob, n, &err);
+        st = vr_state_snapshot_blob(&s->snapshot, layer, s->e->w->fingerprint, blob, n, &err);
         if (st == VR_OK) st = vr_store_put_blob(s->store, req->tenant, req->session, req->turn, layer, blob, n, &err);
     }
-    if (st == VR_OK) slot->turn = req->turn;
     free(blob);
-    pthread_mutex_unlock(&s->compute_mu);
+    pthread_mutex_unlock(&s->checkpoint_mu);
+    if (st == VR_OK) {
+        pthread_mutex_lock(&s->compute_mu);
+        if ((slot = vr_slot_find(&s->slots, req->tenant, req->session))) slot->turn = req->turn;
+        pthread_mutex_unlock(&s->compute_mu);
+    }
     vrwkv__internal__checkpoint_request__free_unpacked(req, NULL);
     if (st != VR_OK) {
         vr_rpc_call_finish_error(call, &err);
@@ -481,6 +490,7 @@ vr_status vr_shard_start(const vr_shard_options *o, vr_shard **out, vr_error *er
     if (!s->opt.host) s->opt.host = "127.0.0.1";
     if (s->opt.max_sessions <= 0) s->opt.max_sessions = 256;
     pthread_mutex_init(&s->compute_mu, NULL);
+    pthread_mutex_init(&s->checkpoint_mu, NULL);
     pthread_mutex_init(&s->link_mu, NULL);
     pthread_cond_init(&s->link_cv, NULL);
     vr_status st = VR_OK;
@@ -562,8 +572,10 @@ void vr_shard_stop(vr_shard *s) {
     vr_metrics_free(s->metrics);
     vr_store_close(s->store);
     vr_slot_table_free(&s->slots);
+    vr_state_snapshot_release(&s->snapshot); /* before the engine: its backend frees the memory */
     vr_engine_free(s->e);
     pthread_mutex_destroy(&s->compute_mu);
+    pthread_mutex_destroy(&s->checkpoint_mu);
     pthread_mutex_destroy(&s->link_mu);
     pthread_cond_destroy(&s->link_cv);
     free(s);

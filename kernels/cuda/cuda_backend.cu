@@ -51,11 +51,24 @@ int vrc_check_blas(vr_backend *be, cublasStatus_t s, const char *what) {
     return 1;
 }
 
-void vrc_enter(vr_backend *be) { cudaSetDevice(vrc(be)->device); }
+int vrc_enter(vr_backend *be) {
+    cudaSetDevice(vrc(be)->device);
+    return vrc(be)->mode == VRC_REFILL;
+}
+
+void vrc_stream_drained(vr_backend *be) {
+    vrc_impl *c = vrc(be);
+    if (c->mode == VRC_EAGER) c->arena_off = 0;
+}
 
 void *vrc_scratch(vr_backend *be, int slot, size_t bytes) {
     vrc_impl *c = vrc(be);
     if (c->scratch_cap[slot] >= bytes && c->scratch[slot]) return c->scratch[slot];
+    if (c->mode != VRC_EAGER) { /* a recording must not reallocate what it refers to */
+        vrc_fail(be, VR_ERR_INTERNAL, "device scratch would grow while recording a step");
+        return NULL;
+    }
+    if (c->n_graphs) vrc_graph_drop(be); /* recordings refer to the old buffer */
     if (c->scratch[slot]) cudaFree(c->scratch[slot]); /* waits for the device: nothing still reads it */
     c->scratch[slot] = NULL;
     c->scratch_cap[slot] = 0;
@@ -68,12 +81,64 @@ void *vrc_scratch(vr_backend *be, int slot, size_t bytes) {
     return c->scratch[slot];
 }
 
-void *vrc_upload_table(vr_backend *be, int slot, const void *host, size_t bytes) {
+/* a table too large for the arena: the scratch slot, from pageable memory (eager only) */
+static void *upload_via_scratch(vr_backend *be, int slot, const void *host, size_t bytes) {
+    vrc_impl *c = vrc(be);
+    if (c->mode != VRC_EAGER) {
+        vrc_fail(be, VR_ERR_INTERNAL, "a %zu-byte table does not fit the %zu-byte table arena of a recording",
+                 bytes, c->arena_cap);
+        return NULL;
+    }
     void *d = vrc_scratch(be, slot, bytes);
     if (!d) return NULL;
-    if (vrc_check(be, cudaMemcpyAsync(d, host, bytes, cudaMemcpyHostToDevice, vrc(be)->stream), "copying a table"))
+    if (vrc_check(be, cudaMemcpyAsync(d, host, bytes, cudaMemcpyHostToDevice, c->stream), "copying a table"))
         return NULL;
     return d;
+}
+
+void *vrc_upload_table(vr_backend *be, int slot, const void *host, size_t bytes) {
+    vrc_impl *c = vrc(be);
+    size_t need = (bytes + 255) & ~(size_t)255;
+    if (!c->arena_host || need > c->arena_cap) return upload_via_scratch(be, slot, host, bytes);
+    if (c->arena_off + need > c->arena_cap) {
+        if (c->mode != VRC_EAGER) return upload_via_scratch(be, slot, host, bytes); /* fails, with the reason */
+        /* full: wait until every staged table has been copied, then start over */
+        if (vrc_check(be, cudaStreamSynchronize(c->stream), "waiting for the table arena")) return NULL;
+        c->arena_off = 0;
+    }
+    size_t off = c->arena_off;
+    c->arena_off += need;
+    memcpy(c->arena_host + off, host, bytes);
+    if (c->mode == VRC_REFILL) {
+        vrc_graph *g = NULL;
+        for (int i = 0; i < c->n_graphs; i++)
+            if (c->graphs[i].key == c->mode_key) g = &c->graphs[i];
+        int at = c->refill_index++;
+        if (!g || at >= g->n_tables || g->table_off[at] != off || g->table_size[at] != bytes) c->refill_mismatch = 1;
+        return c->arena_dev + off; /* not read: nothing is launched while refilling */
+    }
+    if (c->mode == VRC_CAPTURE) {
+        if (c->rec_n == c->rec_cap) {
+            int cap = c->rec_cap ? c->rec_cap * 2 : 256;
+            size_t *o = (size_t *)realloc(c->rec_off, (size_t)cap * sizeof *o);
+            if (o) c->rec_off = o;
+            size_t *s = (size_t *)realloc(c->rec_size, (size_t)cap * sizeof *s);
+            if (s) c->rec_size = s;
+            if (!o || !s) {
+                vrc_fail(be, VR_ERR_NOMEM, "out of host memory recording a step");
+                return NULL;
+            }
+            c->rec_cap = cap;
+        }
+        c->rec_off[c->rec_n] = off;
+        c->rec_size[c->rec_n] = bytes;
+        c->rec_n++;
+    }
+    if (vrc_check(be,
+                  cudaMemcpyAsync(c->arena_dev + off, c->arena_host + off, bytes, cudaMemcpyHostToDevice, c->stream),
+                  "copying a table"))
+        return NULL;
+    return c->arena_dev + off;
 }
 
 vr_status vrc_error_out(vr_backend *be, vr_error *err, vr_status code, const char *fmt, ...) {
@@ -109,28 +174,37 @@ static void cu_free(vr_backend *be, void *p) {
     vrc_check(be, cudaFree(p), "freeing device memory");
 }
 
+static int refuse_while_recording(vr_backend *be, const char *what) {
+    if (vrc(be)->mode == VRC_EAGER) return 0;
+    vrc_fail(be, VR_ERR_INTERNAL, "%s while recording a step (only ops may be recorded)", what);
+    return 1;
+}
+
 static void cu_upload(vr_backend *be, void *dst, const void *src, size_t bytes) {
     if (!bytes) return;
     vrc_enter(be);
+    if (refuse_while_recording(be, "an upload")) return;
     vrc_impl *c = vrc(be);
     if (vrc_check(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream), "upload")) return;
-    vrc_check(be, cudaStreamSynchronize(c->stream), "upload (waiting)");
+    if (!vrc_check(be, cudaStreamSynchronize(c->stream), "upload (waiting)")) vrc_stream_drained(be);
 }
 
 static void cu_download(vr_backend *be, void *dst, const void *src, size_t bytes) {
     if (!bytes) return;
     vrc_enter(be);
     vrc_impl *c = vrc(be);
-    if (vrc_check(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), "download")) {
+    if (refuse_while_recording(be, "a download") ||
+        vrc_check(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), "download")) {
         memset(dst, 0xff, bytes); /* NaN-poison: a failed download must not look like data */
         return;
     }
     if (vrc_check(be, cudaStreamSynchronize(c->stream), "download (waiting)")) memset(dst, 0xff, bytes);
+    else vrc_stream_drained(be);
 }
 
 static void cu_copy(vr_backend *be, void *dst, const void *src, size_t bytes) {
     if (!bytes || dst == src) return;
-    vrc_enter(be);
+    if (vrc_enter(be)) return;
     vrc_check(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, vrc(be)->stream), "device copy");
 }
 
@@ -178,7 +252,9 @@ static void cu_weight_free(vr_backend *be, vr_tensor *t) {
 static vr_status cu_sync(vr_backend *be, vr_error *err) {
     vrc_enter(be);
     vrc_impl *c = vrc(be);
-    vrc_check(be, cudaStreamSynchronize(c->stream), "waiting for the GPU");
+    if (c->mode != VRC_EAGER)
+        return err_set(err, VR_ERR_INTERNAL, "CUDA backend: sync() while recording a step");
+    if (!vrc_check(be, cudaStreamSynchronize(c->stream), "waiting for the GPU")) vrc_stream_drained(be);
     if (c->first_error == VR_OK) return VR_OK;
     vr_status st = err_set(err, c->first_error, "CUDA backend: %s", c->first_msg);
     c->first_error = VR_OK;
@@ -193,6 +269,10 @@ static void cu_destroy(vr_backend *be) {
         cudaStreamSynchronize(c->stream);
         for (int i = 0; i < VRC_SCR_N; i++)
             if (c->scratch[i]) cudaFree(c->scratch[i]);
+        vrc_graphs_free(be);
+        if (c->arena_host) cudaFreeHost(c->arena_host);
+        if (c->arena_dev) cudaFree(c->arena_dev);
+        if (c->blas_workspace) cudaFree(c->blas_workspace);
         if (c->host_table) free(c->host_table);
         if (c->blas) cublasDestroy(c->blas);
         if (c->stream) cudaStreamDestroy(c->stream);
@@ -209,6 +289,22 @@ static size_t cu_memory_in_use(vr_backend *be) {
         return 0;
     }
     return total_b - free_b;
+}
+
+static void *cu_host_alloc(vr_backend *be, size_t bytes) {
+    vrc_enter(be);
+    void *p = NULL;
+    if (cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocDefault) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return NULL;
+    }
+    return p;
+}
+
+static void cu_host_free(vr_backend *be, void *p) {
+    if (!p) return;
+    vrc_enter(be);
+    vrc_check(be, cudaFreeHost(p), "freeing pinned host memory");
 }
 
 static vr_backend_ops make_ops(void) {
@@ -245,6 +341,12 @@ static vr_backend_ops make_ops(void) {
     o.sync = cu_sync;
     o.argmax_rows = vrc_argmax_rows;
     o.memory_in_use = cu_memory_in_use;
+    o.host_alloc = cu_host_alloc;
+    o.host_free = cu_host_free;
+    o.graph_begin = vrc_graph_begin;
+    o.graph_end = vrc_graph_end;
+    o.graph_ready = vrc_graph_ready;
+    o.graph_drop = vrc_graph_drop;
     return o;
 }
 
@@ -290,6 +392,31 @@ extern "C" vr_status vr_backend_cuda_create(int device, vr_backend **out, vr_err
         free(be);
         free(c);
         return err_set(err, VR_ERR_UNAVAILABLE, "creating a cuBLAS handle on device %d: status %d", device, (int)bs);
+    }
+    /* the table arena (pinned staging + device mirror) and a fixed cuBLAS workspace, so that a
+     * step can be recorded as a CUDA graph (no allocation inside it) */
+    c->arena_cap = (size_t)8 << 20;
+    if (cudaHostAlloc((void **)&c->arena_host, c->arena_cap, cudaHostAllocDefault) != cudaSuccess ||
+        cudaMalloc((void **)&c->arena_dev, c->arena_cap) != cudaSuccess) {
+        (void)cudaGetLastError();
+        if (c->arena_host) cudaFreeHost(c->arena_host);
+        c->arena_host = NULL; /* tables then go through the scratch slot, and steps are not recorded */
+        c->arena_dev = NULL;
+        c->arena_cap = 0;
+    }
+    size_t blas_ws = (size_t)32 << 20;
+    if (cudaMalloc(&c->blas_workspace, blas_ws) == cudaSuccess) {
+        if (cublasSetWorkspace(c->blas, c->blas_workspace, blas_ws) != CUBLAS_STATUS_SUCCESS) {
+            cudaFree(c->blas_workspace);
+            c->blas_workspace = NULL;
+        }
+    } else {
+        (void)cudaGetLastError();
+        c->blas_workspace = NULL;
+    }
+    if (cudaEventCreateWithFlags(&c->replay_done, cudaEventDisableTiming) != cudaSuccess) {
+        (void)cudaGetLastError();
+        c->replay_done = NULL;
     }
     const char *fast = getenv("VRWKV_CUDA_FAST_GEMM");
     c->fast_gemm = fast && !strcmp(fast, "1");

@@ -17,6 +17,19 @@ extern "C" {
 /* Grow-only device scratch slots (contents do not survive the op that filled them). */
 enum { VRC_SCR_TABLE = 0, VRC_SCR_WTILE, VRC_SCR_PATCH, VRC_SCR_SCORES, VRC_SCR_XCONV, VRC_SCR_SAMPLE, VRC_SCR_N };
 
+/* Recording modes (graph_begin/graph_end): ops run (EAGER), are captured into a CUDA graph
+ * (CAPTURE), or only refresh their host tables for a replay (REFILL: nothing is launched). */
+enum { VRC_EAGER = 0, VRC_CAPTURE, VRC_REFILL };
+
+/* One recorded step: the executable graph and the tables its copy nodes read (offsets and
+ * sizes in the pinned arena, in op order): a replay's ops must write the same sequence. */
+typedef struct vrc_graph {
+    int key;
+    cudaGraphExec_t exec;
+    int n_tables;
+    size_t *table_off, *table_size;
+} vrc_graph;
+
 typedef struct vrc_impl {
     int device;
     cudaStream_t stream;
@@ -30,6 +43,23 @@ typedef struct vrc_impl {
     size_t host_table_cap;
     vr_status first_error;     /* VR_OK until something fails; kept until sync() reports it */
     char first_msg[480];
+    /* Table arena: host tables are staged in pinned memory at increasing offsets and copied to
+     * the same offsets of a device buffer, asynchronously. Offsets restart at 0 only once the
+     * stream has drained (every earlier copy done). */
+    uint8_t *arena_host; /* pinned */
+    uint8_t *arena_dev;
+    size_t arena_cap, arena_off;
+    /* recording */
+    int mode;                  /* VRC_EAGER / VRC_CAPTURE / VRC_REFILL */
+    int mode_key;
+    int refill_index, refill_mismatch;
+    vr_status error_before;    /* first_error when the recording began */
+    size_t *rec_off, *rec_size; /* the table sequence of the capture in progress */
+    int rec_n, rec_cap;
+    vrc_graph *graphs;
+    int n_graphs, cap_graphs;
+    cudaEvent_t replay_done;
+    void *blas_workspace;
 } vrc_impl;
 
 static inline vrc_impl *vrc(vr_backend *be) { return (vrc_impl *)be->impl; }
@@ -40,12 +70,19 @@ void vrc_fail(vr_backend *be, vr_status code, const char *fmt, ...) __attribute_
 int vrc_check(vr_backend *be, cudaError_t e, const char *what);
 int vrc_check_launch(vr_backend *be, const char *what);
 int vrc_check_blas(vr_backend *be, cublasStatus_t s, const char *what);
-/* Makes the backend's device current for this thread. */
-void vrc_enter(vr_backend *be);
+/* Makes the backend's device current for this thread. Returns 1 while the backend refills a
+ * recording's tables (VRC_REFILL): the op must then launch nothing (ops that pass host tables
+ * upload them first, then check vrc_refilling). */
+int vrc_enter(vr_backend *be);
+static inline int vrc_refilling(vr_backend *be) { return vrc(be)->mode == VRC_REFILL; }
+/* The stream drained: table-arena offsets may restart. */
+void vrc_stream_drained(vr_backend *be);
 /* A device scratch slot of at least bytes (NULL after recording a failure). */
 void *vrc_scratch(vr_backend *be, int slot, size_t bytes);
-/* Copies a host array (index list, runs, pointer table) to a device scratch slot, ordered on
- * the backend's stream, without waiting (pageable sources are staged before the call returns). */
+/* Copies a host array (index list, runs, pointer table) to the device, ordered on the
+ * backend's stream, without waiting: through the pinned table arena (a recorded copy node when
+ * capturing; only the staging when refilling), or, for a table larger than the arena, through
+ * the scratch slot. */
 void *vrc_upload_table(vr_backend *be, int slot, const void *host, size_t bytes);
 /* Writes a vr_error from the recorded failure. */
 vr_status vrc_error_out(vr_backend *be, vr_error *err, vr_status code, const char *fmt, ...)
@@ -56,6 +93,13 @@ static inline unsigned vrc_blocks(size_t n, unsigned threads) {
     if (b > 65535u * 32u) b = 65535u * 32u; /* grid-stride loops cover the rest */
     return (unsigned)(b ? b : 1);
 }
+
+/* recorded steps (cuda_graph.cu): the backend ops of the same names, and the release of all */
+vr_status vrc_graph_begin(vr_backend *be, int key, int replay, vr_error *err);
+vr_status vrc_graph_end(vr_backend *be, int run, vr_error *err);
+int vrc_graph_ready(vr_backend *be, int key);
+void vrc_graph_drop(vr_backend *be);
+void vrc_graphs_free(vr_backend *be);
 
 /* ops (cuda_linear.cu) */
 void vrc_linear(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, const vr_tensor *bias,

@@ -168,7 +168,7 @@ void vrc_linear(vr_backend *be, const float *x, int m, int k, int ldx, const vr_
                 float beta, float *y) {
     int n = (int)w->shape[0], wt = wt_of(w->dtype);
     if (m <= 0 || n <= 0) return;
-    vrc_enter(be);
+    if (vrc_enter(be)) return;
     vrc_impl *c = vrc(be);
     if (wt < 0) {
         vrc_fail(be, VR_ERR_UNSUPPORTED, "linear: weight dtype %d is not f32, f16 or bf16", (int)w->dtype);
@@ -223,7 +223,7 @@ void vrc_embedding(vr_backend *be, const int32_t *ids, int n, const vr_tensor *t
     vrc_enter(be);
     int c = (int)table->shape[1], wt = wt_of(table->dtype);
     const int32_t *dids = (const int32_t *)vrc_upload_table(be, VRC_SCR_TABLE, ids, (size_t)n * sizeof(int32_t));
-    if (!dids) return;
+    if (!dids || vrc_refilling(be)) return;
     size_t total = (size_t)n * c;
     cudaStream_t s = vrc(be)->stream;
     if (wt == 0) embedding_kernel<0><<<vrc_blocks(total, 256), 256, 0, s>>>(dids, n, table->data, table->shape[0], c, out);
@@ -276,7 +276,7 @@ __global__ void softmax_rows_kernel(float *s, int L) {
 void vrc_attention(vr_backend *be, const float *q, const float *k, const float *v, int L, int heads, int hd,
                    float *out) {
     if (L <= 0 || heads <= 0) return;
-    vrc_enter(be);
+    if (vrc_enter(be)) return;
     vrc_impl *c = vrc(be);
     int D = heads * hd;
     float *scores = (float *)vrc_scratch(be, VRC_SCR_SCORES, (size_t)heads * L * L * sizeof(float));
@@ -314,7 +314,7 @@ __global__ void im2col_kernel(const float *pixels, int S, int P, int G, float *p
 void vrc_patch_embed(vr_backend *be, const float *pixels, int S, int P, const vr_tensor *w, float *out) {
     int G = S / P, K = 3 * P * P;
     if (G <= 0) return;
-    vrc_enter(be);
+    if (vrc_enter(be)) return;
     float *patches = (float *)vrc_scratch(be, VRC_SCR_PATCH, (size_t)G * G * K * sizeof(float));
     if (!patches) return;
     size_t total = (size_t)G * G * K;

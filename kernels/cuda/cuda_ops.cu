@@ -54,7 +54,7 @@ __global__ void layer_norm_kernel(const float *x, int n, const float *w, const f
 void vrc_layer_norm(vr_backend *be, const float *x, int m, int n, const float *w, const float *b, float eps,
                     float *y) {
     if (m <= 0) return;
-    vrc_enter(be);
+    if (vrc_enter(be)) return;
     unsigned threads = n >= 1024 ? 256 : n >= 256 ? 128 : 32;
     layer_norm_kernel<<<(unsigned)m, threads, 0, vrc(be)->stream>>>(x, n, w, b, eps, y);
     vrc_check_launch(be, "layer_norm");
@@ -87,7 +87,7 @@ __global__ void group_norm_kernel(const float *x, int m, int groups, int gsize, 
 void vrc_group_norm(vr_backend *be, const float *x, int m, int groups, int gsize, const float *w, const float *b,
                     float eps, float *y) {
     if (m <= 0 || groups <= 0) return;
-    vrc_enter(be);
+    if (vrc_enter(be)) return;
     size_t warps = (size_t)m * groups;
     unsigned threads = 128, blocks = (unsigned)((warps * 32 + threads - 1) / threads);
     group_norm_kernel<<<blocks, threads, 0, vrc(be)->stream>>>(x, m, groups, gsize, w, b, eps, y);
@@ -157,7 +157,7 @@ void vrc_token_shift(vr_backend *be, const float *x, int n, const vr_run *runs, 
     if (maxlen <= 0) return;
     float *const *dptrs = NULL;
     const vr_run *druns = upload_runs(be, runs, n_runs, shift_states, &dptrs);
-    if (!druns) return;
+    if (!druns || vrc_refilling(be)) return;
     dim3 grid(vrc_blocks((size_t)maxlen * n, 256), (unsigned)n_runs);
     token_shift_kernel<<<grid, 256, 0, vrc(be)->stream>>>(x, n, druns, dptrs, sx);
     vrc_check_launch(be, "token_shift");
@@ -243,7 +243,7 @@ void vrc_wkv6(vr_backend *be, const float *r, const float *k, const float *v, co
     vrc_enter(be);
     float *const *dptrs = NULL;
     const vr_run *druns = upload_runs(be, runs, n_runs, states, &dptrs);
-    if (!druns) return;
+    if (!druns || vrc_refilling(be)) return;
     cudaStream_t s = vrc(be)->stream;
     unsigned blocks = (unsigned)(n_runs * H);
     if (N == 64)
@@ -277,7 +277,7 @@ template <int OP> __global__ void unary_kernel(float *x, size_t n) {
 
 template <int OP> static void unary(vr_backend *be, float *x, size_t n, const char *what) {
     if (!n) return;
-    vrc_enter(be);
+    if (vrc_enter(be)) return;
     unary_kernel<OP><<<vrc_blocks(n, 256), 256, 0, vrc(be)->stream>>>(x, n);
     vrc_check_launch(be, what);
 }
@@ -293,13 +293,13 @@ __global__ void add_kernel(const float *a, const float *b, float *y, size_t n) {
 
 void vrc_mul(vr_backend *be, const float *a, const float *b, float *y, size_t n) {
     if (!n) return;
-    vrc_enter(be);
+    if (vrc_enter(be)) return;
     mul_kernel<<<vrc_blocks(n, 256), 256, 0, vrc(be)->stream>>>(a, b, y, n);
     vrc_check_launch(be, "mul");
 }
 void vrc_add(vr_backend *be, const float *a, const float *b, float *y, size_t n) {
     if (!n) return;
-    vrc_enter(be);
+    if (vrc_enter(be)) return;
     add_kernel<<<vrc_blocks(n, 256), 256, 0, vrc(be)->stream>>>(a, b, y, n);
     vrc_check_launch(be, "add");
 }
@@ -310,7 +310,7 @@ __global__ void add_row_kernel(float *x, const float *rowvec, int n, size_t tota
 void vrc_add_row(vr_backend *be, float *x, const float *rowvec, int m, int n) {
     size_t total = (size_t)m * n;
     if (!total || m < 0) return;
-    vrc_enter(be);
+    if (vrc_enter(be)) return;
     add_row_kernel<<<vrc_blocks(total, 256), 256, 0, vrc(be)->stream>>>(x, rowvec, n, total);
     vrc_check_launch(be, "add_row");
 }
@@ -321,7 +321,7 @@ __global__ void decay_kernel(const float *x, const float *base, int n, size_t to
 void vrc_decay(vr_backend *be, const float *x, const float *base, int m, int n, float *w) {
     size_t total = (size_t)m * n;
     if (!total || m < 0) return;
-    vrc_enter(be);
+    if (vrc_enter(be)) return;
     decay_kernel<<<vrc_blocks(total, 256), 256, 0, vrc(be)->stream>>>(x, base, n, total, w);
     vrc_check_launch(be, "decay");
 }
@@ -330,15 +330,16 @@ __global__ void ddlerp_kernel(const float *x, const float *sx, int n, size_t tot
                               const float *lora, int ld_lora, float *y) {
     GRID_STRIDE(i, total) {
         size_t r = i / (size_t)n, c = i % (size_t)n;
-        float mix = lora ? maa[c] + lora[r * (size_t)ld_lora + c] : maa[c];
-        y[i] = x[i] + sx[i] * mix;
+        /* unfused, as the CPU twin (C11, no contraction): bit-identical results */
+        float mix = lora ? __fadd_rn(maa[c], lora[r * (size_t)ld_lora + c]) : maa[c];
+        y[i] = __fadd_rn(x[i], __fmul_rn(sx[i], mix));
     }
 }
 void vrc_ddlerp(vr_backend *be, const float *x, const float *sx, int m, int n, const float *maa, const float *lora,
                 int ld_lora, float *y) {
     size_t total = (size_t)m * n;
     if (!total || m < 0) return;
-    vrc_enter(be);
+    if (vrc_enter(be)) return;
     ddlerp_kernel<<<vrc_blocks(total, 256), 256, 0, vrc(be)->stream>>>(x, sx, n, total, maa, lora, ld_lora, y);
     vrc_check_launch(be, "ddlerp");
 }
@@ -357,7 +358,7 @@ void vrc_gather_rows(vr_backend *be, const float *x, const int32_t *perm, int m,
     if (!total || m < 0) return;
     vrc_enter(be);
     const int32_t *dp = (const int32_t *)vrc_upload_table(be, VRC_SCR_TABLE, perm, (size_t)m * sizeof(int32_t));
-    if (!dp) return;
+    if (!dp || vrc_refilling(be)) return;
     gather_kernel<<<vrc_blocks(total, 256), 256, 0, vrc(be)->stream>>>(x, dp, n, total, rows);
     vrc_check_launch(be, "gather_rows");
 }
@@ -366,7 +367,7 @@ void vrc_scatter_rows(vr_backend *be, const float *rows, const int32_t *perm, in
     if (!total || m < 0) return;
     vrc_enter(be);
     const int32_t *dp = (const int32_t *)vrc_upload_table(be, VRC_SCR_TABLE, perm, (size_t)m * sizeof(int32_t));
-    if (!dp) return;
+    if (!dp || vrc_refilling(be)) return;
     scatter_kernel<<<vrc_blocks(total, 256), 256, 0, vrc(be)->stream>>>(rows, dp, n, total, x);
     vrc_check_launch(be, "scatter_rows");
 }

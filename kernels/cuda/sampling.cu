@@ -85,6 +85,8 @@ vr_status vrc_argmax_rows(vr_backend *be, const float *logits, int m, int n, int
     if (n <= 0) return vrc_error_out(be, err, VR_ERR_INVALID, "argmax over %d logits", n);
     vrc_enter(be);
     vrc_impl *c = vrc(be);
+    if (c->mode != VRC_EAGER)
+        return vrc_error_out(be, err, VR_ERR_INTERNAL, "argmax while recording a step (only ops may be recorded)");
     vrc_pick *d = (vrc_pick *)vrc_scratch(be, VRC_SCR_SAMPLE, (size_t)m * sizeof(vrc_pick));
     vrc_pick *h = (vrc_pick *)malloc((size_t)m * sizeof(vrc_pick));
     if (!d || !h) {
@@ -95,6 +97,7 @@ vr_status vrc_argmax_rows(vr_backend *be, const float *logits, int m, int n, int
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess) e = cudaMemcpyAsync(h, d, (size_t)m * sizeof(vrc_pick), cudaMemcpyDeviceToHost, c->stream);
     if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+    if (e == cudaSuccess) vrc_stream_drained(be);
     if (e != cudaSuccess) {
         free(h);
         vrc_check(be, e, "argmax on the GPU");

@@ -113,8 +113,8 @@ static void check_linear(vr_backend *g, const char *tag, vr_dtype dt, int m, int
     vr_tensor wh, wc, wg, bh, bc, bg;
     make_weight(dt, n, k, wv, &wh);
     float *bv = rand_arr((size_t)n, -1, 1);
-    make_weight(VR_BF16, 1, n, bv, &bh);
-    bh.ndim = 1;
+    make_weight(VR_BF16, n, 1, bv, &bh);
+    bh.ndim = 1; /* shape [n] */
     upload_weight(cpu, &wh, &wc);
     upload_weight(g, &wh, &wg);
     upload_weight(cpu, &bh, &bc);
@@ -129,7 +129,8 @@ static void check_linear(vr_backend *g, const char *tag, vr_dtype dt, int m, int
     char what[128];
     snprintf(what, sizeof what, "linear%s %s m%d k%d n%d ldx%d beta%g%s", tag, vr_dtype_name(dt), m, k, n, ldx,
              (double)beta, with_bias ? " bias" : "");
-    expect(what, got, want, (size_t)m * n, tol);
+    /* the two sides sum k products in different orders: the rounding grows like sqrt(k) */
+    expect(what, got, want, (size_t)m * n, tol * fmaxf(1.0f, sqrtf((float)k / 256.0f)));
     g->ops->weight_free(g, &wg);
     g->ops->weight_free(g, &bg);
     g->ops->free(g, dx);

@@ -1,6 +1,7 @@
 /* tests/unit/test_state.c — recurrent state blobs: a round trip restores the state exactly;
  * every corruption (magic, header, version, layer, fingerprint, shape, payload, length) is
- * refused with a message naming it and leaves the destination state untouched. */
+ * refused with a message naming it and leaves the destination state untouched; snapshots
+ * make the same blobs. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -49,6 +50,46 @@ static void test_roundtrip(void **st) {
     free(blob);
     vr_state_free(a);
     vr_state_free(b);
+    vr_backend_free(be);
+}
+
+/* A snapshot's blobs are byte-identical to the state's own, and stay so after the state moves
+ * on; the buffer is reused by the next take; layers outside are refused. */
+static void test_snapshot(void **st) {
+    (void)st;
+    vr_backend *be;
+    vr_error err = {0};
+    vr_model_config c = small_cfg();
+    assert_int_equal(vr_backend_cpu_create(1, &be, &err), VR_OK);
+    vr_state *a;
+    assert_int_equal(vr_state_create(be, &c, 1, 3, &a, &err), VR_OK);
+    fill(a, 3.0f);
+    size_t n = vr_state_blob_size(a);
+    uint8_t *want = malloc(2 * n), *got = malloc(n);
+    vr_state_snapshot snap;
+    memset(&snap, 0, sizeof snap);
+    assert_int_equal(vr_state_snapshot_take(a, &snap, &err), VR_OK);
+    for (int layer = 1; layer < 3; layer++)
+        assert_int_equal(vr_state_serialize_layer(a, layer, 7, want + (size_t)(layer - 1) * n, n, &err), VR_OK);
+    fill(a, -5.0f); /* the state moves on; the snapshot does not */
+    for (int layer = 1; layer < 3; layer++) {
+        assert_int_equal(vr_state_snapshot_blob(&snap, layer, 7, got, n, &err), VR_OK);
+        assert_memory_equal(got, want + (size_t)(layer - 1) * n, n);
+    }
+    float *buf = snap.data;
+    assert_int_equal(vr_state_snapshot_take(a, &snap, &err), VR_OK);
+    assert_ptr_equal(snap.data, buf);
+    assert_int_equal(vr_state_snapshot_blob(&snap, 1, 7, got, n, &err), VR_OK);
+    assert_int_equal(vr_state_serialize_layer(a, 1, 7, want, n, &err), VR_OK);
+    assert_memory_equal(got, want, n);
+    assert_int_equal(vr_state_snapshot_blob(&snap, 0, 7, got, n, &err), VR_ERR_INVALID);
+    assert_int_equal(vr_state_snapshot_blob(&snap, 3, 7, got, n, &err), VR_ERR_INVALID);
+    assert_int_equal(vr_state_snapshot_blob(&snap, 1, 7, got, n - 1, &err), VR_ERR_INVALID);
+    vr_state_snapshot_release(&snap);
+    assert_null(snap.data);
+    free(want);
+    free(got);
+    vr_state_free(a);
     vr_backend_free(be);
 }
 
@@ -122,6 +163,7 @@ static void test_corruptions(void **st) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_roundtrip), cmocka_unit_test(test_corruptions)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_roundtrip), cmocka_unit_test(test_snapshot),
+                                       cmocka_unit_test(test_corruptions)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
