@@ -241,6 +241,31 @@ int vr_cmd_bench(int argc, char **argv) {
                batch, dt / steps * 1e3, tps, wbytes ? bw / (double)wbytes : 0.0,
                wbytes ? 100.0 * (steps / dt) / (bw / (double)wbytes) : 0.0);
     }
+    if (gpu && e->w->head.data) { /* the few-row GEMV alone, on the head matrix: its bandwidth */
+        const vr_tensor *hw = &e->w->head;
+        float *dx = be->ops->alloc(be, (size_t)8 * c->n_embd * sizeof(float));
+        float *dy = be->ops->alloc(be, (size_t)8 * c->vocab_size * sizeof(float));
+        if (!dx || !dy) {
+            be->ops->free(be, dx);
+            be->ops->free(be, dy);
+            vr_error_set(&err, VR_ERR_NOMEM, "out of device memory");
+            goto fail;
+        }
+        static const int rows_of[3] = {1, 4, 8};
+        for (int ri = 0; ri < 3; ri++) {
+            int mrows = rows_of[ri];
+            be->ops->linear(be, dx, mrows, c->n_embd, c->n_embd, hw, NULL, 0.0f, dy);
+            if (be->ops->sync(be, &err) != VR_OK) goto fail;
+            t = now_s();
+            for (int rep = 0; rep < 20; rep++) be->ops->linear(be, dx, mrows, c->n_embd, c->n_embd, hw, NULL, 0.0f, dy);
+            if (be->ops->sync(be, &err) != VR_OK) goto fail;
+            dt = (now_s() - t) / 20;
+            printf("head GEMV, %d row(s) x [%d x %d] %s: %.3f ms = %.0f GB/s of weights\n", mrows, c->vocab_size,
+                   c->n_embd, vr_dtype_name(hw->dtype), dt * 1e3, vr_tensor_nbytes(hw) / dt / 1e9);
+        }
+        be->ops->free(be, dx);
+        be->ops->free(be, dy);
+    }
     if (gpu && e->graphs) { /* what recording the step (CUDA graphs) is worth */
         int32_t tok = 100;
         e->graphs = 0;

@@ -45,47 +45,66 @@ template <int WT> __device__ __forceinline__ void load_w8(const void *w, size_t 
     }
 }
 
-/* y[i, j] (= or +=) dot(x[i, :], w[j, :]) for i < m (<= MB), one warp per weight row j. */
-template <int WT, int MB>
-__global__ void gemv_kernel(const float *__restrict__ x, int m, int k, int ldx, const void *__restrict__ w, int n,
-                            float beta, float *__restrict__ y, int vec) {
-    int j = (int)((blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5);
+/* y[i, j] (= or +=) dot(x[i, :], w[j, :]) for i < m (<= MB): one warp per R consecutive weight
+ * rows, so each x element loaded is used R times and each weight element MB times (register
+ * blocking: what bounds a few-row GEMV is the x traffic through L1, not the weights). */
+template <int WT, int MB, int R>
+__global__ void __launch_bounds__(256) gemv_kernel(const float *__restrict__ x, int m, int k, int ldx,
+                                                  const void *__restrict__ w, int n, float beta,
+                                                  float *__restrict__ y, int vec) {
+    int j0 = (int)((blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5) * R;
     int lane = threadIdx.x & 31;
-    if (j >= n) return;
-    float acc[MB];
+    if (j0 >= n) return;
+    float acc[MB][R];
 #pragma unroll
-    for (int i = 0; i < MB; i++) acc[i] = 0.0f;
-    size_t row = (size_t)j * (size_t)k;
+    for (int i = 0; i < MB; i++)
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[i][r] = 0.0f;
+    size_t rows[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) rows[r] = (size_t)(j0 + r < n ? j0 + r : j0) * (size_t)k; /* past n: row j0 again, unused */
     if (vec) {
 #pragma unroll 2
         for (int c = lane * 8; c < k; c += 256) {
-            float wf[8];
-            load_w8<WT>(w, row + c, wf);
+            float wf[R][8];
+#pragma unroll
+            for (int r = 0; r < R; r++) load_w8<WT>(w, rows[r] + c, wf[r]);
 #pragma unroll
             for (int i = 0; i < MB; i++) {
                 if (i < m) {
                     const float4 *xp = (const float4 *)(x + (size_t)i * ldx + c);
                     float4 a = __ldg(xp), b = __ldg(xp + 1);
-                    acc[i] += a.x * wf[0] + a.y * wf[1] + a.z * wf[2] + a.w * wf[3] + b.x * wf[4] + b.y * wf[5] +
-                              b.z * wf[6] + b.w * wf[7];
+#pragma unroll
+                    for (int r = 0; r < R; r++)
+                        acc[i][r] += a.x * wf[r][0] + a.y * wf[r][1] + a.z * wf[r][2] + a.w * wf[r][3] +
+                                     b.x * wf[r][4] + b.y * wf[r][5] + b.z * wf[r][6] + b.w * wf[r][7];
                 }
             }
         }
     } else {
         for (int c = lane; c < k; c += 32) {
-            float wv = load_w<WT>(w, row + c);
+            float wv[R];
+#pragma unroll
+            for (int r = 0; r < R; r++) wv[r] = load_w<WT>(w, rows[r] + c);
 #pragma unroll
             for (int i = 0; i < MB; i++)
-                if (i < m) acc[i] += x[(size_t)i * ldx + c] * wv;
+                if (i < m) {
+                    float xv = x[(size_t)i * ldx + c];
+#pragma unroll
+                    for (int r = 0; r < R; r++) acc[i][r] += xv * wv[r];
+                }
         }
     }
 #pragma unroll
     for (int i = 0; i < MB; i++) {
-        float s = acc[i];
-        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (lane == 0 && i < m) {
-            float *out = y + (size_t)i * n + j;
-            *out = beta != 0.0f ? *out + s : s;
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            float s = acc[i][r];
+            for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+            if (lane == 0 && i < m && j0 + r < n) {
+                float *out = y + (size_t)i * n + j0 + r;
+                *out = beta != 0.0f ? *out + s : s;
+            }
         }
     }
 }
@@ -113,26 +132,35 @@ template <int WT> __global__ void add_bias_kernel(float *y, int m, int n, const 
 
 static int wt_of(vr_dtype t) { return t == VR_F32 ? 0 : t == VR_F16 ? 1 : t == VR_BF16 ? 2 : -1; }
 
+template <int WT, int MB, int R>
+static void gemv_launch(cudaStream_t s, const float *x, int m, int k, int ldx, const void *w, int n, float beta,
+                        float *y, int vec) {
+    size_t warps = ((size_t)n + R - 1) / R;
+    unsigned threads = 256, blocks = (unsigned)((warps * 32 + threads - 1) / threads);
+    gemv_kernel<WT, MB, R><<<blocks, threads, 0, s>>>(x, m, k, ldx, w, n, beta, y, vec);
+}
+
+template <int WT>
+static void gemv_rows(cudaStream_t s, const float *x, int m, int k, int ldx, const void *w, int n, float beta,
+                      float *y, int vec) {
+    /* one row: 2 weight rows per warp (more loads in flight); up to 8 rows: 4 per warp */
+    if (m == 1) gemv_launch<WT, 1, 2>(s, x, m, k, ldx, w, n, beta, y, vec);
+    else if (m <= 4) gemv_launch<WT, 4, 4>(s, x, m, k, ldx, w, n, beta, y, vec);
+    else gemv_launch<WT, VRC_GEMV_MB, 4>(s, x, m, k, ldx, w, n, beta, y, vec);
+}
+
 static void launch_gemv(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, float beta,
                         float *y) {
     int n = (int)w->shape[0], wt = wt_of(w->dtype);
     int vec = k % 8 == 0 && ldx % 4 == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)w->data & 31) == 0;
-    unsigned threads = 256, blocks = (unsigned)(((size_t)n * 32 + threads - 1) / threads);
     cudaStream_t s = vrc(be)->stream;
     for (int i0 = 0; i0 < m; i0 += VRC_GEMV_MB) {
         int mm = m - i0 < VRC_GEMV_MB ? m - i0 : VRC_GEMV_MB;
         const float *xi = x + (size_t)i0 * ldx;
         float *yi = y + (size_t)i0 * n;
-        if (mm == 1) {
-            if (wt == 0) gemv_kernel<0, 1><<<blocks, threads, 0, s>>>(xi, mm, k, ldx, w->data, n, beta, yi, vec);
-            else if (wt == 1) gemv_kernel<1, 1><<<blocks, threads, 0, s>>>(xi, mm, k, ldx, w->data, n, beta, yi, vec);
-            else gemv_kernel<2, 1><<<blocks, threads, 0, s>>>(xi, mm, k, ldx, w->data, n, beta, yi, vec);
-        } else {
-            if (wt == 0) gemv_kernel<0, VRC_GEMV_MB><<<blocks, threads, 0, s>>>(xi, mm, k, ldx, w->data, n, beta, yi, vec);
-            else if (wt == 1)
-                gemv_kernel<1, VRC_GEMV_MB><<<blocks, threads, 0, s>>>(xi, mm, k, ldx, w->data, n, beta, yi, vec);
-            else gemv_kernel<2, VRC_GEMV_MB><<<blocks, threads, 0, s>>>(xi, mm, k, ldx, w->data, n, beta, yi, vec);
-        }
+        if (wt == 0) gemv_rows<0>(s, xi, mm, k, ldx, w->data, n, beta, yi, vec);
+        else if (wt == 1) gemv_rows<1>(s, xi, mm, k, ldx, w->data, n, beta, yi, vec);
+        else gemv_rows<2>(s, xi, mm, k, ldx, w->data, n, beta, yi, vec);
     }
     vrc_check_launch(be, "linear (gemv)");
 }
