@@ -143,10 +143,22 @@ static void gemv_launch(cudaStream_t s, const float *x, int m, int k, int ldx, c
 template <int WT>
 static void gemv_rows(cudaStream_t s, const float *x, int m, int k, int ldx, const void *w, int n, float beta,
                       float *y, int vec) {
-    /* one row: 2 weight rows per warp (more loads in flight); up to 8 rows: 4 per warp */
-    if (m == 1) gemv_launch<WT, 1, 2>(s, x, m, k, ldx, w, n, beta, y, vec);
-    else if (m <= 4) gemv_launch<WT, 4, 4>(s, x, m, k, ldx, w, n, beta, y, vec);
-    else gemv_launch<WT, VRC_GEMV_MB, 4>(s, x, m, k, ldx, w, n, beta, y, vec);
+    /* Rows per warp: more share each x load, fewer warps. Measured on an H200: the 65536-row
+     * head gains from 2 (one x row) or 4 (several); matrices of a few thousand rows need
+     * every warp they can get, so they keep one. */
+    int r = n >= 16384 ? 4 : n >= 8192 ? 2 : 1;
+    if (m == 1) {
+        if (r == 1) gemv_launch<WT, 1, 1>(s, x, m, k, ldx, w, n, beta, y, vec);
+        else gemv_launch<WT, 1, 2>(s, x, m, k, ldx, w, n, beta, y, vec);
+    } else if (m <= 4) {
+        if (r == 1) gemv_launch<WT, 4, 1>(s, x, m, k, ldx, w, n, beta, y, vec);
+        else if (r == 2) gemv_launch<WT, 4, 2>(s, x, m, k, ldx, w, n, beta, y, vec);
+        else gemv_launch<WT, 4, 4>(s, x, m, k, ldx, w, n, beta, y, vec);
+    } else {
+        if (r == 1) gemv_launch<WT, VRC_GEMV_MB, 1>(s, x, m, k, ldx, w, n, beta, y, vec);
+        else if (r == 2) gemv_launch<WT, VRC_GEMV_MB, 2>(s, x, m, k, ldx, w, n, beta, y, vec);
+        else gemv_launch<WT, VRC_GEMV_MB, 4>(s, x, m, k, ldx, w, n, beta, y, vec);
+    }
 }
 
 static void launch_gemv(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, float beta,

@@ -434,6 +434,12 @@ int main(void) {
             check_linear(gpu, "", dts[d], ms[i], 200, 96, 1000, 1.0f, 1, 1e-5f); /* odd k, strided x: scalar path */
         }
     check_linear(gpu, "", VR_BF16, 1, 4096, 1024, 4096, 0.0f, 0, 1e-5f);
+    /* tall matrices: 2 and 4 weight rows per warp (row counts not multiples of them) */
+    for (int i = 0; i < 4; i++) {
+        static const int tall_m[4] = {1, 3, 8, 13};
+        check_linear(gpu, " tall", VR_F16, tall_m[i], 64, 16387, 64, 0.0f, 0, 1e-5f);
+        check_linear(gpu, " tall", VR_BF16, tall_m[i], 72, 9001, 72, 1.0f, 1, 1e-5f);
+    }
     check_linear(gpu, "", VR_F16, 300, 1024, 700, 1024, 1.0f, 1, 1e-5f);
     /* weight tiles of a few rows (the bounded-scratch path) */
     setenv("VRWKV_CUDA_TILE_FLOATS", "5000", 1);
