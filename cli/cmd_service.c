@@ -132,6 +132,7 @@ int vr_cmd_worker(int argc, char **argv) {
                      {"max-sessions", VR_ARG_STRING, "shard: live state slots (default 256)", 0, 0, 0},
                      {"threads", VR_ARG_STRING, "CPU threads", 0, 0, 0},
                      {"metrics-port", VR_ARG_STRING, "Prometheus /metrics port", 0, 0, 0},
+                     {"backend", VR_ARG_STRING, "cpu (default) or cuda: GPU 0 of CUDA_VISIBLE_DEVICES, one process per GPU", 0, 0, 0},
                      {"help", VR_ARG_FLAG, "this help", 0, 0, 0}};
     int na = (int)(sizeof args / sizeof args[0]), npos = 0, rc = 1, bad = 0;
     const char **pos = NULL;
@@ -149,6 +150,11 @@ int vr_cmd_worker(int argc, char **argv) {
         goto done;
     }
     const char *role = get(args, na, "role");
+    const char *backend = get(args, na, "backend");
+    if (backend && strcmp(backend, "cpu") && strcmp(backend, "cuda")) {
+        vr_error_set(&err, VR_ERR_INVALID, "--backend %s: expected cpu or cuda", backend);
+        FAIL("worker", 2);
+    }
     int port = opt_int(args, na, "port", 0, 0, 65535, &err, &bad);
     int metrics = opt_int(args, na, "metrics-port", -1, -1, 65535, &err, &bad);
     int threads = opt_int(args, na, "threads", 0, 0, 1024, &err, &bad);
@@ -159,7 +165,7 @@ int vr_cmd_worker(int argc, char **argv) {
     }
     if (!strcmp(role, "vision")) {
         vr_vision_worker_options o = {get(args, na, "model"), get(args, na, "config"), get(args, na, "host"), port,
-                                      get(args, na, "coordinator"), threads, metrics};
+                                      get(args, na, "coordinator"), threads, metrics, backend};
         if (vr_vision_worker_start(&o, &vision, &err) != VR_OK) FAIL("worker", 1);
         printf("vision worker listening on %s\n", vr_vision_worker_address(vision));
     } else if (!strcmp(role, "shard")) {
@@ -183,6 +189,7 @@ int vr_cmd_worker(int argc, char **argv) {
         o.max_sessions = opt_int(args, na, "max-sessions", 256, 1, 1 << 20, &err, &bad);
         o.threads = threads;
         o.metrics_port = metrics;
+        o.backend = backend;
         if (bad) FAIL("worker", 2);
         if (vr_shard_start(&o, &shard, &err) != VR_OK) FAIL("worker", 1);
         printf("shard worker (layers %d:%d) listening on %s\n", a, b, vr_shard_address(shard));
@@ -214,6 +221,7 @@ int vr_cmd_serve(int argc, char **argv) {
                      {"store", VR_ARG_STRING, "memory | dir:PATH (default memory)", 0, 0, 0},
                      {"metrics-port", VR_ARG_STRING, "Prometheus /metrics port", 0, 0, 0},
                      {"threads", VR_ARG_STRING, "CPU threads", 0, 0, 0},
+                     {"backend", VR_ARG_STRING, "cpu (default) or cuda: the shards and vision worker on GPU 0", 0, 0, 0},
                      {"help", VR_ARG_FLAG, "this help", 0, 0, 0}};
     int na = (int)(sizeof args / sizeof args[0]), npos = 0, rc = 1, bad = 0;
     const char **pos = NULL;
@@ -233,6 +241,11 @@ int vr_cmd_serve(int argc, char **argv) {
     }
     int want = opt_int(args, na, "shards", 1, 1, 64, &err, &bad);
     int threads = opt_int(args, na, "threads", 0, 0, 1024, &err, &bad);
+    const char *backend = get(args, na, "backend");
+    if (backend && strcmp(backend, "cpu") && strcmp(backend, "cuda")) {
+        vr_error_set(&err, VR_ERR_INVALID, "--backend %s: expected cpu or cuda", backend);
+        FAIL("serve", 2);
+    }
     vr_coordinator_options o = {0};
     o.model_path = get(args, na, "model");
     o.config_path = get(args, na, "config");
@@ -259,7 +272,8 @@ int vr_cmd_serve(int argc, char **argv) {
     if (want > cfg.n_layer) want = cfg.n_layer;
     if (vr_coordinator_start(&o, &c, &err) != VR_OK) FAIL("serve", 1);
     if (cfg.has_vision) {
-        vr_vision_worker_options vo = {o.model_path, o.config_path, o.host, 0, vr_coordinator_address(c), threads, -1};
+        vr_vision_worker_options vo = {o.model_path, o.config_path, o.host, 0, vr_coordinator_address(c), threads, -1,
+                                       backend};
         if (vr_vision_worker_start(&vo, &vision, &err) != VR_OK) FAIL("serve", 1);
     }
     for (int i = 0; i < want; i++) {
@@ -274,6 +288,7 @@ int vr_cmd_serve(int argc, char **argv) {
         so.ttl_seconds = o.ttl_seconds;
         so.threads = threads;
         so.metrics_port = -1;
+        so.backend = backend;
         if (vr_shard_start(&so, &shards[n_shards], &err) != VR_OK) FAIL("serve", 1);
         n_shards++;
     }

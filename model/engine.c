@@ -52,7 +52,7 @@ static vr_status backend_check(vr_engine *e, vr_status st, vr_error *err) {
     return e->be->ops->sync(e->be, err);
 }
 
-static float *grow(vr_engine *e, float **buf, size_t *cap, size_t n) {
+float *vr_engine_buffer(vr_engine *e, float **buf, size_t *cap, size_t n) {
     if (*cap < n) {
         if (e->be->ops->graph_drop) e->be->ops->graph_drop(e->be); /* recordings refer to the old buffer */
         if (*buf) e->be->ops->free(e->be, *buf);
@@ -61,6 +61,16 @@ static float *grow(vr_engine *e, float **buf, size_t *cap, size_t n) {
     }
     return *buf;
 }
+
+void vr_engine_buffer_free(vr_engine *e, float **buf, size_t *cap) {
+    if (*buf) e->be->ops->free(e->be, *buf);
+    *buf = NULL;
+    *cap = 0;
+}
+
+static float *grow(vr_engine *e, float **buf, size_t *cap, size_t n) { return vr_engine_buffer(e, buf, cap, n); }
+
+vr_status vr_engine_check(vr_engine *e, vr_error *err) { return backend_check(e, VR_OK, err); }
 
 vr_status vr_engine_encode_pixels(vr_engine *e, const float *pixels, float **features, vr_vision_trace *trace,
                                   vr_error *err) {

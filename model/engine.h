@@ -51,6 +51,13 @@ typedef struct vr_engine {
 vr_status vr_engine_open(const vr_engine_options *opt, vr_engine **out, vr_error *err);
 void vr_engine_free(vr_engine *e);
 
+/* A grow-only buffer of at least n floats on the engine's device, owned by the caller (*buf,
+ * *cap start NULL, 0; vr_engine_buffer_free releases it). NULL when out of memory. */
+float *vr_engine_buffer(vr_engine *e, float **buf, size_t *cap, size_t n);
+void vr_engine_buffer_free(vr_engine *e, float **buf, size_t *cap);
+/* Waits for the engine's device and reports its first failure since the last check. */
+vr_status vr_engine_check(vr_engine *e, vr_error *err);
+
 /* Image bytes (JPEG/PNG) → projected features, host [num_image_tokens * n_embd] (malloc'd). */
 vr_status vr_engine_encode_image(vr_engine *e, const uint8_t *data, size_t size, const char *name, float **features,
                                  vr_error *err);

@@ -1,21 +1,14 @@
 /* model/sampler.c — picks the next token from host f32 logits: penalties as upstream RWKV chat
  * (logit -= presence + count * frequency for every token seen so far; all counts *= decay after
- * each token, then count[token] += 1), then greedy or softmax(logits / T) in double, top-k,
- * top-p (nucleus), and a draw from a seeded xoshiro256** generator. Top-k and top-p use
- * quickselect (expected O(n)), never a full sort. Must not know the model or the tokenizer. */
+ * each token, then count[token] += 1), a draw from a seeded xoshiro256** generator, and the
+ * choice rule of kernels/sample.c (greedy or softmax(logits / T) in double, top-k, top-p), the
+ * same a device backend applies. Must not know the model or the tokenizer. */
 #include "model/sampler.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A candidate token: its unnormalised probability, penalised logit (the rank key) and id. Kept
- * together so that quickselect works on contiguous memory. */
-typedef struct {
-    double p;
-    float v;
-    int32_t id;
-} vr_cand;
 
 struct vr_sampler {
     vr_sampling_params p;
@@ -25,7 +18,9 @@ struct vr_sampler {
     int32_t *seen_list;/* [n_seen] the tokens with seen = 1 */
     int n_seen;
     float *adj;        /* [n] penalised logits (scratch) */
-    vr_cand *cand;     /* [n] candidates with a positive probability (scratch) */
+    vr_sample_cand *cand; /* [n] candidates (scratch for vr_sample_pick) */
+    uint8_t *kept;     /* [n] (scratch for vr_sample_pick) */
+    float *pen_sub;    /* [n] what each seen token's logit loses (vr_sampler_penalties) */
     uint64_t rng[4];
 };
 
@@ -102,6 +97,8 @@ void vr_sampler_free(vr_sampler *s) {
     free(s->seen_list);
     free(s->adj);
     free(s->cand);
+    free(s->kept);
+    free(s->pen_sub);
     free(s);
 }
 
@@ -119,8 +116,10 @@ vr_status vr_sampler_create(const vr_sampling_params *p, int n_vocab, vr_sampler
     s->seen = calloc(n, 1);
     s->seen_list = malloc(n * sizeof(int32_t));
     s->adj = malloc(n * sizeof(float));
-    s->cand = malloc(n * sizeof(vr_cand));
-    if (!s->count || !s->seen || !s->seen_list || !s->adj || !s->cand) {
+    s->cand = malloc(n * sizeof(vr_sample_cand));
+    s->kept = calloc(n, 1);
+    s->pen_sub = malloc(n * sizeof(float));
+    if (!s->count || !s->seen || !s->seen_list || !s->adj || !s->cand || !s->kept || !s->pen_sub) {
         vr_sampler_free(s);
         return vr_error_set(err, VR_ERR_NOMEM, "out of memory creating a sampler for %d tokens", n_vocab);
     }
@@ -151,141 +150,45 @@ void vr_sampler_accept(vr_sampler *s, int32_t token) {
 
 /* ---------------------------------------------------------------- selection */
 
-int32_t vr_argmax(const float *x, int n) {
-    int best = -1;
-    for (int i = 0; i < n; i++)
-        if (!isnan(x[i]) && (best < 0 || x[i] > x[best])) best = i;
-    return best < 0 ? 0 : best;
-}
-
-/* Rank order: a before b when its logit is larger, ties by the smaller id. */
-static int ranks_before(const vr_cand *a, const vr_cand *b) { return a->v > b->v || (a->v == b->v && a->id < b->id); }
-
-static void swap_cand(vr_cand *x, int i, int j) {
-    vr_cand t = x[i];
-    x[i] = x[j];
-    x[j] = t;
-}
-
-/* Partitions c[lo,hi) (hi - lo >= 2) around a median-of-three pivot: c[lo,p) rank before the
- * pivot, c[p] is the pivot, c(p,hi) rank after it. Returns p. */
-static int partition(vr_cand *c, int lo, int hi) {
-    int mid = lo + (hi - lo) / 2, last = hi - 1;
-    if (ranks_before(&c[mid], &c[lo])) swap_cand(c, mid, lo);
-    if (ranks_before(&c[last], &c[lo])) swap_cand(c, last, lo);
-    if (ranks_before(&c[last], &c[mid])) swap_cand(c, last, mid);
-    swap_cand(c, mid, last); /* the median is the pivot, parked at the end */
-    vr_cand pivot = c[last];
-    int p = lo;
-    for (int i = lo; i < last; i++)
-        if (ranks_before(&c[i], &pivot)) swap_cand(c, i, p++);
-    swap_cand(c, p, last);
-    return p;
-}
-
-/* Rearranges c[0,n) so that c[0,k) are the k best-ranked (in no particular order). */
-static void select_top_k(vr_cand *c, int n, int k) {
-    int lo = 0, hi = n;
-    while (hi - lo > 1) {
-        int p = partition(c, lo, hi);
-        if (p == k || p + 1 == k) return;
-        if (p > k) hi = p;
-        else lo = p + 1;
-    }
-}
-
-/* Rearranges c[0,n) so that c[0,m) is the smallest best-ranked set whose probability reaches
- * target; returns m (>= 1; n when rounding keeps the sum below target). */
-static int select_nucleus(vr_cand *c, int n, double target) {
-    int lo = 0, hi = n;
-    double acc = 0; /* probability of c[0,lo), all kept; acc < target */
-    while (hi - lo > 1) {
-        int p = partition(c, lo, hi);
-        double s = 0;
-        for (int i = lo; i < p; i++) s += c[i].p;
-        if (acc + s >= target) {
-            hi = p; /* the answer lies in (lo, p] */
-        } else if (acc + s + c[p].p >= target) {
-            return p + 1;
-        } else {
-            acc += s + c[p].p;
-            lo = p + 1;
-        }
-    }
-    return hi > 0 ? hi : 1;
-}
-
 int vr_sampler_is_greedy(const vr_sampler *s) {
     const vr_sampling_params *p = &s->p;
     return (p->temperature <= 0 || p->top_k == 1) && p->presence_penalty == 0 && p->frequency_penalty == 0;
 }
 
 int32_t vr_sampler_sample(vr_sampler *s, const float *logits) {
-    const vr_sampling_params *p = &s->p;
-    int n = s->n;
     float *adj = s->adj;
-    memcpy(adj, logits, sizeof(float) * (size_t)n);
-    if (p->presence_penalty != 0 || p->frequency_penalty != 0) {
-        for (int i = 0; i < s->n_seen; i++) {
-            int32_t t = s->seen_list[i];
-            adj[t] -= (float)((double)p->presence_penalty + s->count[t] * (double)p->frequency_penalty);
-        }
-    }
-    int32_t tok;
-    if (p->temperature <= 0 || p->top_k == 1) {
-        tok = vr_argmax(adj, n);
-        goto done;
-    }
-    float mx = -INFINITY;
-    int any = 0;
-    for (int i = 0; i < n; i++)
-        if (!isnan(adj[i]) && (!any || adj[i] > mx)) {
-            mx = adj[i];
-            any = 1;
-        }
-    if (!any || mx == -INFINITY) { /* nothing has positive probability: fall back to greedy */
-        tok = vr_argmax(adj, n);
-        goto done;
-    }
-    /* softmax numerators in double; candidates are the tokens with a positive probability */
-    double inv_t = 1.0 / (double)p->temperature;
-    vr_cand *c = s->cand;
-    int nc = 0;
-    for (int i = 0; i < n; i++) {
-        double e;
-        if (isnan(adj[i])) e = 0;
-        else if (mx == INFINITY) e = adj[i] == INFINITY ? 1.0 : 0.0;
-        else e = exp(((double)adj[i] - (double)mx) * inv_t);
-        if (e > 0) {
-            c[nc].p = e;
-            c[nc].v = adj[i];
-            c[nc].id = i;
-            nc++;
-        }
-    }
-    if (p->top_k > 0 && p->top_k < nc) {
-        select_top_k(c, nc, p->top_k);
-        nc = p->top_k;
-    }
-    if (p->top_p < 1.0f && nc > 1) {
-        double total = 0;
-        for (int i = 0; i < nc; i++) total += c[i].p;
-        nc = select_nucleus(c, nc, (double)p->top_p * total);
-    }
-    double total = 0;
-    for (int i = 0; i < nc; i++) total += c[i].p;
-    double r = rng_uniform(s) * total, acc = 0;
-    tok = c[nc - 1].id;
-    for (int i = 0; i < nc; i++) {
-        acc += c[i].p;
-        if (r < acc) {
-            tok = c[i].id;
-            break;
-        }
-    }
-done:
+    memcpy(adj, logits, sizeof(float) * (size_t)s->n);
+    const int32_t *ids = NULL;
+    const float *sub = NULL;
+    int n_pen = vr_sampler_penalties(s, &ids, &sub);
+    for (int i = 0; i < n_pen; i++) adj[ids[i]] -= sub[i];
+    vr_sample_row row;
+    vr_sampler_row(s, &row);
+    int32_t tok = vr_sample_pick(adj, s->n, &row, s->cand, s->kept);
     vr_sampler_accept(s, tok);
     return tok;
+}
+
+void vr_sampler_row(vr_sampler *s, vr_sample_row *row) {
+    const vr_sampling_params *p = &s->p;
+    row->temperature = p->temperature;
+    row->top_p = p->top_p;
+    row->top_k = p->top_k;
+    /* a draw for every non-greedy choice, whatever the logits: the host and a device see the
+     * same sequence of draws */
+    row->u = p->temperature <= 0 || p->top_k == 1 ? 0.0 : rng_uniform(s);
+}
+
+int vr_sampler_penalties(vr_sampler *s, const int32_t **ids, const float **sub) {
+    const vr_sampling_params *p = &s->p;
+    *ids = s->seen_list;
+    *sub = s->pen_sub;
+    if (p->presence_penalty == 0 && p->frequency_penalty == 0) return 0;
+    for (int i = 0; i < s->n_seen; i++) {
+        int32_t t = s->seen_list[i];
+        s->pen_sub[i] = (float)((double)p->presence_penalty + s->count[t] * (double)p->frequency_penalty);
+    }
+    return s->n_seen;
 }
 
 double vr_logprob(const float *logits, int n, int32_t token) {

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "kernels/sample.h"
 
 typedef struct vr_sampling_params {
     float temperature;       /* <= 0: greedy (argmax, the first index of the max) */
@@ -32,6 +33,12 @@ int32_t vr_sampler_sample(vr_sampler *s, const float *logits);
 /* Records a token without sampling it (e.g. a forced stop token), same bookkeeping. */
 void vr_sampler_accept(vr_sampler *s, int32_t token);
 void vr_sampler_reset(vr_sampler *s);
+/* For a device choice (a backend's sample_rows): the row's parameters with its draw (advances
+ * the RNG exactly as vr_sampler_sample would), and the penalties to subtract: ids[i] loses
+ * sub[i] (float subtraction); returns how many (pointers into the sampler, valid until its
+ * next call). Then vr_sampler_accept the device's choice. */
+void vr_sampler_row(vr_sampler *s, vr_sample_row *row);
+int vr_sampler_penalties(vr_sampler *s, const int32_t **ids, const float **sub);
 /* 1 when sampling is a plain argmax of the logits (greedy or top-k 1, no penalties), so a
  * device argmax plus vr_sampler_accept gives the same choice and bookkeeping. */
 int vr_sampler_is_greedy(const vr_sampler *s);
@@ -39,7 +46,5 @@ int vr_sampler_is_greedy(const vr_sampler *s);
 /* log softmax(logits)[token], computed in double (what upstream's avg_prob is made of). */
 double vr_logprob(const float *logits, int n, int32_t token);
 
-/* The first index of the maximum (NaN never wins). */
-int32_t vr_argmax(const float *x, int n);
 
 #endif

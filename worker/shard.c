@@ -36,6 +36,10 @@ struct vr_shard {
     vr_gauge *m_slots;
     vr_histogram *m_step_seconds;
     pthread_mutex_t compute_mu;
+    /* device buffers of a step (grow-only, under compute_mu): activations, image features, the
+     * sampled runs' last rows and their logits */
+    float *d_x, *d_feat, *d_rows, *d_logits;
+    size_t d_x_cap, d_feat_cap, d_rows_cap, d_logits_cap;
     pthread_mutex_t checkpoint_mu; /* guards snapshot */
     vr_state_snapshot snapshot;    /* host copy of the state being checkpointed */
     /* transport */
@@ -225,17 +229,99 @@ static void handle_prepare(vr_rpc_call *call, void *ctx) {
 
 /* ------------------------------------------------------------------ Step */
 
+/* The last stage's choice for every run that asks for a token: the runs' last rows gathered,
+ * the head over them 16 rows at a time (so each row's logits are bit-identical to a lone
+ * row's), then per run its sampler: greedy runs take the device argmax (only ids and two
+ * floats come back), the others download their row of logits for the host sampler. */
+static vr_status sample_runs(vr_shard *s, Vrwkv__Internal__StepRequest *req, const vr_run *runs, int n,
+                             const float *x, int32_t *tokens, float *tok_logit, float *tok_logprob, vr_error *err) {
+    vr_engine *e = s->e;
+    vr_backend *be = e->be;
+    const int C = e->cfg.n_embd, V = e->cfg.vocab_size;
+    int32_t *which = malloc((size_t)n * sizeof *which), *last = malloc((size_t)n * sizeof *last);
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    float *lg = malloc((size_t)n * sizeof *lg), *lp = malloc((size_t)n * sizeof *lp);
+    float *host = malloc((size_t)V * sizeof *host);
+    vr_status st = which && last && ids && lg && lp && host ? VR_OK : vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    int ns = 0;
+    for (int i = 0; st == VR_OK && i < n; i++) {
+        tokens[i] = -1;
+        Vrwkv__Internal__Run *r = req->runs[i];
+        if (!r->sample) continue;
+        vr_slot *slot = vr_slot_find(&s->slots, r->tenant, r->session);
+        if (r->reset_sampler || !slot->sampler) {
+            vr_sampling_params p;
+            vr_sampling_params_default(&p);
+            if (r->sampling) {
+                p.temperature = r->sampling->temperature;
+                p.top_p = r->sampling->top_p > 0 ? r->sampling->top_p : 1.0f;
+                p.top_k = r->sampling->top_k;
+                p.presence_penalty = r->sampling->presence_penalty;
+                p.frequency_penalty = r->sampling->frequency_penalty;
+                p.seed = r->sampling->seed;
+                if (r->sampling->penalty_decay > 0) p.penalty_decay = r->sampling->penalty_decay;
+            }
+            vr_sampler_free(slot->sampler);
+            slot->sampler = NULL;
+            st = vr_sampler_create(&p, V, &slot->sampler, err);
+        }
+        which[ns] = i;
+        last[ns] = runs[i].offset + runs[i].len - 1;
+        ns++;
+    }
+    float *rows = NULL, *logits = NULL;
+    if (st == VR_OK && ns > 0) {
+        rows = vr_engine_buffer(e, &s->d_rows, &s->d_rows_cap, (size_t)ns * C);
+        logits = vr_engine_buffer(e, &s->d_logits, &s->d_logits_cap, (size_t)ns * V);
+        if (!rows || !logits) st = vr_error_set(err, VR_ERR_NOMEM, "out of device memory for %d rows of logits", ns);
+    }
+    if (st == VR_OK && ns > 0) {
+        be->ops->gather_rows(be, x, last, ns, C, rows);
+        for (int k0 = 0; st == VR_OK && k0 < ns; k0 += 16)
+            st = vr_rwkv_head(e->w, e->ws, rows + (size_t)k0 * C, ns - k0 < 16 ? ns - k0 : 16, logits + (size_t)k0 * V,
+                              err);
+    }
+    int on_device = be->ops->argmax_rows != NULL;
+    if (st == VR_OK && ns > 0 && on_device) st = be->ops->argmax_rows(be, logits, ns, V, ids, lg, lp, err);
+    for (int k = 0; st == VR_OK && k < ns; k++) {
+        Vrwkv__Internal__Run *r = req->runs[which[k]];
+        vr_sampler *sampler = vr_slot_find(&s->slots, r->tenant, r->session)->sampler;
+        int32_t tok;
+        if (on_device && vr_sampler_is_greedy(sampler)) {
+            tok = ids[k];
+            vr_sampler_accept(sampler, tok);
+            tok_logit[which[k]] = lg[k];
+            tok_logprob[which[k]] = lp[k];
+        } else {
+            be->ops->download(be, host, logits + (size_t)k * V, (size_t)V * sizeof(float));
+            if ((st = vr_engine_check(e, err)) != VR_OK) break;
+            tok = vr_sampler_sample(sampler, host);
+            tok_logit[which[k]] = host[tok];
+            tok_logprob[which[k]] = (float)vr_logprob(host, V, tok);
+        }
+        tokens[which[k]] = tok;
+    }
+    if (st == VR_OK) st = vr_engine_check(e, err);
+    free(which);
+    free(last);
+    free(ids);
+    free(lg);
+    free(lp);
+    free(host);
+    return st;
+}
+
 static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_t *tokens, float *tok_logit,
                           float *tok_logprob, vr_error *err) {
     vr_engine *e = s->e;
-    const int C = e->cfg.n_embd, V = e->cfg.vocab_size;
+    const int C = e->cfg.n_embd;
     int n = (int)req->n_runs;
     if (n <= 0) return vr_error_set(err, VR_ERR_INVALID, "a step needs at least one run");
     vr_run *runs = calloc((size_t)n, sizeof *runs);
     vr_scan_plan *plans = calloc((size_t)n, sizeof *plans);
     vr_state **states = calloc((size_t)n, sizeof *states);
     vr_slot **slots = calloc((size_t)n, sizeof *slots);
-    float *x = NULL, *logits = NULL;
+    float *x = NULL; /* device */
     void *frame = NULL;
     vr_status st = VR_OK;
     if (!runs || !plans || !states || !slots) st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
@@ -263,8 +349,8 @@ static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_
         states[i] = slots[i]->state;
         rows += runs[i].len;
     }
-    if (st == VR_OK && !(x = malloc((size_t)rows * C * sizeof(float))))
-        st = vr_error_set(err, VR_ERR_NOMEM, "out of memory for %d rows", rows);
+    if (st == VR_OK && !(x = vr_engine_buffer(e, &s->d_x, &s->d_x_cap, (size_t)rows * C)))
+        st = vr_error_set(err, VR_ERR_NOMEM, "out of device memory for %d rows", rows);
     if (st == VR_OK && s->is_first) {
         for (int i = 0; st == VR_OK && i < n; i++) {
             Vrwkv__Internal__Run *r = req->runs[i];
@@ -275,7 +361,13 @@ static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_
                                       r->image_features.len, (size_t)r->n_img * C * sizeof(float));
                     break;
                 }
-                features = (const float *)r->image_features.data;
+                float *d = vr_engine_buffer(e, &s->d_feat, &s->d_feat_cap, (size_t)r->n_img * C);
+                if (!d) {
+                    st = vr_error_set(err, VR_ERR_NOMEM, "out of device memory for image features");
+                    break;
+                }
+                e->be->ops->upload(e->be, d, r->image_features.data, r->image_features.len);
+                features = d;
             }
             st = vr_rwkv_embed(e->w, r->ids, (int)r->n_ids, features, r->n_img, x + (size_t)runs[i].offset * C, err);
         }
@@ -297,7 +389,7 @@ static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_
         if (st == VR_OK && len != (size_t)rows * C * sizeof(float))
             st = vr_error_set(err, VR_ERR_FORMAT, "activations of %zu bytes, expected %zu", len,
                               (size_t)rows * C * sizeof(float));
-        if (st == VR_OK) memcpy(x, frame, len);
+        if (st == VR_OK) e->be->ops->upload(e->be, x, frame, len);
         if (st != VR_OK && st != VR_ERR_FORMAT) st = VR_ERR_UNAVAILABLE, err->code = VR_ERR_UNAVAILABLE;
     }
     if (st == VR_OK) st = vr_rwkv_layers(e->w, e->ws, x, runs, n, states, plans, s->first, s->last, err);
@@ -305,42 +397,19 @@ static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_
         pthread_mutex_lock(&s->link_mu);
         vr_transport *next = s->next;
         pthread_mutex_unlock(&s->link_mu);
-        if (!next) st = vr_error_set(err, VR_ERR_UNAVAILABLE, "no connection to the next stage");
-        else if (vr_transport_send(next, req->step_id, x, (size_t)rows * C * sizeof(float), err) != VR_OK)
+        float *host = malloc((size_t)rows * C * sizeof(float));
+        if (!host) st = vr_error_set(err, VR_ERR_NOMEM, "out of memory for %d rows", rows);
+        else e->be->ops->download(e->be, host, x, (size_t)rows * C * sizeof(float));
+        if (st == VR_OK) st = vr_engine_check(e, err);
+        if (st != VR_OK) {
+        } else if (!next) {
+            st = vr_error_set(err, VR_ERR_UNAVAILABLE, "no connection to the next stage");
+        } else if (vr_transport_send(next, req->step_id, host, (size_t)rows * C * sizeof(float), err) != VR_OK) {
             st = VR_ERR_UNAVAILABLE, err->code = VR_ERR_UNAVAILABLE;
-    }
-    if (st == VR_OK && s->is_last) {
-        if (!(logits = malloc((size_t)V * sizeof(float)))) st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
-        for (int i = 0; st == VR_OK && i < n; i++) {
-            Vrwkv__Internal__Run *r = req->runs[i];
-            tokens[i] = -1;
-            if (!r->sample) continue;
-            vr_slot *slot = slots[i];
-            if (r->reset_sampler || !slot->sampler) {
-                vr_sampling_params p;
-                vr_sampling_params_default(&p);
-                if (r->sampling) {
-                    p.temperature = r->sampling->temperature;
-                    p.top_p = r->sampling->top_p > 0 ? r->sampling->top_p : 1.0f;
-                    p.top_k = r->sampling->top_k;
-                    p.presence_penalty = r->sampling->presence_penalty;
-                    p.frequency_penalty = r->sampling->frequency_penalty;
-                    p.seed = r->sampling->seed;
-                    if (r->sampling->penalty_decay > 0) p.penalty_decay = r->sampling->penalty_decay;
-                }
-                vr_sampler_free(slot->sampler);
-                slot->sampler = NULL;
-                st = vr_sampler_create(&p, V, &slot->sampler, err);
-                if (st != VR_OK) break;
-            }
-            st = vr_rwkv_head(e->w, e->ws, x + (size_t)(runs[i].offset + runs[i].len - 1) * C, 1, logits, err);
-            if (st == VR_OK) {
-                tokens[i] = vr_sampler_sample(slot->sampler, logits);
-                tok_logit[i] = logits[tokens[i]];
-                tok_logprob[i] = (float)vr_logprob(logits, V, tokens[i]);
-            }
         }
+        free(host);
     }
+    if (st == VR_OK && s->is_last) st = sample_runs(s, req, runs, n, x, tokens, tok_logit, tok_logprob, err);
     if (st == VR_OK)
         for (int i = 0; i < n; i++) slots[i]->tokens += (int64_t)req->runs[i]->n_ids;
     else
@@ -348,8 +417,6 @@ static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_
             if (slots && slots[i]) slots[i]->tokens = -1; /* state no longer known: restore next time */
     vr_counter_add(s->m_rows, NULL, rows);
     free(frame);
-    free(logits);
-    free(x);
     free(runs);
     free(plans);
     free(states);
@@ -510,7 +577,7 @@ vr_status vr_shard_start(const vr_shard_options *o, vr_shard **out, vr_error *er
         s->is_last = s->last == cfg.n_layer;
     }
     vr_weights_select sel = {s->first, s->last, s->is_first, s->is_last, 0};
-    vr_engine_options eo = {o->model_path, o->config_path, NULL, o->threads, &sel, NULL};
+    vr_engine_options eo = {o->model_path, o->config_path, NULL, o->threads, &sel, o->backend};
     if (st == VR_OK) st = vr_engine_open(&eo, &s->e, err);
     if (st == VR_OK) st = vr_slot_table_init(&s->slots, s->e->be, &s->e->cfg, s->first, s->last, s->opt.max_sessions, err);
     if (st == VR_OK) st = vr_store_open(o->store_url ? o->store_url : "memory", o->ttl_seconds, &s->store, err);
@@ -573,6 +640,12 @@ void vr_shard_stop(vr_shard *s) {
     vr_store_close(s->store);
     vr_slot_table_free(&s->slots);
     vr_state_snapshot_release(&s->snapshot); /* before the engine: its backend frees the memory */
+    if (s->e) {
+        vr_engine_buffer_free(s->e, &s->d_x, &s->d_x_cap);
+        vr_engine_buffer_free(s->e, &s->d_feat, &s->d_feat_cap);
+        vr_engine_buffer_free(s->e, &s->d_rows, &s->d_rows_cap);
+        vr_engine_buffer_free(s->e, &s->d_logits, &s->d_logits_cap);
+    }
     vr_engine_free(s->e);
     pthread_mutex_destroy(&s->compute_mu);
     pthread_mutex_destroy(&s->checkpoint_mu);

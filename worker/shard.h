@@ -23,6 +23,7 @@ typedef struct vr_shard_options {
     int max_sessions;             /* live state slots (default 256) */
     int threads;
     int metrics_port;             /* < 0: no metrics endpoint */
+    const char *backend;          /* "cpu" (NULL) or "cuda" (GPU 0 of CUDA_VISIBLE_DEVICES: one process per GPU) */
 } vr_shard_options;
 
 vr_status vr_shard_start(const vr_shard_options *o, vr_shard **out, vr_error *err);

@@ -92,7 +92,7 @@ vr_status vr_vision_worker_start(const vr_vision_worker_options *o, vr_vision_wo
     if (!w->opt.host) w->opt.host = "127.0.0.1";
     pthread_mutex_init(&w->mu, NULL);
     vr_weights_select sel = {0, 0, 0, 0, 1};
-    vr_engine_options eo = {o->model_path, o->config_path, NULL, o->threads, &sel, NULL};
+    vr_engine_options eo = {o->model_path, o->config_path, NULL, o->threads, &sel, o->backend};
     vr_status st = vr_engine_open(&eo, &w->e, err);
     if (st == VR_OK && !w->e->cfg.has_vision)
         st = vr_error_set(err, VR_ERR_INVALID, "%s has no vision tower", o->model_path);

@@ -15,6 +15,7 @@ typedef struct vr_vision_worker_options {
     const char *coordinator;
     int threads;
     int metrics_port; /* < 0: none */
+    const char *backend; /* "cpu" (NULL) or "cuda" */
 } vr_vision_worker_options;
 
 vr_status vr_vision_worker_start(const vr_vision_worker_options *o, vr_vision_worker **out, vr_error *err);
