@@ -241,6 +241,42 @@ int vr_cmd_bench(int argc, char **argv) {
                batch, dt / steps * 1e3, tps, wbytes ? bw / (double)wbytes : 0.0,
                wbytes ? 100.0 * (steps / dt) / (bw / (double)wbytes) : 0.0);
     }
+    if (gpu && be->ops->sample_rows) { /* choosing tokens for a full batch: on the GPU vs the host */
+        vr_sampling_params sp;
+        vr_sampling_params_default(&sp);
+        sp.temperature = 1.0f;
+        sp.top_p = 0.9f;
+        sp.presence_penalty = 0.2f;
+        sp.frequency_penalty = 0.2f;
+        vr_sampler *smp[MAX_BATCH] = {0};
+        vr_status st = VR_OK;
+        for (int i = 0; i < max_batch && st == VR_OK; i++) {
+            sp.seed = (uint64_t)i;
+            st = vr_sampler_create(&sp, c->vocab_size, &smp[i], &err);
+            for (int j = 0; j < 20 && st == VR_OK; j++) vr_sampler_accept(smp[i], 1000 + 37 * j); /* some history */
+        }
+        double gpu_ms = 0, host_ms = 0;
+        if (st == VR_OK) st = vr_engine_sample(e, e->logits, max_batch, smp, next, NULL, NULL, &err); /* warm-up */
+        if (st == VR_OK) {
+            t = now_s();
+            for (int rep = 0; rep < 5 && st == VR_OK; rep++)
+                st = vr_engine_sample(e, e->logits, max_batch, smp, next, NULL, NULL, &err);
+            gpu_ms = (now_s() - t) / 5 * 1e3;
+        }
+        float *hl = st == VR_OK ? malloc((size_t)max_batch * c->vocab_size * sizeof(float)) : NULL;
+        if (hl) {
+            t = now_s();
+            be->ops->download(be, hl, e->logits, (size_t)max_batch * c->vocab_size * sizeof(float));
+            for (int i = 0; i < max_batch; i++) next[i] = vr_sampler_sample(smp[i], hl + (size_t)i * c->vocab_size);
+            host_ms = (now_s() - t) * 1e3;
+            free(hl);
+        }
+        for (int i = 0; i < max_batch; i++) vr_sampler_free(smp[i]);
+        if (st != VR_OK) goto fail;
+        printf("sampling %d rows (T 1, top-p 0.9, penalties): on the GPU %.3f ms; downloading the logits and sampling "
+               "on the host %.3f ms\n",
+               max_batch, gpu_ms, host_ms);
+    }
     if (gpu && e->w->head.data) { /* the few-row GEMV alone, on the head matrix: its bandwidth */
         const vr_tensor *hw = &e->w->head;
         float *dx = be->ops->alloc(be, (size_t)8 * c->n_embd * sizeof(float));

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "kernels/sample.h"
 #include "kernels/tensor.h"
 
 /* A run of consecutive activation rows that belong to one sequence (one session): rows
@@ -102,6 +103,15 @@ typedef struct vr_backend_ops {
      * HOST arrays ids/logit/logprob (logit, logprob may be NULL). */
     vr_status (*argmax_rows)(vr_backend *be, const float *logits, int m, int n, int32_t *ids, float *logit,
                              float *logprob, vr_error *err);
+    /* Token choice on the device for m rows of n logits (device memory): row i by the rule of
+     * kernels/sample.h with rows[i], after subtracting its penalties (pen_ids[j] loses pen_sub[j]
+     * for j in [pen_start[i], pen_start[i + 1]); host arrays, pen_start has m + 1 entries).
+     * Writes HOST ids and the chosen token's raw logit and log softmax (logit, logprob may be
+     * NULL); the logits are not modified. Sums run in another order than the host's, so a draw
+     * within double rounding of a boundary may take the neighbouring token. */
+    vr_status (*sample_rows)(vr_backend *be, const float *logits, int m, int n, const vr_sample_row *rows,
+                             const int32_t *pen_start, const int32_t *pen_ids, const float *pen_sub, int32_t *ids,
+                             float *logit, float *logprob, vr_error *err);
     /* Device memory in use now, in bytes, by every process on the device (for figures such as
      * memory per session: take differences). */
     size_t (*memory_in_use)(vr_backend *be);

@@ -294,6 +294,75 @@ vr_status vr_sessions_step(vr_engine *e, vr_session *const *sessions, const int3
     return step_device(e, sessions, tokens, n, logits, err);
 }
 
+vr_status vr_engine_sample(vr_engine *e, const float *logits, int m, vr_sampler *const *samplers, int32_t *next,
+                           float *next_logit, float *next_logprob, vr_error *err) {
+    if (m <= 0) return VR_OK;
+    const vr_backend_ops *op = e->be->ops;
+    const int V = e->cfg.vocab_size;
+    int all_greedy = 1;
+    for (int i = 0; i < m; i++) all_greedy &= vr_sampler_is_greedy(samplers[i]);
+    vr_status st = VR_OK;
+    if ((all_greedy && op->argmax_rows) || op->sample_rows) {
+        if (all_greedy && op->argmax_rows) {
+            st = op->argmax_rows(e->be, logits, m, V, next, next_logit, next_logprob, err);
+        } else {
+            vr_sample_row *rows = malloc((size_t)m * sizeof *rows);
+            int32_t *start = malloc((size_t)(m + 1) * sizeof *start);
+            int total = 0;
+            const int32_t *pid;
+            const float *psub;
+            for (int i = 0; i < m; i++) total += vr_sampler_penalties(samplers[i], &pid, &psub);
+            int32_t *ids = malloc((size_t)(total ? total : 1) * sizeof *ids);
+            float *sub = malloc((size_t)(total ? total : 1) * sizeof *sub);
+            if (!rows || !start || !ids || !sub) st = vr_error_set(err, VR_ERR_NOMEM, "out of memory sampling %d rows", m);
+            int at = 0;
+            for (int i = 0; st == VR_OK && i < m; i++) {
+                start[i] = at;
+                int k = vr_sampler_penalties(samplers[i], &pid, &psub);
+                memcpy(ids + at, pid, (size_t)k * sizeof *ids);
+                memcpy(sub + at, psub, (size_t)k * sizeof *sub);
+                at += k;
+                vr_sampler_row(samplers[i], &rows[i]);
+            }
+            if (st == VR_OK) {
+                start[m] = at;
+                st = op->sample_rows(e->be, logits, m, V, rows, start, ids, sub, next, next_logit, next_logprob, err);
+            }
+            free(rows);
+            free(start);
+            free(ids);
+            free(sub);
+        }
+        for (int i = 0; st == VR_OK && i < m; i++) vr_sampler_accept(samplers[i], next[i]);
+        return st;
+    }
+    /* on the host: the cpu backend's logits are host memory already; others download a row */
+    int in_place = e->be->device == VR_DEVICE_CPU;
+    float *host = in_place ? NULL : malloc((size_t)V * sizeof(float));
+    if (!in_place && !host) return vr_error_set(err, VR_ERR_NOMEM, "out of memory for a row of logits");
+    for (int i = 0; st == VR_OK && i < m; i++) {
+        const float *row = logits + (size_t)i * V;
+        if (!in_place) {
+            op->download(e->be, host, row, (size_t)V * sizeof(float));
+            if ((st = backend_check(e, VR_OK, err)) != VR_OK) break;
+            row = host;
+        }
+        next[i] = vr_sampler_sample(samplers[i], row);
+        if (next_logit) next_logit[i] = row[next[i]];
+        if (next_logprob) next_logprob[i] = (float)vr_logprob(row, V, next[i]);
+    }
+    free(host);
+    return st;
+}
+
+vr_status vr_sessions_step_sample(vr_engine *e, vr_session *const *sessions, const int32_t *tokens, int n,
+                                  vr_sampler *const *samplers, int32_t *next, float *next_logit, float *next_logprob,
+                                  vr_error *err) {
+    vr_status st = step_device(e, sessions, tokens, n, NULL, err);
+    if (st != VR_OK) return st;
+    return vr_engine_sample(e, e->logits, n, samplers, next, next_logit, next_logprob, err);
+}
+
 vr_status vr_sessions_step_greedy(vr_engine *e, vr_session *const *sessions, const int32_t *tokens, int n,
                                   int32_t *next, float *next_logit, float *next_logprob, vr_error *err) {
     if (n <= 0) return VR_OK;
@@ -346,15 +415,15 @@ vr_status vr_session_turn(vr_engine *e, vr_session *s, vr_sampler *sampler, cons
     if (st == VR_OK) memcpy(res->first_logits, logits, (size_t)V * sizeof(float));
     int32_t pending[2];
     int n_pending = 0;
-    /* greedy with a device argmax: after the first token the logits stay on the device */
-    int on_device = e->be->ops->argmax_rows && vr_sampler_is_greedy(sampler);
+    /* on a device that chooses tokens itself (argmax for greedy, or sample_rows), the logits
+     * stay there after the first token */
+    int on_device = e->be->ops->sample_rows || (e->be->ops->argmax_rows && vr_sampler_is_greedy(sampler));
     int32_t dev_tok = -1;
     float dev_logit = 0.0f, dev_logprob = 0.0f;
     while (st == VR_OK) {
         int32_t t;
         if (dev_tok >= 0) {
-            t = dev_tok;
-            vr_sampler_accept(sampler, t); /* the same bookkeeping vr_sampler_sample does */
+            t = dev_tok; /* already recorded by the sampler (vr_engine_sample) */
             res->logits[res->n_tokens] = dev_logit;
             res->logprobs[res->n_tokens] = dev_logprob;
         } else {
@@ -380,7 +449,7 @@ vr_status vr_session_turn(vr_engine *e, vr_session *s, vr_sampler *sampler, cons
             break;
         }
         vr_session *one = s;
-        if (on_device) st = vr_sessions_step_greedy(e, &one, &t, 1, &dev_tok, &dev_logit, &dev_logprob, err);
+        if (on_device) st = vr_sessions_step_sample(e, &one, &t, 1, &sampler, &dev_tok, &dev_logit, &dev_logprob, err);
         else st = vr_sessions_step(e, &one, &t, 1, logits, err);
     }
     /* leave the turn's end in the state: the stop token, or the last token and 261 */

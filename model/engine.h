@@ -93,6 +93,18 @@ vr_status vr_sessions_step(vr_engine *e, vr_session *const *sessions, const int3
 vr_status vr_sessions_step_greedy(vr_engine *e, vr_session *const *sessions, const int32_t *tokens, int n,
                                   int32_t *next, float *next_logit, float *next_logprob, vr_error *err);
 
+/* The next token for each of m rows of logits (device memory, [m, V]), each by its sampler,
+ * which records the choice as vr_sampler_sample does: on the device where the backend can
+ * (argmax_rows for all-greedy rows, else sample_rows: only ids and two floats per row come
+ * back), else on the host. next_logit / next_logprob (may be NULL): the raw logit and log
+ * softmax of the choice. */
+vr_status vr_engine_sample(vr_engine *e, const float *logits, int m, vr_sampler *const *samplers, int32_t *next,
+                           float *next_logit, float *next_logprob, vr_error *err);
+/* A decode step, then vr_engine_sample on its logits. */
+vr_status vr_sessions_step_sample(vr_engine *e, vr_session *const *sessions, const int32_t *tokens, int n,
+                                  vr_sampler *const *samplers, int32_t *next, float *next_logit, float *next_logprob,
+                                  vr_error *err);
+
 typedef struct vr_turn_options {
     int max_tokens;          /* > 0 */
     const int32_t *stop_tokens;

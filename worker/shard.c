@@ -231,8 +231,8 @@ static void handle_prepare(vr_rpc_call *call, void *ctx) {
 
 /* The last stage's choice for every run that asks for a token: the runs' last rows gathered,
  * the head over them 16 rows at a time (so each row's logits are bit-identical to a lone
- * row's), then per run its sampler: greedy runs take the device argmax (only ids and two
- * floats come back), the others download their row of logits for the host sampler. */
+ * row's), then each run's sampler through vr_engine_sample (on the device where the backend
+ * chooses tokens: only ids and two floats per run come back). */
 static vr_status sample_runs(vr_shard *s, Vrwkv__Internal__StepRequest *req, const vr_run *runs, int n,
                              const float *x, int32_t *tokens, float *tok_logit, float *tok_logprob, vr_error *err) {
     vr_engine *e = s->e;
@@ -241,8 +241,7 @@ static vr_status sample_runs(vr_shard *s, Vrwkv__Internal__StepRequest *req, con
     int32_t *which = malloc((size_t)n * sizeof *which), *last = malloc((size_t)n * sizeof *last);
     int32_t *ids = malloc((size_t)n * sizeof *ids);
     float *lg = malloc((size_t)n * sizeof *lg), *lp = malloc((size_t)n * sizeof *lp);
-    float *host = malloc((size_t)V * sizeof *host);
-    vr_status st = which && last && ids && lg && lp && host ? VR_OK : vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    vr_status st = which && last && ids && lg && lp ? VR_OK : vr_error_set(err, VR_ERR_NOMEM, "out of memory");
     int ns = 0;
     for (int i = 0; st == VR_OK && i < n; i++) {
         tokens[i] = -1;
@@ -281,33 +280,25 @@ static vr_status sample_runs(vr_shard *s, Vrwkv__Internal__StepRequest *req, con
             st = vr_rwkv_head(e->w, e->ws, rows + (size_t)k0 * C, ns - k0 < 16 ? ns - k0 : 16, logits + (size_t)k0 * V,
                               err);
     }
-    int on_device = be->ops->argmax_rows != NULL;
-    if (st == VR_OK && ns > 0 && on_device) st = be->ops->argmax_rows(be, logits, ns, V, ids, lg, lp, err);
+    vr_sampler **samplers = malloc((size_t)(ns ? ns : 1) * sizeof *samplers);
+    if (!samplers && st == VR_OK) st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
     for (int k = 0; st == VR_OK && k < ns; k++) {
         Vrwkv__Internal__Run *r = req->runs[which[k]];
-        vr_sampler *sampler = vr_slot_find(&s->slots, r->tenant, r->session)->sampler;
-        int32_t tok;
-        if (on_device && vr_sampler_is_greedy(sampler)) {
-            tok = ids[k];
-            vr_sampler_accept(sampler, tok);
-            tok_logit[which[k]] = lg[k];
-            tok_logprob[which[k]] = lp[k];
-        } else {
-            be->ops->download(be, host, logits + (size_t)k * V, (size_t)V * sizeof(float));
-            if ((st = vr_engine_check(e, err)) != VR_OK) break;
-            tok = vr_sampler_sample(sampler, host);
-            tok_logit[which[k]] = host[tok];
-            tok_logprob[which[k]] = (float)vr_logprob(host, V, tok);
-        }
-        tokens[which[k]] = tok;
+        samplers[k] = vr_slot_find(&s->slots, r->tenant, r->session)->sampler;
     }
+    if (st == VR_OK && ns > 0) st = vr_engine_sample(e, logits, ns, samplers, ids, lg, lp, err);
+    for (int k = 0; st == VR_OK && k < ns; k++) {
+        tokens[which[k]] = ids[k];
+        tok_logit[which[k]] = lg[k];
+        tok_logprob[which[k]] = lp[k];
+    }
+    free(samplers);
     if (st == VR_OK) st = vr_engine_check(e, err);
     free(which);
     free(last);
     free(ids);
     free(lg);
     free(lp);
-    free(host);
     return st;
 }
 

@@ -340,6 +340,7 @@ static vr_backend_ops make_ops(void) {
     o.destroy = cu_destroy;
     o.sync = cu_sync;
     o.argmax_rows = vrc_argmax_rows;
+    o.sample_rows = vrc_sample_rows;
     o.memory_in_use = cu_memory_in_use;
     o.host_alloc = cu_host_alloc;
     o.host_free = cu_host_free;

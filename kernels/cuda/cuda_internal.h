@@ -15,7 +15,11 @@ extern "C" {
 }
 
 /* Grow-only device scratch slots (contents do not survive the op that filled them). */
-enum { VRC_SCR_TABLE = 0, VRC_SCR_WTILE, VRC_SCR_PATCH, VRC_SCR_SCORES, VRC_SCR_XCONV, VRC_SCR_SAMPLE, VRC_SCR_N };
+enum {
+    VRC_SCR_TABLE = 0, VRC_SCR_WTILE, VRC_SCR_PATCH, VRC_SCR_SCORES, VRC_SCR_XCONV, VRC_SCR_SAMPLE,
+    /* sample_rows: its tables (rows, penalties, segment offsets), work arrays, CUB's temporary */
+    VRC_SCR_SROWS, VRC_SCR_SPEN, VRC_SCR_SOFF, VRC_SCR_SWORK, VRC_SCR_SCUB, VRC_SCR_N
+};
 
 /* Recording modes (graph_begin/graph_end): ops run (EAGER), are captured into a CUDA graph
  * (CAPTURE), or only refresh their host tables for a replay (REFILL: nothing is launched). */
@@ -133,5 +137,8 @@ void vrc_scatter_rows(vr_backend *be, const float *rows, const int32_t *perm, in
 /* sampling.cu */
 vr_status vrc_argmax_rows(vr_backend *be, const float *logits, int m, int n, int32_t *ids, float *logit,
                           float *logprob, vr_error *err);
+vr_status vrc_sample_rows(vr_backend *be, const float *logits, int m, int n, const vr_sample_row *rows,
+                          const int32_t *pen_start, const int32_t *pen_ids, const float *pen_sub, int32_t *ids,
+                          float *logit, float *logprob, vr_error *err);
 
 #endif

@@ -127,7 +127,7 @@ for spec in ${VRWKV_GPU_BENCH_SHAPES:-1b6:f16 1b6:bf16 3b:f16 7b:f16}; do
   [ $rc -eq 0 ] || { note "bench $shape $dtype: FAILED (rc $rc)"; fail=1; }
   rm -f "${VRWKV_GPU_BENCH_CACHE:-/tmp}/vrwkv-bench-$shape-$dtype.pth" # disk: 7b is 15 GB
 done
-grep -E "^(==|model|backend|prefill|decode|image encode|state|device memory|head GEMV)" "$OUT/bench.log" | tee -a "$SUMMARY"
+grep -E "^(==|model|backend|prefill|decode|image encode|state|device memory|head GEMV|sampling)" "$OUT/bench.log" | tee -a "$SUMMARY"
 
 if [ $fail -ne 0 ]; then
   note "result: FAILURES (see the logs)"
