@@ -133,6 +133,7 @@ int vr_cmd_worker(int argc, char **argv) {
                      {"threads", VR_ARG_STRING, "CPU threads", 0, 0, 0},
                      {"metrics-port", VR_ARG_STRING, "Prometheus /metrics port", 0, 0, 0},
                      {"backend", VR_ARG_STRING, "cpu (default) or cuda: GPU 0 of CUDA_VISIBLE_DEVICES, one process per GPU", 0, 0, 0},
+                     {"transport", VR_ARG_STRING, "shard: tcp (default) or nccl (links to NCCL neighbours; needs cuda)", 0, 0, 0},
                      {"help", VR_ARG_FLAG, "this help", 0, 0, 0}};
     int na = (int)(sizeof args / sizeof args[0]), npos = 0, rc = 1, bad = 0;
     const char **pos = NULL;
@@ -190,6 +191,12 @@ int vr_cmd_worker(int argc, char **argv) {
         o.threads = threads;
         o.metrics_port = metrics;
         o.backend = backend;
+        const char *transport = get(args, na, "transport");
+        if (transport && strcmp(transport, "tcp") && strcmp(transport, "nccl")) {
+            vr_error_set(&err, VR_ERR_INVALID, "--transport %s: expected tcp or nccl", transport);
+            FAIL("worker", 2);
+        }
+        o.nccl = transport && !strcmp(transport, "nccl");
         if (bad) FAIL("worker", 2);
         if (vr_shard_start(&o, &shard, &err) != VR_OK) FAIL("worker", 1);
         printf("shard worker (layers %d:%d) listening on %s\n", a, b, vr_shard_address(shard));

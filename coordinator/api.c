@@ -482,7 +482,7 @@ static void handle_register(vr_rpc_call *call, void *ctx) {
     }
     vr_error err = {0};
     vr_status st = vr_cluster_register(c, q->worker_id, q->address, q->transport_address, q->role, q->layer_first,
-                                       q->layer_last, q->model_fingerprint, &err);
+                                       q->layer_last, q->model_fingerprint, q->nccl, &err);
     vrwkv__internal__register_request__free_unpacked(q, NULL);
     if (st != VR_OK) {
         vr_log(VR_LOG_WARN, "register_refused", "error=%s", err.msg);

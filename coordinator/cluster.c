@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "coordinator/internal.h"
+#include "worker/transport.h"
 #include "proto/control.pb-c.h"
 
 int64_t vr_now_ms(void) {
@@ -18,7 +19,7 @@ int64_t vr_now_ms(void) {
 }
 
 vr_status vr_cluster_register(vr_coordinator *c, const char *id, const char *address, const char *transport_address,
-                              int role, int first, int last, uint64_t fingerprint, vr_error *err) {
+                              int role, int first, int last, uint64_t fingerprint, int nccl, vr_error *err) {
     if (fingerprint != c->fingerprint)
         return vr_error_set(err, VR_ERR_INVALID, "worker %s serves other weights than the coordinator's model", address);
     if (role == VRWKV__INTERNAL__WORKER_ROLE__WORKER_ROLE_SHARD &&
@@ -34,7 +35,7 @@ vr_status vr_cluster_register(vr_coordinator *c, const char *id, const char *add
     for (int i = 0; i < VR_MAX_WORKERS; i++) {
         vr_worker_entry *w = &c->workers[i];
         if (w->in_use && !strcmp(w->id, id) && !strcmp(w->address, address) && w->role == role &&
-            w->layer_first == first && w->layer_last == last &&
+            w->layer_first == first && w->layer_last == last && w->nccl == nccl &&
             !strcmp(w->transport_address, transport_address ? transport_address : "")) {
             w->alive = 1;
             w->last_seen_ms = vr_now_ms();
@@ -69,6 +70,7 @@ vr_status vr_cluster_register(vr_coordinator *c, const char *id, const char *add
     w->layer_first = first;
     w->layer_last = last;
     w->fingerprint = fingerprint;
+    w->nccl = nccl;
     w->last_seen_ms = vr_now_ms();
     w->ch = ch;
     if (role == VRWKV__INTERNAL__WORKER_ROLE__WORKER_ROLE_SHARD) c->pipeline_ok = 0; /* re-form with it */
@@ -117,21 +119,39 @@ static int form_pipeline(vr_coordinator *c, int *stages) {
     return n;
 }
 
+/* Assigns one stage. prev_nccl: the link from the previous stage is NCCL (the stage makes its
+ * id and returns it in prev_id[VR_NCCL_UNIQUE_ID_BYTES]); next_id: the link to the next stage is
+ * NCCL with that id (NULL: TCP to next). */
 static vr_status assign_stage(vr_worker_entry *w, uint64_t epoch, int stage, int n_stages, const char *next,
-                              vr_error *err) {
+                              int prev_nccl, const uint8_t *next_id, uint8_t *prev_id, vr_error *err) {
     Vrwkv__Internal__AssignRequest req = VRWKV__INTERNAL__ASSIGN_REQUEST__INIT;
     req.epoch = epoch;
     req.stage = stage;
     req.n_stages = n_stages;
-    req.next_transport_address = (char *)(next ? next : "");
+    req.next_transport_address = (char *)(next && !next_id ? next : "");
+    req.prev_nccl = prev_nccl;
+    if (next_id) {
+        req.next_nccl_id.data = (uint8_t *)next_id;
+        req.next_nccl_id.len = VR_NCCL_UNIQUE_ID_BYTES;
+    }
     uint8_t buf[1024];
     size_t len = vrwkv__internal__assign_request__get_packed_size(&req);
     if (len > sizeof buf) return vr_error_set(err, VR_ERR_INVALID, "address too long");
     vrwkv__internal__assign_request__pack(&req, buf);
     uint8_t *resp = NULL;
     size_t rl = 0;
+    /* an NCCL link's receiver answers at once; the joins happen in the stages' own threads */
     vr_status st = vr_rpc_unary(w->ch, "/vrwkv.internal.Shard/Assign", NULL, 0, buf, len, 10000, &resp, &rl, NULL,
                                 NULL, err);
+    if (st == VR_OK && prev_nccl) {
+        Vrwkv__Internal__AssignResponse *r = vrwkv__internal__assign_response__unpack(NULL, rl, resp);
+        if (!r || r->prev_nccl_id.len != VR_NCCL_UNIQUE_ID_BYTES)
+            st = vr_error_set(err, VR_ERR_FORMAT, "shard %s answered an NCCL assignment without a %d-byte id",
+                              w->address, VR_NCCL_UNIQUE_ID_BYTES);
+        else
+            memcpy(prev_id, r->prev_nccl_id.data, VR_NCCL_UNIQUE_ID_BYTES);
+        if (r) vrwkv__internal__assign_response__free_unpacked(r, NULL);
+    }
     free(resp);
     return st;
 }
@@ -176,12 +196,20 @@ static void *monitor_loop(void *p) {
                 vr_worker_entry snapshot[VR_MAX_WORKERS];
                 for (int s = 0; s < n; s++) snapshot[s] = c->workers[stages[s]];
                 pthread_mutex_unlock(&c->cluster_mu);
-                /* assign from the last stage backwards, so a stage's successor is listening */
+                /* assign from the last stage backwards, so a stage's successor is listening (TCP) or
+                 * has made the id of the NCCL link to it, which its predecessor then joins */
                 vr_status st = VR_OK;
                 vr_error err = {0};
-                for (int s = n - 1; s >= 0 && st == VR_OK; s--)
+                uint8_t link_id[VR_NCCL_UNIQUE_ID_BYTES];
+                int next_is_nccl = 0;
+                for (int s = n - 1; s >= 0 && st == VR_OK; s--) {
+                    int prev_nccl = s > 0 && snapshot[s].nccl && snapshot[s - 1].nccl;
+                    uint8_t prev_id[VR_NCCL_UNIQUE_ID_BYTES];
                     st = assign_stage(&snapshot[s], epoch, s, n, s + 1 < n ? snapshot[s + 1].transport_address : NULL,
-                                      &err);
+                                      prev_nccl, next_is_nccl ? link_id : NULL, prev_id, &err);
+                    next_is_nccl = prev_nccl;
+                    if (prev_nccl) memcpy(link_id, prev_id, sizeof link_id);
+                }
                 pthread_mutex_lock(&c->cluster_mu);
                 if (st == VR_OK && c->epoch == epoch) {
                     memcpy(c->pipeline, stages, sizeof(int) * (size_t)n);

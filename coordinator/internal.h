@@ -24,6 +24,7 @@ typedef struct vr_worker_entry {
     int role; /* VRWKV__INTERNAL__WORKER_ROLE__* */
     int layer_first, layer_last;
     uint64_t fingerprint;
+    int nccl; /* shards: links to NCCL-capable neighbours over NCCL */
     int64_t last_seen_ms;
     vr_rpc_channel *ch;
 } vr_worker_entry;
@@ -117,7 +118,7 @@ struct vr_coordinator {
 
 /* cluster.c */
 vr_status vr_cluster_register(vr_coordinator *c, const char *id, const char *address, const char *transport_address,
-                              int role, int first, int last, uint64_t fingerprint, vr_error *err);
+                              int role, int first, int last, uint64_t fingerprint, int nccl, vr_error *err);
 int vr_cluster_heartbeat(vr_coordinator *c, const char *id);
 vr_status vr_cluster_start_monitor(vr_coordinator *c, vr_error *err);
 void vr_cluster_stop_monitor(vr_coordinator *c);

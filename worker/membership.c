@@ -33,6 +33,7 @@ static int do_register(vr_membership *m) {
     req.layer_last = m->info.layer_last;
     req.model_fingerprint = m->info.fingerprint;
     req.max_sessions = m->info.max_sessions;
+    req.nccl = m->info.nccl;
     size_t len = vrwkv__internal__register_request__get_packed_size(&req);
     uint8_t *buf = malloc(len + 1);
     if (!buf) return 0;

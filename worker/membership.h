@@ -20,6 +20,7 @@ typedef struct vr_membership_info {
     int max_sessions;
     int (*live_sessions)(void *ctx); /* may be NULL */
     void *ctx;
+    int nccl; /* shards: can link to neighbours over NCCL */
 } vr_membership_info;
 
 vr_status vr_membership_start(const vr_membership_info *info, vr_membership **out, vr_error *err);

@@ -18,7 +18,7 @@
 #include "worker/slots.h"
 #include "worker/transport.h"
 
-enum { RECV_TIMEOUT_MS = 60000, CONNECT_TIMEOUT_MS = 5000 };
+enum { RECV_TIMEOUT_MS = 60000, CONNECT_TIMEOUT_MS = 5000, NCCL_JOIN_TIMEOUT_MS = 30000, MAX_JOINS = 16 };
 
 struct vr_shard {
     vr_shard_options opt;
@@ -48,6 +48,9 @@ struct vr_shard {
     pthread_mutex_t link_mu;
     pthread_cond_t link_cv;
     vr_transport *prev, *next;
+    /* NCCL links being joined (ncclCommInitRank waits for the peer): their threads, joined at stop */
+    pthread_t joins[MAX_JOINS];
+    int n_joins;
     int stop;
     uint64_t epoch;
     int stage, n_stages;
@@ -116,6 +119,81 @@ static void finish_packed(vr_rpc_call *call, const ProtobufCMessage *msg) {
 
 /* ------------------------------------------------------------------ Assign */
 
+/* ---- NCCL links ---- */
+
+typedef struct link_join {
+    vr_shard *s;
+    uint8_t id[VR_NCCL_UNIQUE_ID_BYTES];
+    int rank; /* 1: the link from the previous stage; 0: the link to the next */
+    uint64_t epoch;
+} link_join;
+
+/* Joins one link's 2-rank communicator; installs it as prev or next unless the pipeline was
+ * re-formed (another epoch) or the shard is stopping meanwhile. */
+static void *join_link(void *p) {
+    link_join *j = p;
+    vr_shard *s = j->s;
+    vr_transport *t = NULL;
+    vr_error err = {0};
+    vr_status st = vr_transport_nccl_create(j->id, 2, j->rank, 1 - j->rank, 0, NCCL_JOIN_TIMEOUT_MS, &t, &err);
+    pthread_mutex_lock(&s->link_mu);
+    int current = s->epoch == j->epoch && !s->stop;
+    if (st == VR_OK && current) {
+        vr_transport **slot = j->rank == 1 ? &s->prev : &s->next;
+        if (*slot) vr_transport_close(*slot);
+        *slot = t;
+        t = NULL;
+        pthread_cond_broadcast(&s->link_cv);
+    }
+    pthread_mutex_unlock(&s->link_mu);
+    if (t) vr_transport_close(t);
+    vr_log(st == VR_OK ? VR_LOG_INFO : VR_LOG_WARN, "nccl_link", "shard=%s epoch=%llu link=%s%s%s%s", s->address,
+           (unsigned long long)j->epoch, j->rank == 1 ? "prev" : "next", st == VR_OK ? " joined" : " error=",
+           st == VR_OK ? "" : err.msg, st == VR_OK && !current ? " (superseded)" : "");
+    free(j);
+    return NULL;
+}
+
+/* Starts join_link in a thread (with link_mu held). */
+static vr_status start_join(vr_shard *s, const uint8_t *id, int rank, vr_error *err) {
+    if (s->n_joins == MAX_JOINS) { /* reap the oldest: joins end within NCCL_JOIN_TIMEOUT_MS */
+        pthread_mutex_unlock(&s->link_mu);
+        pthread_join(s->joins[0], NULL);
+        pthread_mutex_lock(&s->link_mu);
+        memmove(s->joins, s->joins + 1, sizeof s->joins[0] * (MAX_JOINS - 1));
+        s->n_joins--;
+    }
+    link_join *j = calloc(1, sizeof *j);
+    if (!j) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    j->s = s;
+    memcpy(j->id, id, VR_NCCL_UNIQUE_ID_BYTES);
+    j->rank = rank;
+    j->epoch = s->epoch;
+    if (pthread_create(&s->joins[s->n_joins], NULL, join_link, j) != 0) {
+        free(j);
+        return vr_error_set(err, VR_ERR_INTERNAL, "cannot start a thread to join an NCCL link");
+    }
+    s->n_joins++;
+    return VR_OK;
+}
+
+/* The link to the next stage, waiting up to CONNECT_TIMEOUT_MS for it (an NCCL link is still
+ * being joined right after an assignment). */
+static vr_transport *wait_next(vr_shard *s) {
+    pthread_mutex_lock(&s->link_mu);
+    int64_t deadline = now_ms() + CONNECT_TIMEOUT_MS;
+    while (!s->next && s->n_stages > 0 && s->stage + 1 < s->n_stages && now_ms() < deadline) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&s->link_cv, &s->link_mu, &ts);
+    }
+    vr_transport *next = s->next;
+    pthread_mutex_unlock(&s->link_mu);
+    return next;
+}
+
 static void handle_assign(vr_rpc_call *call, void *ctx) {
     vr_shard *s = ctx;
     UNPACK(Vrwkv__Internal__AssignRequest, vrwkv__internal__assign_request, call, req);
@@ -129,7 +207,28 @@ static void handle_assign(vr_rpc_call *call, void *ctx) {
     s->stage = req->stage;
     s->n_stages = req->n_stages;
     pthread_mutex_unlock(&s->link_mu);
-    if (req->next_transport_address && *req->next_transport_address) {
+    uint8_t prev_id[VR_NCCL_UNIQUE_ID_BYTES];
+    int prev_nccl = req->prev_nccl;
+    if (req->prev_nccl && !s->opt.nccl)
+        st = vr_error_set(&err, VR_ERR_INVALID, "asked for an NCCL link, but this shard runs without --transport nccl");
+    if (st == VR_OK && req->prev_nccl) st = vr_nccl_unique_id(prev_id, &err);
+    if (st == VR_OK && req->prev_nccl) {
+        pthread_mutex_lock(&s->link_mu);
+        if (s->prev) vr_transport_close(s->prev);
+        s->prev = NULL;
+        st = start_join(s, prev_id, 1, &err);
+        pthread_mutex_unlock(&s->link_mu);
+    }
+    if (st == VR_OK && req->next_nccl_id.len) {
+        if (req->next_nccl_id.len != VR_NCCL_UNIQUE_ID_BYTES || !s->opt.nccl) {
+            st = vr_error_set(&err, VR_ERR_INVALID, "bad NCCL link to the next stage (%zu-byte id%s)",
+                              req->next_nccl_id.len, s->opt.nccl ? "" : "; this shard runs without --transport nccl");
+        } else {
+            pthread_mutex_lock(&s->link_mu);
+            st = start_join(s, req->next_nccl_id.data, 0, &err);
+            pthread_mutex_unlock(&s->link_mu);
+        }
+    } else if (st == VR_OK && req->next_transport_address && *req->next_transport_address) {
         char host[256];
         int port = 0;
         if (!split_host_port(req->next_transport_address, host, sizeof host, &port))
@@ -151,6 +250,10 @@ static void handle_assign(vr_rpc_call *call, void *ctx) {
         return;
     }
     Vrwkv__Internal__AssignResponse resp = VRWKV__INTERNAL__ASSIGN_RESPONSE__INIT;
+    if (prev_nccl) {
+        resp.prev_nccl_id.data = prev_id;
+        resp.prev_nccl_id.len = sizeof prev_id;
+    }
     finish_packed(call, &resp.base);
 }
 
@@ -385,9 +488,7 @@ static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_
     }
     if (st == VR_OK) st = vr_rwkv_layers(e->w, e->ws, x, runs, n, states, plans, s->first, s->last, err);
     if (st == VR_OK && !s->is_last) {
-        pthread_mutex_lock(&s->link_mu);
-        vr_transport *next = s->next;
-        pthread_mutex_unlock(&s->link_mu);
+        vr_transport *next = wait_next(s);
         float *host = malloc((size_t)rows * C * sizeof(float));
         if (!host) st = vr_error_set(err, VR_ERR_NOMEM, "out of memory for %d rows", rows);
         else e->be->ops->download(e->be, host, x, (size_t)rows * C * sizeof(float));
@@ -567,6 +668,13 @@ vr_status vr_shard_start(const vr_shard_options *o, vr_shard **out, vr_error *er
         s->is_first = s->first == 0;
         s->is_last = s->last == cfg.n_layer;
     }
+    if (st == VR_OK && o->nccl) {
+        uint8_t probe[VR_NCCL_UNIQUE_ID_BYTES];
+        if (!o->backend || strcmp(o->backend, "cuda"))
+            st = vr_error_set(err, VR_ERR_INVALID, "--transport nccl needs --backend cuda (one process per GPU)");
+        else if (vr_nccl_unique_id(probe, err) != VR_OK)
+            st = vr_error_wrap(err, "--transport nccl");
+    }
     vr_weights_select sel = {s->first, s->last, s->is_first, s->is_last, 0};
     vr_engine_options eo = {o->model_path, o->config_path, NULL, o->threads, &sel, o->backend};
     if (st == VR_OK) st = vr_engine_open(&eo, &s->e, err);
@@ -598,7 +706,7 @@ vr_status vr_shard_start(const vr_shard_options *o, vr_shard **out, vr_error *er
         if (o->coordinator) {
             vr_membership_info mi = {o->coordinator, s->address, s->transport_address,
                                      VRWKV__INTERNAL__WORKER_ROLE__WORKER_ROLE_SHARD, s->first, s->last,
-                                     s->e->w->fingerprint, s->opt.max_sessions, live_sessions, s};
+                                     s->e->w->fingerprint, s->opt.max_sessions, live_sessions, s, s->opt.nccl};
             st = vr_membership_start(&mi, &s->membership, err);
         }
     }
@@ -620,6 +728,8 @@ void vr_shard_stop(vr_shard *s) {
     pthread_mutex_lock(&s->link_mu);
     s->stop = 1;
     pthread_mutex_unlock(&s->link_mu);
+    for (int i = 0; i < s->n_joins; i++) pthread_join(s->joins[i], NULL); /* they see stop and discard */
+    s->n_joins = 0;
     if (s->listener) {
         pthread_join(s->accept_thread, NULL);
         vr_transport_listener_close(s->listener);

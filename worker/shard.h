@@ -24,6 +24,8 @@ typedef struct vr_shard_options {
     int threads;
     int metrics_port;             /* < 0: no metrics endpoint */
     const char *backend;          /* "cpu" (NULL) or "cuda" (GPU 0 of CUDA_VISIBLE_DEVICES: one process per GPU) */
+    int nccl;                     /* links to neighbours that have it too go over NCCL (needs backend cuda;
+                                   * the coordinator hands out the links' ids when it assigns the pipeline) */
 } vr_shard_options;
 
 vr_status vr_shard_start(const vr_shard_options *o, vr_shard **out, vr_error *err);

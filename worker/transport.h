@@ -101,8 +101,11 @@ vr_status vr_transport_tcp_set_limits(vr_transport *t, size_t max_frame, int sen
  * coordinator hands it to the other ranks. */
 vr_status vr_nccl_unique_id(void *id, vr_error *err);
 /* Joins the nranks-rank communicator named by unique_id as rank on CUDA device `device`, and
- * returns a transport that exchanges frames with rank `peer` (may equal rank). */
-vr_status vr_transport_nccl_create(const void *unique_id, int nranks, int rank, int peer, int device,
+ * returns a transport that exchanges frames with rank `peer` (may equal rank). The join is
+ * non-blocking underneath: when the other ranks have not all joined within timeout_ms (< 0:
+ * no limit) the communicator is aborted and VR_ERR_CANCELLED returned. A pipeline link is a
+ * 2-rank communicator: the receiving stage is rank 1, the sending stage rank 0. */
+vr_status vr_transport_nccl_create(const void *unique_id, int nranks, int rank, int peer, int device, int timeout_ms,
                                    vr_transport **out, vr_error *err);
 
 /* CRC-32C (Castagnoli) of buf, continuing from crc (start with 0). Exposed for tests and tools. */

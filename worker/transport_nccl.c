@@ -18,9 +18,9 @@ vr_status vr_nccl_unique_id(void *id, vr_error *err) {
                         "installed, or use the TCP transport");
 }
 
-vr_status vr_transport_nccl_create(const void *unique_id, int nranks, int rank, int peer, int device,
+vr_status vr_transport_nccl_create(const void *unique_id, int nranks, int rank, int peer, int device, int timeout_ms,
                                    vr_transport **out, vr_error *err) {
-    (void)unique_id, (void)nranks, (void)rank, (void)peer, (void)device;
+    (void)unique_id, (void)nranks, (void)rank, (void)peer, (void)device, (void)timeout_ms;
     *out = NULL;
     return vr_nccl_unique_id(NULL, err);
 }
@@ -59,6 +59,15 @@ typedef struct nccl_transport {
 
 static vr_status nccl_fail(vr_error *err, vr_status code, const char *what, ncclResult_t r) {
     return vr_error_set(err, code, "NCCL %s: %s", what, ncclGetErrorString(r));
+}
+
+/* A non-blocking communicator may answer a call with ncclInProgress: the call is then still
+ * being enqueued; wait until it is (or failed) before anything else touches the communicator. */
+static ncclResult_t settle(ncclComm_t comm, ncclResult_t r) {
+    while (r == ncclInProgress) {
+        if (ncclCommGetAsyncError(comm, &r) != ncclSuccess) return ncclInternalError;
+    }
+    return r;
 }
 
 static double now_ms(void) {
@@ -140,7 +149,7 @@ static vr_status send_self(nccl_transport *t, uint64_t tag, const void *data, si
     ncclResult_t r = ncclGroupStart();
     if (r == ncclSuccess) r = ncclSend(t->send_buf, total, ncclUint8, t->peer, t->comm, t->send_stream);
     if (r == ncclSuccess) r = ncclRecv(t->recv_buf, total, ncclUint8, t->peer, t->comm, t->send_stream);
-    ncclResult_t r2 = ncclGroupEnd();
+    ncclResult_t r2 = settle(t->comm, ncclGroupEnd());
     pthread_mutex_unlock(&t->enqueue);
     if (r == ncclSuccess) r = r2;
     if (r != ncclSuccess) {
@@ -188,9 +197,9 @@ static vr_status nccl_send(vr_transport *base, uint64_t tag, const void *data, s
     if (e != cudaSuccess)
         return vr_error_set(err, VR_ERR_INTERNAL, "NCCL transport: staging a frame: %s", cudaGetErrorString(e));
     pthread_mutex_lock(&t->enqueue);
-    ncclResult_t r = ncclSend(t->send_buf, HDR, ncclUint8, t->peer, t->comm, t->send_stream);
+    ncclResult_t r = settle(t->comm, ncclSend(t->send_buf, HDR, ncclUint8, t->peer, t->comm, t->send_stream));
     if (r == ncclSuccess && len)
-        r = ncclSend((uint8_t *)t->send_buf + HDR, len, ncclUint8, t->peer, t->comm, t->send_stream);
+        r = settle(t->comm, ncclSend((uint8_t *)t->send_buf + HDR, len, ncclUint8, t->peer, t->comm, t->send_stream));
     pthread_mutex_unlock(&t->enqueue);
     if (r != ncclSuccess) {
         t->broken = 1;
@@ -229,7 +238,7 @@ static vr_status nccl_recv(vr_transport *base, uint64_t expected_tag, void **dat
     vr_status st = grow(&t->recv_buf, &t->recv_cap, HDR, err);
     if (st != VR_OK) return st;
     pthread_mutex_lock(&t->enqueue);
-    ncclResult_t r = ncclRecv(t->recv_buf, HDR, ncclUint8, t->peer, t->comm, t->recv_stream);
+    ncclResult_t r = settle(t->comm, ncclRecv(t->recv_buf, HDR, ncclUint8, t->peer, t->comm, t->recv_stream));
     pthread_mutex_unlock(&t->enqueue);
     if (r != ncclSuccess) {
         t->broken = 1;
@@ -255,7 +264,7 @@ static vr_status nccl_recv(vr_transport *base, uint64_t expected_tag, void **dat
             return st;
         }
         pthread_mutex_lock(&t->enqueue);
-        r = ncclRecv(t->recv_buf, (size_t)n, ncclUint8, t->peer, t->comm, t->recv_stream);
+        r = settle(t->comm, ncclRecv(t->recv_buf, (size_t)n, ncclUint8, t->peer, t->comm, t->recv_stream));
         pthread_mutex_unlock(&t->enqueue);
         if (r != ncclSuccess) {
             free(host);
@@ -310,7 +319,7 @@ vr_status vr_nccl_unique_id(void *id, vr_error *err) {
     return VR_OK;
 }
 
-vr_status vr_transport_nccl_create(const void *unique_id, int nranks, int rank, int peer, int device,
+vr_status vr_transport_nccl_create(const void *unique_id, int nranks, int rank, int peer, int device, int timeout_ms,
                                    vr_transport **out, vr_error *err) {
     *out = NULL;
     if (!unique_id || nranks < 1 || rank < 0 || rank >= nranks || peer < 0 || peer >= nranks)
@@ -341,8 +350,26 @@ vr_status vr_transport_nccl_create(const void *unique_id, int nranks, int rank, 
     }
     ncclUniqueId u;
     memcpy(&u, unique_id, sizeof u);
-    ncclResult_t r = ncclCommInitRank(&t->comm, nranks, u, rank);
+    /* non-blocking, so that a peer that never joins costs timeout_ms, not a hung thread */
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    ncclResult_t r = ncclCommInitRankConfig(&t->comm, nranks, u, rank, &config);
+    double start = now_ms();
+    while (r == ncclInProgress) {
+        if (timeout_ms >= 0 && now_ms() - start > timeout_ms) {
+            ncclCommAbort(t->comm);
+            t->comm = NULL;
+            nccl_close(&t->base);
+            return vr_error_set(err, VR_ERR_CANCELLED,
+                                "NCCL transport: rank %d of %d did not join within %d ms (the communicator was aborted)",
+                                peer, nranks, timeout_ms);
+        }
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+        if (ncclCommGetAsyncError(t->comm, &r) != ncclSuccess) r = ncclInternalError;
+    }
     if (r != ncclSuccess) {
+        if (t->comm) ncclCommAbort(t->comm);
         t->comm = NULL;
         nccl_close(&t->base);
         return nccl_fail(err, VR_ERR_UNAVAILABLE, "joining the communicator", r);

@@ -118,7 +118,7 @@ vr_status vr_vision_worker_start(const vr_vision_worker_options *o, vr_vision_wo
         snprintf(w->address, sizeof w->address, "%s:%d", w->opt.host, port);
         if (o->coordinator) {
             vr_membership_info mi = {o->coordinator, w->address, NULL, VRWKV__INTERNAL__WORKER_ROLE__WORKER_ROLE_VISION,
-                                     0, 0, w->e->w->fingerprint, 0, NULL, NULL};
+                                     0, 0, w->e->w->fingerprint, 0, NULL, NULL, 0};
             st = vr_membership_start(&mi, &w->membership, err);
         }
     }

@@ -155,6 +155,12 @@ with tempfile.TemporaryDirectory() as tmp:
         (["run"] + tiny + ["--prompt", "see <image> here"], "<image>"),
         (["tokenize", "--vocab", os.path.join(tmp, "missing.txt"), "x"], "missing.txt"),
         (["frobnicate"], "frobnicate"),
+        (["worker", "--role", "shard", "--layers", "0:2", "--coordinator", "127.0.0.1:1", "--model",
+          os.path.join(FIX, "tiny/model.pth"), "--config", os.path.join(FIX, "tiny/model.json"), "--transport", "nccl"],
+         "--backend cuda"),
+        (["worker", "--role", "shard", "--layers", "0:2", "--coordinator", "127.0.0.1:1", "--model",
+          os.path.join(FIX, "tiny/model.pth"), "--transport", "pigeon"], "pigeon"),
+        (["serve", "--model", os.path.join(FIX, "tiny/model.pth"), "--vocab", VOCAB, "--backend", "tpu"], "tpu"),
     ]:
         p = run(args, ok=False)
         err = p.stderr.decode(errors="replace").strip()

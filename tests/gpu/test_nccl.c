@@ -31,7 +31,7 @@ static void one_rank(void) {
     uint8_t id[VR_NCCL_UNIQUE_ID_BYTES];
     vr_error err = {0};
     vr_transport *t = NULL;
-    if (vr_nccl_unique_id(id, &err) != VR_OK || vr_transport_nccl_create(id, 1, 0, 0, 0, &t, &err) != VR_OK) {
+    if (vr_nccl_unique_id(id, &err) != VR_OK || vr_transport_nccl_create(id, 1, 0, 0, 0, 30000, &t, &err) != VR_OK) {
         CHECK(0, "one-rank communicator: %s", err.msg);
         return;
     }
@@ -76,7 +76,7 @@ static void *rank_main(void *p) {
     two_rank_arg *a = p;
     vr_error err = {0};
     vr_transport *t = NULL;
-    if (vr_transport_nccl_create(a->id, 2, a->rank, 1 - a->rank, a->rank, &t, &err) != VR_OK) {
+    if (vr_transport_nccl_create(a->id, 2, a->rank, 1 - a->rank, a->rank, 30000, &t, &err) != VR_OK) {
         a->failed = 1;
         snprintf(a->msg, sizeof a->msg, "rank %d: %s", a->rank, err.msg);
         return NULL;
