@@ -177,21 +177,25 @@ static vr_status start_join(vr_shard *s, const uint8_t *id, int rank, vr_error *
     return VR_OK;
 }
 
-/* The link to the next stage, waiting up to CONNECT_TIMEOUT_MS for it (an NCCL link is still
- * being joined right after an assignment). */
-static vr_transport *wait_next(vr_shard *s) {
+/* The link from the previous stage (prev = 1) or to the next one, waiting up to
+ * CONNECT_TIMEOUT_MS for it: a TCP predecessor may still be connecting, an NCCL link still
+ * being joined right after an assignment. NULL when none came. */
+static vr_transport *wait_link(vr_shard *s, int prev) {
     pthread_mutex_lock(&s->link_mu);
     int64_t deadline = now_ms() + CONNECT_TIMEOUT_MS;
-    while (!s->next && s->n_stages > 0 && s->stage + 1 < s->n_stages && now_ms() < deadline) {
+    for (;;) {
+        vr_transport *t = prev ? s->prev : s->next;
+        int expected = prev || (s->n_stages > 0 && s->stage + 1 < s->n_stages);
+        if (t || !expected || now_ms() >= deadline) {
+            pthread_mutex_unlock(&s->link_mu);
+            return t;
+        }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 100000000L;
         if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
         pthread_cond_timedwait(&s->link_cv, &s->link_mu, &ts);
     }
-    vr_transport *next = s->next;
-    pthread_mutex_unlock(&s->link_mu);
-    return next;
 }
 
 static void handle_assign(vr_rpc_call *call, void *ctx) {
@@ -466,17 +470,7 @@ static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_
             st = vr_rwkv_embed(e->w, r->ids, (int)r->n_ids, features, r->n_img, x + (size_t)runs[i].offset * C, err);
         }
     } else if (st == VR_OK) {
-        pthread_mutex_lock(&s->link_mu);
-        int64_t deadline = now_ms() + CONNECT_TIMEOUT_MS;
-        while (!s->prev && now_ms() < deadline) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 100000000L;
-            if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-            pthread_cond_timedwait(&s->link_cv, &s->link_mu, &ts);
-        }
-        vr_transport *prev = s->prev;
-        pthread_mutex_unlock(&s->link_mu);
+        vr_transport *prev = wait_link(s, 1);
         size_t len = 0;
         if (!prev) st = vr_error_set(err, VR_ERR_UNAVAILABLE, "no connection from the previous stage");
         else st = vr_transport_recv(prev, req->step_id, &frame, &len, RECV_TIMEOUT_MS, err);
@@ -488,7 +482,7 @@ static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_
     }
     if (st == VR_OK) st = vr_rwkv_layers(e->w, e->ws, x, runs, n, states, plans, s->first, s->last, err);
     if (st == VR_OK && !s->is_last) {
-        vr_transport *next = wait_next(s);
+        vr_transport *next = wait_link(s, 0);
         float *host = malloc((size_t)rows * C * sizeof(float));
         if (!host) st = vr_error_set(err, VR_ERR_NOMEM, "out of memory for %d rows", rows);
         else e->be->ops->download(e->be, host, x, (size_t)rows * C * sizeof(float));
