@@ -25,6 +25,16 @@ typedef struct vr_run {
 
 typedef struct vr_backend vr_backend;
 
+/* What a fused linear does with each result (linear_epi). */
+typedef enum {
+    VR_EPI_TANH = 1,
+    VR_EPI_SILU,
+    VR_EPI_RELU_SQ,
+    VR_EPI_SIGMOID,
+    VR_EPI_DECAY,
+    VR_EPI_GATE_ADD
+} vr_epilogue;
+
 typedef struct vr_backend_ops {
     /* memory */
     void *(*alloc)(vr_backend *be, size_t bytes); /* zeroed; NULL on failure */
@@ -93,6 +103,21 @@ typedef struct vr_backend_ops {
     void (*scatter_rows)(vr_backend *be, const float *rows, const int32_t *perm, int m, int n, float *x);
 
     /* ---- optional (NULL where a backend has nothing to add; callers check) ---- */
+    /* Fused ops: fewer launches for a decode step. Each equals the composition of the ops above
+     * that it names (model/ composes them where these are NULL). */
+    /* y = epi(x @ W^T): s = (x @ W^T)[r, c], then
+     *   VR_EPI_TANH / SILU / RELU_SQ / SIGMOID: y = that op's function of s;
+     *   VR_EPI_DECAY: y = exp(-exp(aux[c] + s)) (the decay op, base aux [n]);
+     *   VR_EPI_GATE_ADD: y[r, c] = y[r, c] + sigmoid(s) * aux[r * n + c] (sigmoid, mul, add). */
+    void (*linear_epi)(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, vr_epilogue epi,
+                       const float *aux, float *y);
+    /* y = x + sx * (maa + mm @ W^T): the linear of mm [m, k] (row stride ldm) by W [n, k], then
+     * ddlerp with it as the lora (row stride n). */
+    void (*ddlerp_lora)(vr_backend *be, const float *x, const float *sx, int m, int n, const float *maa,
+                        const float *mm, int k, int ldm, const vr_tensor *w, float *y);
+    /* group_norm, then y *= g elementwise (the mul op). */
+    void (*group_norm_mul)(vr_backend *be, const float *x, int m, int groups, int gsize, const float *w,
+                           const float *b, float eps, const float *g, float *y);
     /* Releases the backend and everything it holds (vr_backend_free calls it; NULL: free(be)). */
     void (*destroy)(vr_backend *be);
     /* Waits for queued device work and reports the first failure since the last call (ops

@@ -139,6 +139,53 @@ static void permute_runs(const vr_weights *w, vr_workspace *ws, float *x, const 
     }
 }
 
+/* ---- fused where the backend has it, composed otherwise (the same results) ---- */
+
+static void linear_epi(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, vr_epilogue epi,
+                       const float *aux, float *y, float *tmp) {
+    const vr_backend_ops *op = be->ops;
+    if (op->linear_epi) {
+        op->linear_epi(be, x, m, k, ldx, w, epi, aux, y);
+        return;
+    }
+    const int n = (int)w->shape[0];
+    const size_t mn = (size_t)m * n;
+    float *s = epi == VR_EPI_GATE_ADD ? tmp : y; /* GATE_ADD adds into y: the product goes elsewhere */
+    op->linear(be, x, m, k, ldx, w, NULL, 0.0f, s);
+    switch (epi) {
+    case VR_EPI_TANH: op->tanh_(be, y, mn); break;
+    case VR_EPI_SILU: op->silu(be, y, mn); break;
+    case VR_EPI_RELU_SQ: op->relu_sq(be, y, mn); break;
+    case VR_EPI_SIGMOID: op->sigmoid(be, y, mn); break;
+    case VR_EPI_DECAY: op->decay(be, y, aux, m, n, y); break;
+    case VR_EPI_GATE_ADD:
+        op->sigmoid(be, s, mn);
+        op->mul(be, s, aux, s, mn);
+        op->add(be, y, s, y, mn);
+        break;
+    }
+}
+
+static void ddlerp_lora(vr_backend *be, const float *x, const float *sx, int m, int n, const float *maa,
+                        const float *mm, int k, int ldm, const vr_tensor *w, float *lora, float *y) {
+    if (be->ops->ddlerp_lora) {
+        be->ops->ddlerp_lora(be, x, sx, m, n, maa, mm, k, ldm, w, y);
+        return;
+    }
+    be->ops->linear(be, mm, m, k, ldm, w, NULL, 0.0f, lora);
+    be->ops->ddlerp(be, x, sx, m, n, maa, lora, n, y);
+}
+
+static void group_norm_mul(vr_backend *be, const float *x, int m, int groups, int gsize, const float *w,
+                           const float *b, float eps, const float *g, float *y) {
+    if (be->ops->group_norm_mul) {
+        be->ops->group_norm_mul(be, x, m, groups, gsize, w, b, eps, g, y);
+        return;
+    }
+    be->ops->group_norm(be, x, m, groups, gsize, w, b, eps, y);
+    be->ops->mul(be, y, g, y, (size_t)m * groups * gsize);
+}
+
 static vr_status layer_forward(const vr_weights *w, vr_workspace *ws, float *x, int rows, const vr_run *runs,
                                int n_runs, vr_state *const *states, int li, vr_error *err) {
     vr_backend *be = w->be;
@@ -177,27 +224,20 @@ static vr_status layer_forward(const vr_weights *w, vr_workspace *ws, float *x, 
     for (int i = 0; i < n_runs; i++) shift[i] = vr_state_att_shift(states[i], li);
     op->token_shift(be, xa, C, runs, n_runs, shift, sx);
     op->ddlerp(be, xa, sx, rows, C, L->maa_x, NULL, 0, xxx);
-    op->linear(be, xxx, rows, C, C, &L->maa_w1, NULL, 0.0f, m);
-    op->tanh_(be, m, (size_t)rows * 5 * DM);
+    linear_epi(be, xxx, rows, C, C, &L->maa_w1, VR_EPI_TANH, NULL, m, NULL);
     const float *maa[5] = {L->maa_w, L->maa_k, L->maa_v, L->maa_r, L->maa_g};
     float *mixed[5] = {xw, xk, xv, xr, xg};
-    for (int j = 0; j < 5; j++) {
-        op->linear(be, m + (size_t)j * DM, rows, DM, 5 * DM, &L->maa_w2[j], NULL, 0.0f, lora);
-        op->ddlerp(be, xa, sx, rows, C, maa[j], lora, C, mixed[j]);
-    }
+    for (int j = 0; j < 5; j++)
+        ddlerp_lora(be, xa, sx, rows, C, maa[j], m + (size_t)j * DM, DM, 5 * DM, &L->maa_w2[j], lora, mixed[j]);
     op->linear(be, xr, rows, C, C, &L->att_r, NULL, 0.0f, r);
     op->linear(be, xk, rows, C, C, &L->att_k, NULL, 0.0f, k);
     op->linear(be, xv, rows, C, C, &L->att_v, NULL, 0.0f, v);
-    op->linear(be, xg, rows, C, C, &L->att_g, NULL, 0.0f, g);
-    op->silu(be, g, RA);
-    op->linear(be, xw, rows, C, C, &L->decay_w1, NULL, 0.0f, d1);
-    op->tanh_(be, d1, (size_t)rows * DD);
-    op->linear(be, d1, rows, DD, DD, &L->decay_w2, NULL, 0.0f, lora);
-    op->decay(be, lora, L->time_decay, rows, A, dw);
+    linear_epi(be, xg, rows, C, C, &L->att_g, VR_EPI_SILU, NULL, g, NULL);
+    linear_epi(be, xw, rows, C, C, &L->decay_w1, VR_EPI_TANH, NULL, d1, NULL);
+    linear_epi(be, d1, rows, DD, DD, &L->decay_w2, VR_EPI_DECAY, L->time_decay, dw, NULL);
     for (int i = 0; i < n_runs; i++) wkv[i] = vr_state_wkv(states[i], li);
     op->wkv6(be, r, k, v, dw, L->time_faaaa, H, N, runs, n_runs, wkv, y);
-    op->group_norm(be, y, rows, H, N, L->lnx_w, L->lnx_b, cfg->ln_x_eps, y);
-    op->mul(be, y, g, y, RA);
+    group_norm_mul(be, y, rows, H, N, L->lnx_w, L->lnx_b, cfg->ln_x_eps, g, y);
     op->linear(be, y, rows, A, A, &L->att_o, NULL, 1.0f, x);
 
     /* channel mix */
@@ -206,13 +246,9 @@ static vr_status layer_forward(const vr_weights *w, vr_workspace *ws, float *x, 
     op->token_shift(be, xa, C, runs, n_runs, shift, sx);
     op->ddlerp(be, xa, sx, rows, C, L->ffn_maa_k, NULL, 0, xk);
     op->ddlerp(be, xa, sx, rows, C, L->ffn_maa_r, NULL, 0, xr);
-    op->linear(be, xk, rows, C, C, &L->ffn_k, NULL, 0.0f, ffk);
-    op->relu_sq(be, ffk, (size_t)rows * F);
+    linear_epi(be, xk, rows, C, C, &L->ffn_k, VR_EPI_RELU_SQ, NULL, ffk, NULL);
     op->linear(be, ffk, rows, F, F, &L->ffn_v, NULL, 0.0f, xv);
-    op->linear(be, xr, rows, C, C, &L->ffn_r, NULL, 0.0f, xg);
-    op->sigmoid(be, xg, RC);
-    op->mul(be, xg, xv, xg, RC);
-    op->add(be, x, xg, x, RC);
+    linear_epi(be, xr, rows, C, C, &L->ffn_r, VR_EPI_GATE_ADD, xv, x, xg); /* x += sigmoid(r) * v */
     free(shift);
     free(wkv);
     return VR_OK;

@@ -341,6 +341,9 @@ static vr_backend_ops make_ops(void) {
     o.sync = cu_sync;
     o.argmax_rows = vrc_argmax_rows;
     o.sample_rows = vrc_sample_rows;
+    o.linear_epi = vrc_linear_epi;
+    o.ddlerp_lora = vrc_ddlerp_lora;
+    o.group_norm_mul = vrc_group_norm_mul;
     o.memory_in_use = cu_memory_in_use;
     o.host_alloc = cu_host_alloc;
     o.host_free = cu_host_free;

@@ -18,7 +18,9 @@ extern "C" {
 enum {
     VRC_SCR_TABLE = 0, VRC_SCR_WTILE, VRC_SCR_PATCH, VRC_SCR_SCORES, VRC_SCR_XCONV, VRC_SCR_SAMPLE,
     /* sample_rows: its tables (rows, penalties, segment offsets), work arrays, CUB's temporary */
-    VRC_SCR_SROWS, VRC_SCR_SPEN, VRC_SCR_SOFF, VRC_SCR_SWORK, VRC_SCR_SCUB, VRC_SCR_N
+    VRC_SCR_SROWS, VRC_SCR_SPEN, VRC_SCR_SOFF, VRC_SCR_SWORK, VRC_SCR_SCUB,
+    VRC_SCR_EPI, /* a fused linear's products (many rows, GATE_ADD) */
+    VRC_SCR_N
 };
 
 /* Recording modes (graph_begin/graph_end): ops run (EAGER), are captured into a CUDA graph
@@ -109,6 +111,10 @@ void vrc_graphs_free(vr_backend *be);
 void vrc_linear(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, const vr_tensor *bias,
                 float beta, float *y);
 void vrc_embedding(vr_backend *be, const int32_t *ids, int n, const vr_tensor *table, float *out);
+void vrc_linear_epi(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, vr_epilogue epi,
+                    const float *aux, float *y);
+void vrc_ddlerp_lora(vr_backend *be, const float *x, const float *sx, int m, int n, const float *maa, const float *mm,
+                     int k, int ldm, const vr_tensor *w, float *y);
 void vrc_attention(vr_backend *be, const float *q, const float *k, const float *v, int L, int heads, int hd,
                    float *out);
 void vrc_patch_embed(vr_backend *be, const float *pixels, int S, int P, const vr_tensor *w, float *out);
@@ -117,6 +123,8 @@ void vrc_layer_norm(vr_backend *be, const float *x, int m, int n, const float *w
                     float *y);
 void vrc_group_norm(vr_backend *be, const float *x, int m, int groups, int gsize, const float *w, const float *b,
                     float eps, float *y);
+void vrc_group_norm_mul(vr_backend *be, const float *x, int m, int groups, int gsize, const float *w, const float *b,
+                        float eps, const float *g, float *y);
 void vrc_token_shift(vr_backend *be, const float *x, int n, const vr_run *runs, int n_runs, float *const *shift_states,
                      float *sx);
 void vrc_ddlerp(vr_backend *be, const float *x, const float *sx, int m, int n, const float *maa, const float *lora,

@@ -45,13 +45,33 @@ template <int WT> __device__ __forceinline__ void load_w8(const void *w, size_t 
     }
 }
 
+/* What becomes of a GEMV result s at y[idx] (column col): epi 0 is the plain linear (beta 0 or
+ * 1); the others are vr_epilogue's, each the same float expression as the op it replaces
+ * (cuda_ops.cu), unfused where the CPU's C has no contraction. */
+__device__ __forceinline__ float apply_epi(int epi, float s, const float *out, const float *aux, size_t idx, int col,
+                                           float beta) {
+    switch (epi) {
+    case VR_EPI_TANH: return tanhf(s);
+    case VR_EPI_SILU: return s / (1.0f + expf(-s));
+    case VR_EPI_RELU_SQ: {
+        float p = s > 0.0f ? s : 0.0f;
+        return p * p;
+    }
+    case VR_EPI_SIGMOID: return 1.0f / (1.0f + expf(-s));
+    case VR_EPI_DECAY: return expf(-expf(aux[col] + s));
+    case VR_EPI_GATE_ADD: return __fadd_rn(*out, __fmul_rn(1.0f / (1.0f + expf(-s)), aux[idx]));
+    default: return beta != 0.0f ? *out + s : s;
+    }
+}
+
 /* y[i, j] (= or +=) dot(x[i, :], w[j, :]) for i < m (<= MB): one warp per R consecutive weight
  * rows, so each x element loaded is used R times and each weight element MB times (register
  * blocking: what bounds a few-row GEMV is the x traffic through L1, not the weights). */
 template <int WT, int MB, int R>
 __global__ void __launch_bounds__(256) gemv_kernel(const float *__restrict__ x, int m, int k, int ldx,
                                                   const void *__restrict__ w, int n, float beta,
-                                                  float *__restrict__ y, int vec) {
+                                                  float *__restrict__ y, int vec, int epi,
+                                                  const float *__restrict__ aux) {
     int j0 = (int)((blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5) * R;
     int lane = threadIdx.x & 31;
     if (j0 >= n) return;
@@ -102,8 +122,8 @@ __global__ void __launch_bounds__(256) gemv_kernel(const float *__restrict__ x, 
             float s = acc[i][r];
             for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
             if (lane == 0 && i < m && j0 + r < n) {
-                float *out = y + (size_t)i * n + j0 + r;
-                *out = beta != 0.0f ? *out + s : s;
+                size_t idx = (size_t)i * n + j0 + r;
+                y[idx] = apply_epi(epi, s, y + idx, aux, idx, j0 + r, beta);
             }
         }
     }
@@ -132,37 +152,42 @@ template <int WT> __global__ void add_bias_kernel(float *y, int m, int n, const 
 
 static int wt_of(vr_dtype t) { return t == VR_F32 ? 0 : t == VR_F16 ? 1 : t == VR_BF16 ? 2 : -1; }
 
+typedef struct gemv_epi {
+    int epi;
+    const float *aux;
+} gemv_epi;
+
 template <int WT, int MB, int R>
 static void gemv_launch(cudaStream_t s, const float *x, int m, int k, int ldx, const void *w, int n, float beta,
-                        float *y, int vec) {
+                        float *y, int vec, gemv_epi ep) {
     size_t warps = ((size_t)n + R - 1) / R;
     unsigned threads = 256, blocks = (unsigned)((warps * 32 + threads - 1) / threads);
-    gemv_kernel<WT, MB, R><<<blocks, threads, 0, s>>>(x, m, k, ldx, w, n, beta, y, vec);
+    gemv_kernel<WT, MB, R><<<blocks, threads, 0, s>>>(x, m, k, ldx, w, n, beta, y, vec, ep.epi, ep.aux);
 }
 
 template <int WT>
 static void gemv_rows(cudaStream_t s, const float *x, int m, int k, int ldx, const void *w, int n, float beta,
-                      float *y, int vec) {
+                      float *y, int vec, gemv_epi ep) {
     /* Rows per warp: more share each x load, fewer warps. Measured on an H200: the 65536-row
      * head gains from 2 (one x row) or 4 (several); matrices of a few thousand rows need
      * every warp they can get, so they keep one. */
     int r = n >= 16384 ? 4 : n >= 8192 ? 2 : 1;
     if (m == 1) {
-        if (r == 1) gemv_launch<WT, 1, 1>(s, x, m, k, ldx, w, n, beta, y, vec);
-        else gemv_launch<WT, 1, 2>(s, x, m, k, ldx, w, n, beta, y, vec);
+        if (r == 1) gemv_launch<WT, 1, 1>(s, x, m, k, ldx, w, n, beta, y, vec, ep);
+        else gemv_launch<WT, 1, 2>(s, x, m, k, ldx, w, n, beta, y, vec, ep);
     } else if (m <= 4) {
-        if (r == 1) gemv_launch<WT, 4, 1>(s, x, m, k, ldx, w, n, beta, y, vec);
-        else if (r == 2) gemv_launch<WT, 4, 2>(s, x, m, k, ldx, w, n, beta, y, vec);
-        else gemv_launch<WT, 4, 4>(s, x, m, k, ldx, w, n, beta, y, vec);
+        if (r == 1) gemv_launch<WT, 4, 1>(s, x, m, k, ldx, w, n, beta, y, vec, ep);
+        else if (r == 2) gemv_launch<WT, 4, 2>(s, x, m, k, ldx, w, n, beta, y, vec, ep);
+        else gemv_launch<WT, 4, 4>(s, x, m, k, ldx, w, n, beta, y, vec, ep);
     } else {
-        if (r == 1) gemv_launch<WT, VRC_GEMV_MB, 1>(s, x, m, k, ldx, w, n, beta, y, vec);
-        else if (r == 2) gemv_launch<WT, VRC_GEMV_MB, 2>(s, x, m, k, ldx, w, n, beta, y, vec);
-        else gemv_launch<WT, VRC_GEMV_MB, 4>(s, x, m, k, ldx, w, n, beta, y, vec);
+        if (r == 1) gemv_launch<WT, VRC_GEMV_MB, 1>(s, x, m, k, ldx, w, n, beta, y, vec, ep);
+        else if (r == 2) gemv_launch<WT, VRC_GEMV_MB, 2>(s, x, m, k, ldx, w, n, beta, y, vec, ep);
+        else gemv_launch<WT, VRC_GEMV_MB, 4>(s, x, m, k, ldx, w, n, beta, y, vec, ep);
     }
 }
 
 static void launch_gemv(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, float beta,
-                        float *y) {
+                        float *y, gemv_epi ep) {
     int n = (int)w->shape[0], wt = wt_of(w->dtype);
     int vec = k % 8 == 0 && ldx % 4 == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)w->data & 31) == 0;
     cudaStream_t s = vrc(be)->stream;
@@ -170,9 +195,11 @@ static void launch_gemv(vr_backend *be, const float *x, int m, int k, int ldx, c
         int mm = m - i0 < VRC_GEMV_MB ? m - i0 : VRC_GEMV_MB;
         const float *xi = x + (size_t)i0 * ldx;
         float *yi = y + (size_t)i0 * n;
-        if (wt == 0) gemv_rows<0>(s, xi, mm, k, ldx, w->data, n, beta, yi, vec);
-        else if (wt == 1) gemv_rows<1>(s, xi, mm, k, ldx, w->data, n, beta, yi, vec);
-        else gemv_rows<2>(s, xi, mm, k, ldx, w->data, n, beta, yi, vec);
+        gemv_epi e = ep;
+        if (e.epi == VR_EPI_GATE_ADD) e.aux = ep.aux + (size_t)i0 * n; /* per-row aux moves with the rows */
+        if (wt == 0) gemv_rows<0>(s, xi, mm, k, ldx, w->data, n, beta, yi, vec, e);
+        else if (wt == 1) gemv_rows<1>(s, xi, mm, k, ldx, w->data, n, beta, yi, vec, e);
+        else gemv_rows<2>(s, xi, mm, k, ldx, w->data, n, beta, yi, vec, e);
     }
     vrc_check_launch(be, "linear (gemv)");
 }
@@ -215,7 +242,7 @@ void vrc_linear(vr_backend *be, const float *x, int m, int k, int ldx, const vr_
         return;
     }
     if (m <= VRC_SMALL_M) {
-        launch_gemv(be, x, m, k, ldx, w, beta, y);
+        launch_gemv(be, x, m, k, ldx, w, beta, y, gemv_epi{0, NULL});
     } else if (wt == 0) {
         sgemm_xwT(be, m, n, k, x, ldx, (const float *)w->data, k, beta, y, n);
     } else if (c->fast_gemm) {
@@ -244,6 +271,66 @@ void vrc_linear(vr_backend *be, const float *x, int m, int k, int ldx, const vr_
         else vrc_fail(be, VR_ERR_UNSUPPORTED, "linear: bias dtype %d is not f32, f16 or bf16", (int)bias->dtype);
         vrc_check_launch(be, "linear (bias)");
     }
+}
+
+/* ---- fused linears ---- */
+
+/* the epilogue alone, for results already in s (many-row path): y = epi(s) */
+__global__ void epilogue_kernel(const float *s, size_t total, int n, int epi, const float *aux, float *y) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x)
+        y[i] = apply_epi(epi, s[i], y + i, aux, i, (int)(i % (size_t)n), 0.0f);
+}
+
+void vrc_linear_epi(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, vr_epilogue epi,
+                    const float *aux, float *y) {
+    int n = (int)w->shape[0];
+    if (m <= 0 || n <= 0) return;
+    if (vrc_enter(be)) return;
+    if (wt_of(w->dtype) < 0) {
+        vrc_fail(be, VR_ERR_UNSUPPORTED, "linear: weight dtype %d is not f32, f16 or bf16", (int)w->dtype);
+        return;
+    }
+    if (m <= VRC_SMALL_M) {
+        launch_gemv(be, x, m, k, ldx, w, 0.0f, y, gemv_epi{(int)epi, aux});
+        return;
+    }
+    /* many rows: the GEMM, then the epilogue (GATE_ADD adds into y: the product goes to scratch) */
+    size_t total = (size_t)m * n;
+    float *s = y;
+    if (epi == VR_EPI_GATE_ADD && !(s = (float *)vrc_scratch(be, VRC_SCR_EPI, total * sizeof(float)))) return;
+    vrc_linear(be, x, m, k, ldx, w, NULL, 0.0f, s);
+    epilogue_kernel<<<vrc_blocks(total, 256), 256, 0, vrc(be)->stream>>>(s, total, n, (int)epi, aux, y);
+    vrc_check_launch(be, "linear (epilogue)");
+}
+
+/* y = x + sx * (maa + mm @ W^T): one thread per element, the k-term dot in order */
+template <int WT>
+__global__ void ddlerp_lora_kernel(const float *x, const float *sx, int n, size_t total, const float *maa,
+                                   const float *mm, int k, int ldm, const void *w, float *y) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / (size_t)n, c = i % (size_t)n;
+        const float *mr = mm + r * (size_t)ldm;
+        size_t wr = c * (size_t)k;
+        float acc = 0.0f;
+        for (int d = 0; d < k; d++) acc += mr[d] * load_w<WT>(w, wr + d);
+        float mix = __fadd_rn(maa[c], acc);
+        y[i] = __fadd_rn(x[i], __fmul_rn(sx[i], mix));
+    }
+}
+
+void vrc_ddlerp_lora(vr_backend *be, const float *x, const float *sx, int m, int n, const float *maa, const float *mm,
+                     int k, int ldm, const vr_tensor *w, float *y) {
+    size_t total = (size_t)m * n;
+    if (!total || m < 0) return;
+    if (vrc_enter(be)) return;
+    int wt = wt_of(w->dtype);
+    cudaStream_t s = vrc(be)->stream;
+    unsigned blocks = vrc_blocks(total, 256);
+    if (wt == 0) ddlerp_lora_kernel<0><<<blocks, 256, 0, s>>>(x, sx, n, total, maa, mm, k, ldm, w->data, y);
+    else if (wt == 1) ddlerp_lora_kernel<1><<<blocks, 256, 0, s>>>(x, sx, n, total, maa, mm, k, ldm, w->data, y);
+    else if (wt == 2) ddlerp_lora_kernel<2><<<blocks, 256, 0, s>>>(x, sx, n, total, maa, mm, k, ldm, w->data, y);
+    else vrc_fail(be, VR_ERR_UNSUPPORTED, "ddlerp_lora: weight dtype %d is not f32, f16 or bf16", (int)w->dtype);
+    vrc_check_launch(be, "ddlerp_lora");
 }
 
 /* ---- embedding ---- */

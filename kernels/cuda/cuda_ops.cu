@@ -62,7 +62,7 @@ void vrc_layer_norm(vr_backend *be, const float *x, int m, int n, const float *w
 
 /* one warp per (row, group) */
 __global__ void group_norm_kernel(const float *x, int m, int groups, int gsize, const float *w, const float *b,
-                                  float eps, float *y) {
+                                  float eps, const float *gmul, float *y) {
     size_t gid = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (gid >= (size_t)m * groups) return;
@@ -81,17 +81,25 @@ __global__ void group_norm_kernel(const float *x, int m, int groups, int gsize, 
     float inv = (float)(1.0 / sqrt(var + (double)eps));
     float mu = (float)mean;
     const float *wg = w + (size_t)g * gsize, *bg = b + (size_t)g * gsize;
-    for (int i = lane; i < gsize; i += 32) y[off + i] = (xs[i] - mu) * inv * wg[i] + bg[i];
+    for (int i = lane; i < gsize; i += 32) {
+        float v = (xs[i] - mu) * inv * wg[i] + bg[i];
+        y[off + i] = gmul ? v * gmul[off + i] : v; /* group_norm_mul: the mul op fused */
+    }
 }
 
-void vrc_group_norm(vr_backend *be, const float *x, int m, int groups, int gsize, const float *w, const float *b,
-                    float eps, float *y) {
+void vrc_group_norm_mul(vr_backend *be, const float *x, int m, int groups, int gsize, const float *w, const float *b,
+                        float eps, const float *g, float *y) {
     if (m <= 0 || groups <= 0) return;
     if (vrc_enter(be)) return;
     size_t warps = (size_t)m * groups;
     unsigned threads = 128, blocks = (unsigned)((warps * 32 + threads - 1) / threads);
-    group_norm_kernel<<<blocks, threads, 0, vrc(be)->stream>>>(x, m, groups, gsize, w, b, eps, y);
+    group_norm_kernel<<<blocks, threads, 0, vrc(be)->stream>>>(x, m, groups, gsize, w, b, eps, g, y);
     vrc_check_launch(be, "group_norm");
+}
+
+void vrc_group_norm(vr_backend *be, const float *x, int m, int groups, int gsize, const float *w, const float *b,
+                    float eps, float *y) {
+    vrc_group_norm_mul(be, x, m, groups, gsize, w, b, eps, NULL, y);
 }
 
 /* ---- run tables ---- */

@@ -194,6 +194,96 @@ static void check_norms(void) {
     }
 }
 
+/* The fused ops against the CPU composition of the ops they stand for. */
+static void check_fused(void) {
+    static const vr_dtype dts[2] = {VR_BF16, VR_F16};
+    static const int ms[3] = {1, 5, 33}; /* GEMV, GEMV, GEMM + epilogue */
+    static const vr_epilogue epis[6] = {VR_EPI_TANH, VR_EPI_SILU, VR_EPI_RELU_SQ, VR_EPI_SIGMOID, VR_EPI_DECAY,
+                                        VR_EPI_GATE_ADD};
+    static const char *names[6] = {"tanh", "silu", "relu_sq", "sigmoid", "decay", "gate_add"};
+    const int k = 256, n = 300;
+    for (int d = 0; d < 2; d++)
+        for (int mi = 0; mi < 3; mi++)
+            for (int e = 0; e < 6; e++) {
+                int m = ms[mi];
+                float *wv = rand_arr((size_t)n * k, -0.2f, 0.2f);
+                vr_tensor wh, wc, wg;
+                make_weight(dts[d], n, k, wv, &wh);
+                upload_weight(cpu, &wh, &wc);
+                upload_weight(gpu, &wh, &wg);
+                float *x = rand_arr((size_t)m * k, -1, 1);
+                float *aux = rand_arr(epis[e] == VR_EPI_GATE_ADD ? (size_t)m * n : (size_t)n, -2, 1);
+                float *y0 = rand_arr((size_t)m * n, -1, 1);
+                float *want = dup(y0, (size_t)m * n), *tmp = malloc((size_t)m * n * sizeof(float));
+                size_t mn = (size_t)m * n;
+                float *s = epis[e] == VR_EPI_GATE_ADD ? tmp : want;
+                cpu->ops->linear(cpu, x, m, k, k, &wc, NULL, 0.0f, s);
+                switch (epis[e]) {
+                case VR_EPI_TANH: cpu->ops->tanh_(cpu, want, mn); break;
+                case VR_EPI_SILU: cpu->ops->silu(cpu, want, mn); break;
+                case VR_EPI_RELU_SQ: cpu->ops->relu_sq(cpu, want, mn); break;
+                case VR_EPI_SIGMOID: cpu->ops->sigmoid(cpu, want, mn); break;
+                case VR_EPI_DECAY: cpu->ops->decay(cpu, want, aux, m, n, want); break;
+                case VR_EPI_GATE_ADD:
+                    cpu->ops->sigmoid(cpu, tmp, mn);
+                    cpu->ops->mul(cpu, tmp, aux, tmp, mn);
+                    cpu->ops->add(cpu, want, tmp, want, mn);
+                    break;
+                }
+                float *dx = dev(x, (size_t)m * k), *daux = dev(aux, epis[e] == VR_EPI_GATE_ADD ? mn : (size_t)n);
+                float *dy = dev(y0, mn);
+                gpu->ops->linear_epi(gpu, dx, m, k, k, &wg, epis[e], daux, dy);
+                float *got = back(dy, mn);
+                char what[96];
+                snprintf(what, sizeof what, "linear_epi %s %s m%d", names[e], vr_dtype_name(dts[d]), m);
+                expect(what, got, want, mn, 2e-5f);
+                gpu->ops->weight_free(gpu, &wg);
+                gpu->ops->free(gpu, dx);
+                gpu->ops->free(gpu, daux);
+                gpu->ops->free(gpu, dy);
+                free(wv), free(wh.data), free(x), free(aux), free(y0), free(want), free(tmp), free(got);
+            }
+    /* ddlerp_lora: the lora linear (k = 32, strided mm) then ddlerp */
+    for (int mi = 0; mi < 3; mi++) {
+        int m = ms[mi], C = 200, K = 32, ldm = 5 * K;
+        float *wv = rand_arr((size_t)C * K, -0.3f, 0.3f);
+        vr_tensor wh, wc, wg;
+        make_weight(VR_BF16, C, K, wv, &wh);
+        upload_weight(cpu, &wh, &wc);
+        upload_weight(gpu, &wh, &wg);
+        float *x = rand_arr((size_t)m * C, -1, 1), *sx = rand_arr((size_t)m * C, -1, 1);
+        float *maa = rand_arr((size_t)C, 0, 1), *mm = rand_arr((size_t)m * ldm, -1, 1);
+        float *lora = malloc((size_t)m * C * sizeof(float)), *want = malloc((size_t)m * C * sizeof(float));
+        cpu->ops->linear(cpu, mm + K, m, K, ldm, &wc, NULL, 0.0f, lora);
+        cpu->ops->ddlerp(cpu, x, sx, m, C, maa, lora, C, want);
+        float *dx = dev(x, (size_t)m * C), *dsx = dev(sx, (size_t)m * C), *dmaa = dev(maa, C);
+        float *dmm = dev(mm, (size_t)m * ldm), *dy = poisoned((size_t)m * C);
+        gpu->ops->ddlerp_lora(gpu, dx, dsx, m, C, dmaa, dmm + K, K, ldm, &wg, dy);
+        float *got = back(dy, (size_t)m * C);
+        char what[64];
+        snprintf(what, sizeof what, "ddlerp_lora m%d", m);
+        expect(what, got, want, (size_t)m * C, 1e-5f);
+        gpu->ops->weight_free(gpu, &wg);
+        gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dsx), gpu->ops->free(gpu, dmaa), gpu->ops->free(gpu, dmm);
+        gpu->ops->free(gpu, dy);
+        free(wv), free(wh.data), free(x), free(sx), free(maa), free(mm), free(lora), free(want), free(got);
+    }
+    /* group_norm_mul: group_norm then mul */
+    {
+        int m = 7, groups = 4, gsize = 64, n = groups * gsize;
+        float *x = rand_arr((size_t)m * n, -3, 3), *w = rand_arr((size_t)n, 0.5f, 1.5f), *b = rand_arr((size_t)n, -1, 1);
+        float *g = rand_arr((size_t)m * n, -2, 2), *want = malloc((size_t)m * n * sizeof(float));
+        cpu->ops->group_norm(cpu, x, m, groups, gsize, w, b, 64e-5f, want);
+        cpu->ops->mul(cpu, want, g, want, (size_t)m * n);
+        float *dx = dev(x, (size_t)m * n), *dw = dev(w, n), *db = dev(b, n), *dg = dev(g, (size_t)m * n);
+        gpu->ops->group_norm_mul(gpu, dx, m, groups, gsize, dw, db, 64e-5f, dg, dx); /* in place, as the model */
+        float *got = back(dx, (size_t)m * n);
+        expect("group_norm_mul (in place)", got, want, (size_t)m * n, 1e-5f);
+        gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dw), gpu->ops->free(gpu, db), gpu->ops->free(gpu, dg);
+        free(x), free(w), free(b), free(g), free(want), free(got);
+    }
+}
+
 static void check_token_shift_ddlerp(void) {
     int n = 96;
     vr_run runs[3] = {{0, 5}, {5, 1}, {6, 3}};
@@ -524,6 +614,7 @@ int main(void) {
     unsetenv("VRWKV_CUDA_FAST_GEMM");
     for (int d = 0; d < 3; d++) check_embedding(dts[d]);
     check_norms();
+    check_fused();
     check_token_shift_ddlerp();
     check_wkv6(3, 64);
     check_wkv6(2, 32);
