@@ -422,6 +422,8 @@ extern "C" vr_status vr_backend_cuda_create(int device, vr_backend **out, vr_err
         (void)cudaGetLastError();
         c->replay_done = NULL;
     }
+    const char *gemm = getenv("VRWKV_CUDA_GEMM");
+    c->split_gemm = gemm && !strcmp(gemm, "split");
     const char *fast = getenv("VRWKV_CUDA_FAST_GEMM");
     c->fast_gemm = fast && !strcmp(fast, "1");
     const char *tile = getenv("VRWKV_CUDA_TILE_FLOATS");

@@ -4,6 +4,8 @@
  * reading f32/f16/bf16 weights directly with 16-byte loads, f32 accumulation. Many rows
  * (prefill, vision): f32 weights go to cublasSgemm; f16/bf16 weights are converted to f32 a
  * tile of rows at a time on the device and then cublasSgemm (TF32 off: exact f32 products).
+ * VRWKV_CUDA_GEMM=split runs many-row bf16 GEMMs as three bf16 tensor-core GEMMs on 8-bit
+ * slices of the activations (f32 precision up to summation order; not yet the default).
  * VRWKV_CUDA_FAST_GEMM=1 instead rounds the activations to the weight dtype and calls
  * cublasGemmEx with f32 compute and f32 output (tensor cores; ~1e-2 relative error, not the
  * default). Must not convert a whole large matrix at once (bounded scratch). */
@@ -231,6 +233,55 @@ static void fast_gemm(vr_backend *be, const float *x, int m, int k, int ldx, con
                    "linear (cublasGemmEx)");
 }
 
+/* x = p1 + p2 + p3, each rounded to bf16: three 8-bit slices of x's 24-bit mantissa (each
+ * remainder is exact in f32), so the three products with bf16 weights, accumulated in f32 by
+ * the tensor cores, reproduce an f32 GEMM up to summation order. */
+__global__ void split3_kernel(const float *__restrict__ x, int m, int k, int ldx, __nv_bfloat16 *p1,
+                              __nv_bfloat16 *p2, __nv_bfloat16 *p3) {
+    size_t total = (size_t)m * k;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / (size_t)k, c = i % (size_t)k;
+        float v = x[r * ldx + c];
+        __nv_bfloat16 h = __float2bfloat16_rn(v);
+        float r1 = __fsub_rn(v, __bfloat162float(h));
+        __nv_bfloat16 l = __float2bfloat16_rn(r1);
+        float r2 = __fsub_rn(r1, __bfloat162float(l));
+        p1[i] = h;
+        p2[i] = l;
+        p3[i] = __float2bfloat16_rn(r2);
+    }
+}
+
+/* many rows by bf16 weights in three bf16 tensor-core GEMMs (VRWKV_CUDA_GEMM=split); rows in
+ * chunks so the slices stay within 3 x 64 MiB */
+static void split_gemm(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, float beta, float *y) {
+    vrc_impl *c = vrc(be);
+    int n = (int)w->shape[0];
+    size_t rows = ((size_t)32 << 20) / (size_t)k;
+    if (rows < 1) rows = 1;
+    if (rows > (size_t)m) rows = (size_t)m;
+    __nv_bfloat16 *parts = (__nv_bfloat16 *)vrc_scratch(be, VRC_SCR_XCONV, 3 * rows * (size_t)k * sizeof(__nv_bfloat16));
+    if (!parts) return;
+    for (size_t r0 = 0; r0 < (size_t)m; r0 += rows) {
+        int mm = (int)((size_t)m - r0 < rows ? (size_t)m - r0 : rows);
+        size_t cells = (size_t)mm * k;
+        __nv_bfloat16 *p1 = parts, *p2 = parts + cells, *p3 = parts + 2 * cells;
+        split3_kernel<<<vrc_blocks(cells, 256), 256, 0, c->stream>>>(x + r0 * (size_t)ldx, mm, k, ldx, p1, p2, p3);
+        if (vrc_check_launch(be, "linear (splitting activations)")) return;
+        const float one = 1.0f;
+        const __nv_bfloat16 *ps[3] = {p1, p2, p3};
+        for (int q = 0; q < 3; q++) {
+            const float b = q == 0 ? beta : 1.0f;
+            if (vrc_check_blas(be,
+                               cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, mm, k, &one, w->data, CUDA_R_16BF, k,
+                                            ps[q], CUDA_R_16BF, k, &b, y + r0 * (size_t)n, CUDA_R_32F, n,
+                                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                               "linear (split cublasGemmEx)"))
+                return;
+        }
+    }
+}
+
 void vrc_linear(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, const vr_tensor *bias,
                 float beta, float *y) {
     int n = (int)w->shape[0], wt = wt_of(w->dtype);
@@ -247,6 +298,8 @@ void vrc_linear(vr_backend *be, const float *x, int m, int k, int ldx, const vr_
         sgemm_xwT(be, m, n, k, x, ldx, (const float *)w->data, k, beta, y, n);
     } else if (c->fast_gemm) {
         fast_gemm(be, x, m, k, ldx, w, beta, y);
+    } else if (c->split_gemm && wt == 2) {
+        split_gemm(be, x, m, k, ldx, w, beta, y);
     } else {
         size_t rows = c->tile_floats / (size_t)k;
         if (rows < 1) rows = 1;

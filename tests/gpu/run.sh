@@ -2,8 +2,9 @@
 # tests/gpu/run.sh [OUTDIR] — the GPU verification in one script: builds with
 # -DVRWKV_CUDA=ON -DVRWKV_SERVICE=OFF, runs the CUDA-vs-CPU op tests, the fixture cases on the
 # cuda backend, the NCCL tests, then `vrwkv bench --backend cuda` (SHAPE:DTYPE list from
-# VRWKV_GPU_BENCH_SHAPES, default "1b6:f16 1b6:bf16 3b:f16 7b:f16"), and writes its logs and a summary into OUTDIR
-# (at most 8 files: run.log build.log ops.log model.log nccl.log bench.log summary.txt).
+# VRWKV_GPU_BENCH_SHAPES, default "1b6:f16 1b6:bf16 1b6:bf16:split 3b:f16 7b:f16"; a third field sets
+# VRWKV_CUDA_GEMM), and writes its logs and a summary into OUTDIR (at most 8 files: run.log
+# build.log ops.log model.log model-split.log nccl.log bench.log summary.txt).
 # Fixtures come from .gpu-fixtures/ in this checkout (tests/gpu/stage-fixtures.sh fills it),
 # because the GPU machine receives the checkout but not ../shared.
 # Dependencies the build needs there: cmake, gcc, nvcc (CUDA 12+), pkg-config, libjpeg, libpng,
@@ -111,6 +112,8 @@ if grep -q "^FAIL" "$OUT/ops.log" && command -v compute-sanitizer >/dev/null; th
   timeout 60 compute-sanitizer --tool memcheck --print-limit 20 "$BUILD/tests/gpu/test_cuda_ops" 2>&1 | grep -E "^=========|FAIL" | head -60 >> "$OUT/ops.log"
 fi
 run_test "fixture cases on cuda" "$OUT/model.log" 240 "$BUILD/tests/gpu/test_cuda_model"
+run_test "fixture cases on cuda, split bf16 GEMMs (VRWKV_CUDA_GEMM=split)" "$OUT/model-split.log" 240 \
+  env VRWKV_CUDA_GEMM=split "$BUILD/tests/gpu/test_cuda_model"
 run_test "nccl" "$OUT/nccl.log" 60 "$BUILD/tests/gpu/test_nccl"
 grep -E "^(ok|FAIL)" "$OUT/ops.log" | grep -c "^ok" | sed 's/^/op checks passed: /' | tee -a "$SUMMARY"
 
@@ -118,14 +121,15 @@ grep -E "^(ok|FAIL)" "$OUT/ops.log" | grep -c "^ok" | sed 's/^/op checks passed:
 : > "$OUT/bench.log"
 vocab=()
 [ -f "$STAGE/rwkv_vocab_v20230424.txt" ] && vocab=(--vocab "$STAGE/rwkv_vocab_v20230424.txt")
-for spec in ${VRWKV_GPU_BENCH_SHAPES:-1b6:f16 1b6:bf16 3b:f16 7b:f16}; do
-  shape=${spec%%:*}; dtype=${spec#*:}; [ "$dtype" = "$spec" ] && dtype=f16
-  echo "== bench --backend cuda --shape $shape --dtype $dtype" | tee -a "$OUT/bench.log"
-  timeout "${VRWKV_GPU_BENCH_TIMEOUT:-180}" "$BUILD/vrwkv" bench --backend cuda --shape "$shape" --dtype "$dtype" \
-    --cache-dir "${VRWKV_GPU_BENCH_CACHE:-/tmp}" "${vocab[@]}" >> "$OUT/bench.log" 2>&1
+for spec in ${VRWKV_GPU_BENCH_SHAPES:-1b6:f16 1b6:bf16 1b6:bf16:split 3b:f16 7b:f16}; do
+  IFS=: read -r shape dtype gemm <<< "$spec"
+  dtype=${dtype:-f16}
+  echo "== bench --backend cuda --shape $shape --dtype $dtype${gemm:+ (VRWKV_CUDA_GEMM=$gemm)}" | tee -a "$OUT/bench.log"
+  VRWKV_CUDA_GEMM=${gemm:-} timeout "${VRWKV_GPU_BENCH_TIMEOUT:-180}" "$BUILD/vrwkv" bench --backend cuda \
+    --shape "$shape" --dtype "$dtype" --cache-dir "${VRWKV_GPU_BENCH_CACHE:-/tmp}" "${vocab[@]}" >> "$OUT/bench.log" 2>&1
   rc=$?
   [ $rc -eq 0 ] || { note "bench $shape $dtype: FAILED (rc $rc)"; fail=1; }
-  rm -f "${VRWKV_GPU_BENCH_CACHE:-/tmp}/vrwkv-bench-$shape-$dtype.pth" # disk: 7b is 15 GB
+  [ "$shape" = 7b ] && rm -f "${VRWKV_GPU_BENCH_CACHE:-/tmp}/vrwkv-bench-$shape-$dtype.pth" # disk: 7b is 15 GB
 done
 grep -E "^(==|model|backend|prefill|decode|image encode|state|device memory|head GEMV|sampling)" "$OUT/bench.log" | tee -a "$SUMMARY"
 

@@ -612,6 +612,16 @@ int main(void) {
         vr_backend_free(fast);
     }
     unsetenv("VRWKV_CUDA_FAST_GEMM");
+    /* split bf16 GEMMs: three tensor-core products of 8-bit activation slices, f32 precision */
+    setenv("VRWKV_CUDA_GEMM", "split", 1);
+    vr_backend *split = NULL;
+    if (vr_backend_create("cuda", 0, &split, &err) == VR_OK) {
+        check_linear(split, " split", VR_BF16, 40, 512, 130, 512, 0.0f, 0, 1e-5f);
+        check_linear(split, " split", VR_BF16, 300, 1024, 700, 1024, 1.0f, 1, 1e-5f);
+        check_linear(split, " split", VR_BF16, 577, 200, 96, 1000, 0.0f, 1, 1e-5f); /* odd k, strided x */
+        vr_backend_free(split);
+    }
+    unsetenv("VRWKV_CUDA_GEMM");
     for (int d = 0; d < 3; d++) check_embedding(dts[d]);
     check_norms();
     check_fused();
