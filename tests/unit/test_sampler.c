@@ -327,6 +327,40 @@ static void test_penalties(void **state) {
     vr_sampler_free(s);
 }
 
+/* The choice rule itself (kernels/sample.c, which a GPU follows too): the draw walks the kept
+ * tokens in increasing id order; top-k keeps ties by the smaller id; top-p keeps the smallest
+ * best-ranked set reaching its share; NaN and -inf never count. */
+static void test_pick_rule(void **state) {
+    (void)state;
+    vr_sample_cand cand[6];
+    uint8_t kept[6];
+    const float flat[4] = {0, 0, 0, 0};
+    vr_sample_row row = {1.0f, 1.0f, 0, 0.6};
+    assert_int_equal(vr_sample_pick(flat, 4, &row, cand, kept), 2); /* r = 2.4: third of four equal shares */
+    row.u = 0.0;
+    assert_int_equal(vr_sample_pick(flat, 4, &row, cand, kept), 0);
+    row.u = 0.999999;
+    assert_int_equal(vr_sample_pick(flat, 4, &row, cand, kept), 3);
+    row.top_k = 2; /* ties: ids 0 and 1 are kept */
+    row.u = 0.6;
+    assert_int_equal(vr_sample_pick(flat, 4, &row, cand, kept), 1); /* r = 1.2 of 2 */
+    const float ranked[4] = {0, 3, 2, 1}; /* p ~ e^-3, 1, e^-1, e^-2 */
+    vr_sample_row nucleus = {1.0f, 0.5f, 0, 0.99};
+    assert_int_equal(vr_sample_pick(ranked, 4, &nucleus, cand, kept), 1); /* only id 1 reaches half */
+    nucleus.top_p = 0.7f; /* 1 / 1.553 = 0.644 < 0.7: ids 1 and 2 are kept, walked as 1 then 2 */
+    nucleus.u = 0.1;
+    assert_int_equal(vr_sample_pick(ranked, 4, &nucleus, cand, kept), 1);
+    nucleus.u = 0.9;
+    assert_int_equal(vr_sample_pick(ranked, 4, &nucleus, cand, kept), 2);
+    const float odd[6] = {NAN, -INFINITY, 1, NAN, 1, -INFINITY};
+    vr_sample_row any = {1.0f, 1.0f, 0, 0.75};
+    assert_int_equal(vr_sample_pick(odd, 6, &any, cand, kept), 4); /* ids 2 and 4 only; r = 1.5 */
+    const float none[3] = {NAN, -INFINITY, NAN};
+    assert_int_equal(vr_sample_pick(none, 3, &any, cand, kept), 1); /* nothing positive: argmax */
+    vr_sample_row greedy = {0.0f, 1.0f, 0, 0.5};
+    assert_int_equal(vr_sample_pick(ranked, 4, &greedy, cand, kept), 1);
+}
+
 static void test_speed(void **state) {
     (void)state;
     enum { N = 65536, STEPS = 200 };
@@ -361,6 +395,7 @@ int main(void) {
         cmocka_unit_test(test_topk1_and_tiny_topp_are_greedy),
         cmocka_unit_test(test_nan_never_sampled),
         cmocka_unit_test(test_distribution), cmocka_unit_test(test_penalties),
+        cmocka_unit_test(test_pick_rule),
         cmocka_unit_test(test_speed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
