@@ -224,16 +224,62 @@ static vr_status step_forward(vr_engine *e, vr_state *const *states, const vr_ru
     return st;
 }
 
-/* How a step of n sessions runs: eagerly, recorded (its second time at this batch size: the
- * first grows every buffer to size), or replayed. */
+/* How a step of `key` sessions runs: eagerly, recorded (its second time at this key: the first
+ * grows every buffer to size), or replayed. */
 enum { STEP_EAGER, STEP_RECORD, STEP_REPLAY };
-static int step_mode(vr_engine *e, int n) {
+static int step_mode(vr_engine *e, int key) {
     const vr_backend_ops *op = e->be->ops;
-    if (!e->graphs || !op->graph_begin || n > VR_ENGINE_GRAPH_MAX_BATCH || e->graph_fail[n] >= 3) return STEP_EAGER;
-    if (op->graph_ready(e->be, n)) return STEP_REPLAY;
-    if (e->graph_seen[n]) return STEP_RECORD;
-    e->graph_seen[n] = 1;
+    if (!e->graphs || !op->graph_begin || key < 1 || key > VR_ENGINE_GRAPH_MAX_BATCH || e->graph_fail[key] >= 3)
+        return STEP_EAGER;
+    if (op->graph_ready(e->be, key)) return STEP_REPLAY;
+    if (e->graph_seen[key]) return STEP_RECORD;
+    e->graph_seen[key] = 1;
     return STEP_EAGER;
+}
+
+vr_status vr_engine_run_step(vr_engine *e, int key, vr_status (*fn)(void *ctx, vr_error *err), void *ctx,
+                             vr_error *err) {
+    int mode = step_mode(e, key);
+    vr_status st = VR_OK;
+    if (mode != STEP_EAGER) {
+        vr_error gerr = {0};
+        const vr_backend_ops *op = e->be->ops;
+        vr_status gs = op->graph_begin(e->be, key, mode == STEP_REPLAY, &gerr);
+        if (gs == VR_OK) {
+            st = fn(ctx, err);
+            gs = op->graph_end(e->be, st == VR_OK, &gerr);
+            if (st == VR_OK && gs != VR_OK && gs != VR_ERR_UNAVAILABLE) { /* the launch itself failed */
+                if (err) *err = gerr;
+                return gs;
+            }
+        }
+        if (st != VR_OK) return st;
+        if (gs == VR_OK) {
+            e->graph_fail[key] = 0;
+            return VR_OK;
+        }
+        /* not recorded or not replayable: this step runs eagerly, and is recorded again after
+         * another eager step (three failures in a row: never at this key) */
+        e->graph_fail[key]++;
+        e->graph_seen[key] = 0;
+        fprintf(stderr, "vrwkv: a step of %d session(s) runs without a CUDA graph (failure %d of 3): %s\n", key,
+                e->graph_fail[key], gerr.msg);
+    }
+    return fn(ctx, err);
+}
+
+typedef struct step_args {
+    vr_engine *e;
+    vr_state *const *states;
+    const vr_run *runs;
+    const int32_t *tokens;
+    int n;
+    float *x, *dl;
+} step_args;
+
+static vr_status step_forward_fn(void *ctx, vr_error *err) {
+    step_args *a = ctx;
+    return step_forward(a->e, a->states, a->runs, a->tokens, a->n, a->x, a->dl, err);
 }
 
 /* The decode step; the logits stay in e->logits (device) and are downloaded when logits != NULL. */
@@ -253,32 +299,10 @@ static vr_status step_device(vr_engine *e, vr_session *const *sessions, const in
         runs[i] = (vr_run){i, 1};
         states[i] = sessions[i]->state;
     }
-    int mode = st == VR_OK ? step_mode(e, n) : STEP_EAGER;
-    if (mode != STEP_EAGER) {
-        vr_error gerr = {0};
-        const vr_backend_ops *op = e->be->ops;
-        vr_status gs = op->graph_begin(e->be, n, mode == STEP_REPLAY, &gerr);
-        if (gs == VR_OK) {
-            st = step_forward(e, states, runs, tokens, n, x, dl, err);
-            gs = op->graph_end(e->be, st == VR_OK, &gerr);
-            if (st == VR_OK && gs != VR_OK && gs != VR_ERR_UNAVAILABLE) { /* the launch itself failed */
-                if (err) *err = gerr;
-                st = gs;
-            }
-        }
-        if (st == VR_OK && gs == VR_OK) {
-            e->graph_fail[n] = 0;
-        } else if (st == VR_OK) {
-            /* not recorded or not replayable: this step runs eagerly, and is recorded again
-             * after another eager step (three failures in a row: never at this size) */
-            e->graph_fail[n]++;
-            e->graph_seen[n] = 0;
-            mode = STEP_EAGER;
-            fprintf(stderr, "vrwkv: a decode step of %d session(s) runs without a CUDA graph (failure %d of 3): %s\n",
-                    n, e->graph_fail[n], gerr.msg);
-        }
+    if (st == VR_OK) {
+        step_args a = {e, states, runs, tokens, n, x, dl};
+        st = vr_engine_run_step(e, n, step_forward_fn, &a, err);
     }
-    if (st == VR_OK && mode == STEP_EAGER) st = step_forward(e, states, runs, tokens, n, x, dl, err);
     if (st == VR_OK && logits) e->be->ops->download(e->be, logits, dl, (size_t)n * V * sizeof(float));
     for (int i = 0; st == VR_OK && i < n; i++) {
         sessions[i]->n_rows += 1;

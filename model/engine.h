@@ -55,6 +55,13 @@ void vr_engine_free(vr_engine *e);
  * *cap start NULL, 0; vr_engine_buffer_free releases it). NULL when out of memory. */
 float *vr_engine_buffer(vr_engine *e, float **buf, size_t *cap, size_t n);
 void vr_engine_buffer_free(vr_engine *e, float **buf, size_t *cap);
+/* Runs fn(ctx, err), the ops of one decode step of `key` sessions (1..VR_ENGINE_GRAPH_MAX_BATCH),
+ * recorded as a CUDA graph on its second run at that key and replayed after, where the backend
+ * records (graph_begin) and e->graphs is on; eagerly otherwise, or when recording fails. fn
+ * must issue ops only (no upload, download or sync), on buffers that stay where they are, and
+ * see host data only through the ops' own tables (ids, runs, state pointers). */
+vr_status vr_engine_run_step(vr_engine *e, int key, vr_status (*fn)(void *ctx, vr_error *err), void *ctx,
+                             vr_error *err);
 /* Waits for the engine's device and reports its first failure since the last check. */
 vr_status vr_engine_check(vr_engine *e, vr_error *err);
 

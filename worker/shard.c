@@ -409,6 +409,24 @@ static vr_status sample_runs(vr_shard *s, Vrwkv__Internal__StepRequest *req, con
     return st;
 }
 
+/* The ops of a decode-only step on this stage: the embedding (first stage) and its layers. */
+typedef struct stage_args {
+    vr_shard *s;
+    const int32_t *ids; /* first stage: one id per session; else NULL (x came from the previous stage) */
+    float *x;
+    const vr_run *runs;
+    vr_state *const *states;
+    int n;
+} stage_args;
+
+static vr_status stage_forward(void *ctx, vr_error *err) {
+    stage_args *a = ctx;
+    vr_engine *e = a->s->e;
+    vr_status st = a->ids ? vr_rwkv_embed(e->w, a->ids, a->n, NULL, 0, a->x, err) : VR_OK;
+    if (st == VR_OK) st = vr_rwkv_layers(e->w, e->ws, a->x, a->runs, a->n, a->states, NULL, a->s->first, a->s->last, err);
+    return st;
+}
+
 static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_t *tokens, float *tok_logit,
                           float *tok_logprob, vr_error *err) {
     vr_engine *e = s->e;
@@ -449,7 +467,15 @@ static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_
     }
     if (st == VR_OK && !(x = vr_engine_buffer(e, &s->d_x, &s->d_x_cap, (size_t)rows * C)))
         st = vr_error_set(err, VR_ERR_NOMEM, "out of device memory for %d rows", rows);
-    if (st == VR_OK && s->is_first) {
+    /* a step of one new token per session (no prompt, no image): recorded and replayed as a CUDA
+     * graph where the backend can (vr_engine_run_step) */
+    int decode_only = 1;
+    for (int i = 0; i < n && decode_only; i++) decode_only = runs && runs[i].len == 1 && plans[i].img_start < 0;
+    int32_t *step_ids = NULL;
+    if (st == VR_OK && decode_only && s->is_first) {
+        if (!(step_ids = malloc((size_t)n * sizeof *step_ids))) st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+        for (int i = 0; st == VR_OK && i < n; i++) step_ids[i] = req->runs[i]->ids[0];
+    } else if (st == VR_OK && s->is_first) {
         for (int i = 0; st == VR_OK && i < n; i++) {
             Vrwkv__Internal__Run *r = req->runs[i];
             const float *features = NULL;
@@ -480,7 +506,13 @@ static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_
         if (st == VR_OK) e->be->ops->upload(e->be, x, frame, len);
         if (st != VR_OK && st != VR_ERR_FORMAT) st = VR_ERR_UNAVAILABLE, err->code = VR_ERR_UNAVAILABLE;
     }
-    if (st == VR_OK) st = vr_rwkv_layers(e->w, e->ws, x, runs, n, states, plans, s->first, s->last, err);
+    if (st == VR_OK && decode_only) {
+        stage_args a = {s, step_ids, x, runs, states, n};
+        st = vr_engine_run_step(e, n, stage_forward, &a, err);
+    } else if (st == VR_OK) {
+        st = vr_rwkv_layers(e->w, e->ws, x, runs, n, states, plans, s->first, s->last, err);
+    }
+    free(step_ids);
     if (st == VR_OK && !s->is_last) {
         vr_transport *next = wait_link(s, 0);
         float *host = malloc((size_t)rows * C * sizeof(float));
