@@ -4,7 +4,8 @@
  * receiving stage is asked for the link's id (prev_nccl), and the coordinator hands exactly
  * that id to the sending stage (next_nccl_id, no TCP address). One without NCCL: the link
  * stays TCP (the next stage's transport address, no ids). The NCCL joins themselves need GPUs
- * (tests/gpu); this checks the bootstrap protocol. */
+ * (tests/gpu); this checks the bootstrap protocol. A real shard without NCCL refuses NCCL
+ * assignments and malformed link ids with a clear INVALID_ARGUMENT. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +22,7 @@
 #include "proto/control.pb-c.h"
 #include "proto/rpc.h"
 #include "tests/support/fixtures.h"
+#include "worker/shard.h"
 #include "worker/transport.h"
 
 typedef struct fake_shard {
@@ -168,8 +170,71 @@ static void test_tcp_where_a_neighbour_has_no_nccl(void **st) {
     assert_string_equal(a.next_addr, b.transport);
 }
 
+static vr_status assign(const char *address, int prev_nccl, const uint8_t *next_id, size_t id_len, char **msg,
+                        int *code) {
+    Vrwkv__Internal__AssignRequest req = VRWKV__INTERNAL__ASSIGN_REQUEST__INIT;
+    req.epoch = 7;
+    req.stage = 2; /* the last of three: no next link unless given one */
+    req.n_stages = 3;
+    req.next_transport_address = "";
+    req.prev_nccl = prev_nccl;
+    req.next_nccl_id.data = (uint8_t *)next_id;
+    req.next_nccl_id.len = id_len;
+    uint8_t buf[1024];
+    size_t n = vrwkv__internal__assign_request__pack(&req, buf);
+    vr_rpc_channel *ch = NULL;
+    vr_error err = {0};
+    assert_int_equal(vr_rpc_channel_create(address, &ch, &err), VR_OK);
+    uint8_t *resp = NULL;
+    size_t rl = 0;
+    vr_status st = vr_rpc_unary(ch, "/vrwkv.internal.Shard/Assign", NULL, 0, buf, n, 5000, &resp, &rl, code, msg, &err);
+    free(resp);
+    vr_rpc_channel_free(ch);
+    return st;
+}
+
+static void test_shard_refuses_bad_links(void **st) {
+    (void)st;
+    VRT_REQUIRE_SHARED();
+    char model[4200], config[4200];
+    snprintf(model, sizeof model, "%s", vrt_fixture_path("tiny/model.pth"));
+    snprintf(config, sizeof config, "%s", vrt_fixture_path("tiny/model.json"));
+    vr_shard_options o = {0};
+    o.model_path = model;
+    o.config_path = config;
+    o.layer_first = 0;
+    o.layer_last = 2;
+    o.max_sessions = 4;
+    o.metrics_port = -1;
+    vr_shard *s = NULL;
+    vr_error err = {0};
+    if (vr_shard_start(&o, &s, &err) != VR_OK) fail_msg("shard: %s", err.msg);
+    char *msg = NULL;
+    int code = 0;
+    uint8_t id[VR_NCCL_UNIQUE_ID_BYTES] = {1, 2, 3};
+    /* asked to make an NCCL link: this shard runs without --transport nccl */
+    assert_int_not_equal(assign(vr_shard_address(s), 1, NULL, 0, &msg, &code), VR_OK);
+    assert_int_equal(code, VR_RPC_STATUS_INVALID_ARGUMENT);
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, "--transport nccl"));
+    free(msg);
+    msg = NULL;
+    /* an id of the wrong size */
+    assert_int_not_equal(assign(vr_shard_address(s), 0, id, 5, &msg, &code), VR_OK);
+    assert_int_equal(code, VR_RPC_STATUS_INVALID_ARGUMENT);
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, "5-byte id"));
+    free(msg);
+    msg = NULL;
+    /* a plain TCP assignment (last stage, no next) still works afterwards */
+    assert_int_equal(assign(vr_shard_address(s), 0, NULL, 0, &msg, &code), VR_OK);
+    free(msg);
+    vr_shard_stop(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_nccl_link_ids_go_through_the_coordinator),
-                                       cmocka_unit_test(test_tcp_where_a_neighbour_has_no_nccl)};
+                                       cmocka_unit_test(test_tcp_where_a_neighbour_has_no_nccl),
+                                       cmocka_unit_test(test_shard_refuses_bad_links)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
