@@ -287,6 +287,7 @@ int vr_cmd_eval(int argc, char **argv) {
         {"config", VR_ARG_STRING, "in-process: model.json", 0, 0, 0},
         {"vocab", VR_ARG_STRING, "in-process: rwkv_vocab_v20230424.txt", 0, 0, 0},
         {"threads", VR_ARG_STRING, "in-process: CPU threads (default: all)", 0, 0, 0},
+        {"backend", VR_ARG_STRING, "in-process: cpu (default) or cuda", 0, 0, 0},
         {"questions", VR_ARG_STRING, "question file (.jsonl, .json or .tsv)", 0, 0, 0},
         {"dataset", VR_ARG_STRING, "default|mmbench|mmbench_cn (upstream --dataset_name)", 0, 0, 0},
         {"images", VR_ARG_STRING, "image folder (upstream --image_folder); none: base64 images (TSV)", 0, 0, 0},
@@ -407,6 +408,14 @@ int vr_cmd_eval(int argc, char **argv) {
         if ((s = get(args, na, "threads"))) {
             if (vr_parse_int("threads", s, 1, 1024, &l, &err) != VR_OK) goto fail;
             eo.threads = (int)l;
+        }
+        if ((s = get(args, na, "backend"))) {
+            if (strcmp(s, "cpu") && strcmp(s, "cuda")) {
+                rc = 2;
+                vr_error_set(&err, VR_ERR_INVALID, "--backend %s: expected cpu or cuda", s);
+                goto fail;
+            }
+            eo.backend = s;
         }
         if (vr_engine_open(&eo, &e, &err) != VR_OK) goto fail;
         if (vr_eval_engine_backend_create(e, concurrency, &b, &err) != VR_OK) goto fail;

@@ -20,6 +20,8 @@ typedef struct engine_backend {
     vr_eval_job **done; /* finished, not yet returned (FIFO) */
     int n_done;
     float *logits;        /* [capacity, V] */
+    int32_t *dev_next;    /* [capacity]: the device's choices (backends with argmax_rows) */
+    float *dev_logit, *dev_logprob;
     float *zero_features; /* the all-zero image's features, computed once */
 } engine_backend;
 
@@ -62,19 +64,25 @@ static vr_status engine_submit(void *ctx, vr_eval_job *job, vr_error *err) {
     return VR_OK;
 }
 
-/* Records the greedy choice from one row of logits; *finished when the answer is complete. */
+/* Records a chosen token with its logit and log-probability; *finished when the answer is
+ * complete. */
+static vr_status record(engine_backend *b, vr_eval_job *j, int32_t t, float logit, float logprob, int *finished,
+                        vr_error *err) {
+    size_t len = 0;
+    const char *bytes = b->e->tok ? vr_tokenizer_token_bytes(b->e->tok, t, &len) : NULL;
+    vr_status st = vr_eval_job_add_token(j, t, bytes ? bytes : "", bytes ? len : 0, logit, logprob, err);
+    /* the stop token counts as generated (upstream's avg_logit/avg_prob include it) */
+    *finished = t == VR_STOP_TOKEN_DEFAULT || j->n_tokens >= j->max_tokens;
+    return st;
+}
+
+/* Records the greedy choice from one row of host logits. */
 static vr_status choose(engine_backend *b, vr_eval_job *j, const float *logits, int32_t *token, int *finished,
                         vr_error *err) {
     const int V = b->e->cfg.vocab_size;
     int32_t t = vr_argmax(logits, V);
-    size_t len = 0;
-    const char *bytes = b->e->tok ? vr_tokenizer_token_bytes(b->e->tok, t, &len) : NULL;
-    vr_status st = vr_eval_job_add_token(j, t, bytes ? bytes : "", bytes ? len : 0, logits[t],
-                                         (float)vr_logprob(logits, V, t), err);
     *token = t;
-    /* the stop token counts as generated (upstream's avg_logit/avg_prob include it) */
-    *finished = t == VR_STOP_TOKEN_DEFAULT || j->n_tokens >= j->max_tokens;
-    return st;
+    return record(b, j, t, logits[t], (float)vr_logprob(logits, V, t), finished, err);
 }
 
 static void finish(engine_backend *b, vr_eval_job *j, vr_status st) {
@@ -159,13 +167,22 @@ static vr_status engine_next(void *ctx, vr_eval_job **out, vr_error *err) {
         }
         if (b->n_done) continue;
         if (!b->n_active) return vr_error_set(err, VR_ERR_INTERNAL, "eval: waiting for an answer with none in flight");
-        vr_status st = vr_sessions_step(b->e, b->sessions, b->next_tokens, b->n_active, b->logits, err);
+        /* a device that chooses tokens itself keeps the logits: only ids and two floats come back */
+        int on_device = b->e->be->ops->argmax_rows != NULL;
+        vr_status st = on_device ? vr_sessions_step_greedy(b->e, b->sessions, b->next_tokens, b->n_active, b->dev_next,
+                                                           b->dev_logit, b->dev_logprob, err)
+                                 : vr_sessions_step(b->e, b->sessions, b->next_tokens, b->n_active, b->logits, err);
         if (st != VR_OK) return st;
         int keep = 0;
         for (int i = 0; i < b->n_active; i++) {
             int32_t t;
             int finished;
-            st = choose(b, b->active[i], b->logits + (size_t)i * V, &t, &finished, err);
+            if (on_device) {
+                t = b->dev_next[i];
+                st = record(b, b->active[i], t, b->dev_logit[i], b->dev_logprob[i], &finished, err);
+            } else {
+                st = choose(b, b->active[i], b->logits + (size_t)i * V, &t, &finished, err);
+            }
             if (st != VR_OK) return st;
             if (finished) {
                 vr_session_free(b->sessions[i]);
@@ -196,13 +213,17 @@ vr_status vr_eval_engine_backend_create(vr_engine *e, int capacity, vr_eval_back
     b->sessions = calloc((size_t)capacity, sizeof *b->sessions);
     b->next_tokens = calloc((size_t)capacity, sizeof *b->next_tokens);
     b->logits = malloc((size_t)capacity * e->cfg.vocab_size * sizeof(float));
+    b->dev_next = malloc((size_t)capacity * sizeof *b->dev_next);
+    b->dev_logit = malloc((size_t)capacity * sizeof *b->dev_logit);
+    b->dev_logprob = malloc((size_t)capacity * sizeof *b->dev_logprob);
     out->ctx = b;
     out->capacity = capacity;
     out->needs_ids = 1;
     out->tok = e->tok;
     out->submit = engine_submit;
     out->next = engine_next;
-    if (!b->pending || !b->done || !b->active || !b->sessions || !b->next_tokens || !b->logits) {
+    if (!b->pending || !b->done || !b->active || !b->sessions || !b->next_tokens || !b->logits || !b->dev_next ||
+        !b->dev_logit || !b->dev_logprob) {
         vr_eval_engine_backend_free(out);
         return vr_error_set(err, VR_ERR_NOMEM, "out of memory for %d questions in flight", capacity);
     }
@@ -219,6 +240,9 @@ void vr_eval_engine_backend_free(vr_eval_backend *bk) {
     free(b->sessions);
     free(b->next_tokens);
     free(b->logits);
+    free(b->dev_next);
+    free(b->dev_logit);
+    free(b->dev_logprob);
     free(b->zero_features);
     free(b);
     memset(bk, 0, sizeof *bk);
