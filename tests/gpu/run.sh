@@ -4,7 +4,7 @@
 # cuda backend, the NCCL tests, then `vrwkv bench --backend cuda` (SHAPE:DTYPE list from
 # VRWKV_GPU_BENCH_SHAPES, default "1b6:f16 1b6:bf16 1b6:bf16:split 3b:f16 7b:f16"; a third field sets
 # VRWKV_CUDA_GEMM), and writes its logs and a summary into OUTDIR (at most 8 files: run.log
-# build.log ops.log model.log model-split.log nccl.log bench.log summary.txt).
+# build.log ops.log model.log nccl.log eval.log bench.log summary.txt).
 # Fixtures come from .gpu-fixtures/ in this checkout (tests/gpu/stage-fixtures.sh fills it),
 # because the GPU machine receives the checkout but not ../shared.
 # Dependencies the build needs there: cmake, gcc, nvcc (CUDA 12+), pkg-config, libjpeg, libpng,
@@ -93,18 +93,23 @@ note "build: ok in $(( $(date +%s) - t0 )) s"
 # ---- tests ----
 fail=0
 skipped=0
-run_test() { # name log timeout cmd...
+rm -f "$OUT/ops.log" "$OUT/model.log" "$OUT/nccl.log" "$OUT/eval.log"
+run_test() { # name log timeout cmd...   (appends to log: several tests may share one)
   local name=$1 log=$2 limit=$3; shift 3
-  local t=$(date +%s)
-  timeout "$limit" "$@" > "$log" 2>&1
+  local t=$(date +%s) part
+  part=$(mktemp)
+  echo "== $name" >> "$log"
+  timeout "$limit" "$@" > "$part" 2>&1
   local rc=$?
-  tail -25 "$log"
+  cat "$part" >> "$log"
+  tail -25 "$part"
   case $rc in
     0) note "$name: PASS ($(( $(date +%s) - t )) s)";;
-    77) note "$name: SKIP ($(grep -m1 SKIP "$log"))"; skipped=$((skipped + 1));;
+    77) note "$name: SKIP ($(grep -m1 SKIP "$part"))"; skipped=$((skipped + 1));;
     124) note "$name: TIMEOUT after $limit s"; fail=1;;
-    *) note "$name: FAIL (rc $rc; $(grep -m1 FAIL "$log"))"; fail=1;;
+    *) note "$name: FAIL (rc $rc; $(grep -m1 FAIL "$part"))"; fail=1;;
   esac
+  rm -f "$part"
 }
 run_test "op tests (cuda vs cpu)" "$OUT/ops.log" 120 "$BUILD/tests/gpu/test_cuda_ops"
 if grep -q "^FAIL" "$OUT/ops.log" && command -v compute-sanitizer >/dev/null; then
@@ -112,9 +117,37 @@ if grep -q "^FAIL" "$OUT/ops.log" && command -v compute-sanitizer >/dev/null; th
   timeout 60 compute-sanitizer --tool memcheck --print-limit 20 "$BUILD/tests/gpu/test_cuda_ops" 2>&1 | grep -E "^=========|FAIL" | head -60 >> "$OUT/ops.log"
 fi
 run_test "fixture cases on cuda" "$OUT/model.log" 240 "$BUILD/tests/gpu/test_cuda_model"
-run_test "fixture cases on cuda, split bf16 GEMMs (VRWKV_CUDA_GEMM=split)" "$OUT/model-split.log" 240 \
+run_test "fixture cases on cuda, split bf16 GEMMs (VRWKV_CUDA_GEMM=split)" "$OUT/model.log" 240 \
   env VRWKV_CUDA_GEMM=split "$BUILD/tests/gpu/test_cuda_model"
 run_test "nccl" "$OUT/nccl.log" 60 "$BUILD/tests/gpu/test_nccl"
+# in-process eval on the GPU (device argmax in the batched steps): the fixture VQAv2 questions,
+# answered by the cpu and the cuda backends; every question must be answered, and the answers
+# that differ are listed (the logits differ in the last bits, so a near-tie may flip)
+VQA=$STAGE/eval-fixtures/vqav2/input/eval/vqav2
+if [ -f "$VQA/visualrwkv_vqav2_mscoco_val2014.jsonl" ] && [ -f "$STAGE/fixtures/tiny/model.pth" ]; then
+  eval_answers() { # backend out
+    "$BUILD/vrwkv" eval --backend "$1" --model "$STAGE/fixtures/tiny/model.pth" \
+      --config "$STAGE/fixtures/tiny/model.json" --vocab "$STAGE/rwkv_vocab_v20230424.txt" \
+      --questions "$VQA/visualrwkv_vqav2_mscoco_val2014.jsonl" --images "$VQA/val2014" --dataset default \
+      --out "$2" --quiet --model-id tiny
+  }
+  compare_answers() {
+    eval_answers cpu /tmp/vrwkv-eval-cpu.jsonl && eval_answers "$VRWKV_EVAL_OTHER" /tmp/vrwkv-eval-cuda.jsonl &&
+      python3 - /tmp/vrwkv-eval-cpu.jsonl /tmp/vrwkv-eval-cuda.jsonl <<'PY'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+if len(a) != len(b) or not a:
+    print(f"FAIL: {len(a)} cpu answers, {len(b)} cuda answers"); sys.exit(1)
+diff = [(x["question_id"], x["text"], y["text"]) for x, y in zip(a, b) if x["text"] != y["text"]]
+print(f"{len(a)} questions answered on both backends; {len(a) - len(diff)} identical texts")
+for d in diff: print("differs:", d)
+PY
+  }
+  export BUILD STAGE VQA VRWKV_EVAL_OTHER=${VRWKV_EVAL_OTHER:-cuda}
+  export -f eval_answers compare_answers
+  run_test "eval in-process on cuda (fixture VQAv2 questions)" "$OUT/eval.log" 180 bash -c compare_answers
+fi
 grep -E "^(ok|FAIL)" "$OUT/ops.log" | grep -c "^ok" | sed 's/^/op checks passed: /' | tee -a "$SUMMARY"
 
 # ---- benchmarks ----

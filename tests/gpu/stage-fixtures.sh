@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/gpu/stage-fixtures.sh [SHARED_DIR] — fills the git-ignored .gpu-fixtures/ of this
 # checkout with what tests/gpu/run.sh needs on a GPU machine that receives the checkout but not
-# ../shared: fixtures/{tiny,grid,images,tokenizer.json,prompts.json,README.md} and the vocab,
+# ../shared: fixtures/{tiny,grid,images,tokenizer.json,prompts.json,README.md}, the vocab and
+# the VQAv2 eval questions (eval-fixtures/vqav2/input),
 # and (deps/) copies of this machine's cJSON and cmocka headers and libraries with pkg-config
 # files, used there ONLY if that machine lacks them (it has no package registry). Nothing here
 # is committed; the project build itself never uses deps/. About 55 MB: name .gpu-fixtures in
@@ -20,6 +21,10 @@ for f in tiny grid images tokenizer.json prompts.json README.md; do
   cp -r "$SHARED/fixtures/$f" "$DEST/fixtures/"
 done
 cp "$SHARED/rwkv_vocab_v20230424.txt" "$DEST/"
+if [ -d "$SHARED/eval-fixtures/vqav2/input" ]; then # for the in-process eval on the GPU
+  mkdir -p "$DEST/eval-fixtures/vqav2"
+  cp -r "$SHARED/eval-fixtures/vqav2/input" "$DEST/eval-fixtures/vqav2/"
+fi
 
 # deps: cJSON and cmocka from this machine (Debian/Ubuntu x86-64 layout)
 DEPS=$DEST/deps
