@@ -106,3 +106,9 @@ vr_status vr_parse_u64(const char *opt, const char *s, uint64_t *out, vr_error *
     *out = (uint64_t)v;
     return VR_OK;
 }
+
+vr_status vr_parse_backend(const char *s, vr_error *err) {
+    if (s && strcmp(s, "cpu") && strcmp(s, "cuda"))
+        return vr_error_set(err, VR_ERR_INVALID, "--backend %s: expected cpu or cuda", s);
+    return VR_OK;
+}

@@ -30,5 +30,7 @@ void vr_args_usage(const char *cmd, const char *synopsis, const vr_arg *args, in
 vr_status vr_parse_int(const char *opt, const char *s, long min, long max, long *out, vr_error *err);
 vr_status vr_parse_float(const char *opt, const char *s, double min, double max, double *out, vr_error *err);
 vr_status vr_parse_u64(const char *opt, const char *s, uint64_t *out, vr_error *err);
+/* --backend: "cpu" or "cuda" (NULL stays NULL: the default, cpu). */
+vr_status vr_parse_backend(const char *s, vr_error *err);
 
 #endif

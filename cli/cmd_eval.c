@@ -409,13 +409,10 @@ int vr_cmd_eval(int argc, char **argv) {
             if (vr_parse_int("threads", s, 1, 1024, &l, &err) != VR_OK) goto fail;
             eo.threads = (int)l;
         }
-        if ((s = get(args, na, "backend"))) {
-            if (strcmp(s, "cpu") && strcmp(s, "cuda")) {
-                rc = 2;
-                vr_error_set(&err, VR_ERR_INVALID, "--backend %s: expected cpu or cuda", s);
-                goto fail;
-            }
-            eo.backend = s;
+        eo.backend = get(args, na, "backend");
+        if (vr_parse_backend(eo.backend, &err) != VR_OK) {
+            rc = 2;
+            goto fail;
         }
         if (vr_engine_open(&eo, &e, &err) != VR_OK) goto fail;
         if (vr_eval_engine_backend_create(e, concurrency, &b, &err) != VR_OK) goto fail;

@@ -91,11 +91,8 @@ static vr_status parse_dialogue(vr_arg *a, int n, dialogue_options *o, vr_error 
         if ((st = vr_parse_int("threads", s, 1, 1024, &l, err))) return st;
         o->engine.threads = (int)l;
     }
-    if ((s = get(a, n, "backend"))) {
-        if (strcmp(s, "cpu") && strcmp(s, "cuda"))
-            return vr_error_set(err, VR_ERR_INVALID, "--backend %s: expected cpu or cuda", s);
-        o->engine.backend = s;
-    }
+    if ((st = vr_parse_backend(get(a, n, "backend"), err))) return st;
+    o->engine.backend = get(a, n, "backend");
     vr_arg *stop = vr_args_get(a, n, "stop");
     if (stop->n_values > 16) return vr_error_set(err, VR_ERR_INVALID, "--stop: at most 16 stop tokens");
     for (int i = 0; i < stop->n_values; i++) {

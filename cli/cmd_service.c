@@ -152,10 +152,7 @@ int vr_cmd_worker(int argc, char **argv) {
     }
     const char *role = get(args, na, "role");
     const char *backend = get(args, na, "backend");
-    if (backend && strcmp(backend, "cpu") && strcmp(backend, "cuda")) {
-        vr_error_set(&err, VR_ERR_INVALID, "--backend %s: expected cpu or cuda", backend);
-        FAIL("worker", 2);
-    }
+    if (vr_parse_backend(backend, &err) != VR_OK) FAIL("worker", 2);
     int port = opt_int(args, na, "port", 0, 0, 65535, &err, &bad);
     int metrics = opt_int(args, na, "metrics-port", -1, -1, 65535, &err, &bad);
     int threads = opt_int(args, na, "threads", 0, 0, 1024, &err, &bad);
@@ -249,10 +246,7 @@ int vr_cmd_serve(int argc, char **argv) {
     int want = opt_int(args, na, "shards", 1, 1, 64, &err, &bad);
     int threads = opt_int(args, na, "threads", 0, 0, 1024, &err, &bad);
     const char *backend = get(args, na, "backend");
-    if (backend && strcmp(backend, "cpu") && strcmp(backend, "cuda")) {
-        vr_error_set(&err, VR_ERR_INVALID, "--backend %s: expected cpu or cuda", backend);
-        FAIL("serve", 2);
-    }
+    if (vr_parse_backend(backend, &err) != VR_OK) FAIL("serve", 2);
     vr_coordinator_options o = {0};
     o.model_path = get(args, na, "model");
     o.config_path = get(args, na, "config");
