@@ -2,9 +2,10 @@
  * Owns the device buffers of one model; one engine is driven by one thread at a time. */
 #include "model/engine.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/log.h"
 
 vr_status vr_engine_open(const vr_engine_options *opt, vr_engine **out, vr_error *err) {
     *out = NULL;
@@ -67,8 +68,6 @@ void vr_engine_buffer_free(vr_engine *e, float **buf, size_t *cap) {
     *buf = NULL;
     *cap = 0;
 }
-
-static float *grow(vr_engine *e, float **buf, size_t *cap, size_t n) { return vr_engine_buffer(e, buf, cap, n); }
 
 vr_status vr_engine_check(vr_engine *e, vr_error *err) { return backend_check(e, VR_OK, err); }
 
@@ -173,7 +172,7 @@ vr_status vr_session_prefill(vr_engine *e, vr_session *s, const int32_t *ids, in
         if (ids[i] == VR_IMAGE_TOKEN_ID) img_at = i;
     if (img_at >= 0 && !features) return vr_error_set(err, VR_ERR_INVALID, "the prompt has an image but no features");
     int rows = vr_rwkv_embed_rows(ids, n, img_at >= 0 ? n_img : 0);
-    float *x = grow(e, &e->x, &e->x_cap, (size_t)rows * C);
+    float *x = vr_engine_buffer(e, &e->x, &e->x_cap, (size_t)rows * C);
     float *dfeat = NULL;
     if (!x) return vr_error_set(err, VR_ERR_NOMEM, "out of memory for %d prompt rows", rows);
     if (img_at >= 0) {
@@ -204,7 +203,7 @@ vr_status vr_session_prefill(vr_engine *e, vr_session *s, const int32_t *ids, in
     }
     if (st != VR_OK) return st;
     if (logits) {
-        float *dl = grow(e, &e->logits, &e->logits_cap, (size_t)V);
+        float *dl = vr_engine_buffer(e, &e->logits, &e->logits_cap, (size_t)V);
         if (!dl) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
         st = vr_rwkv_head(e->w, e->ws, x + (size_t)(rows - 1) * C, 1, dl, err);
         if (st != VR_OK) return st;
@@ -262,8 +261,8 @@ vr_status vr_engine_run_step(vr_engine *e, int key, vr_status (*fn)(void *ctx, v
          * another eager step (three failures in a row: never at this key) */
         e->graph_fail[key]++;
         e->graph_seen[key] = 0;
-        fprintf(stderr, "vrwkv: a step of %d session(s) runs without a CUDA graph (failure %d of 3): %s\n", key,
-                e->graph_fail[key], gerr.msg);
+        vr_log(VR_LOG_WARN, "step_not_recorded", "sessions=%d failure=%d/3 error=%s", key, e->graph_fail[key],
+               gerr.msg);
     }
     return fn(ctx, err);
 }
@@ -287,8 +286,8 @@ static vr_status step_device(vr_engine *e, vr_session *const *sessions, const in
                              vr_error *err) {
     if (n <= 0) return VR_OK;
     const int C = e->cfg.n_embd, V = e->cfg.vocab_size;
-    float *x = grow(e, &e->x, &e->x_cap, (size_t)n * C);
-    float *dl = grow(e, &e->logits, &e->logits_cap, (size_t)n * V);
+    float *x = vr_engine_buffer(e, &e->x, &e->x_cap, (size_t)n * C);
+    float *dl = vr_engine_buffer(e, &e->logits, &e->logits_cap, (size_t)n * V);
     vr_run *runs = malloc((size_t)n * sizeof *runs);
     vr_state **states = malloc((size_t)n * sizeof *states);
     vr_status st = VR_OK;
