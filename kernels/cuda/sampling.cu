@@ -28,11 +28,10 @@ __device__ __forceinline__ void better(float &bv, int &bi, float v, int i) {
     }
 }
 
-__global__ void argmax_rows_kernel(const float *logits, int n, vrc_pick *out) {
-    __shared__ float sv[32];
-    __shared__ int si[32];
-    __shared__ double sd[32];
-    const float *row = logits + (size_t)blockIdx.x * n;
+/* The first index of the row's maximum (NaN never wins; -1 when every entry is NaN), reduced
+ * over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it and *best
+ * its value. sv, si: 32 shared slots each, free again when it returns. */
+__device__ int block_argmax(const float *row, int n, float *sv, int *si, float *best) {
     float bv = 0.0f;
     int bi = -1;
     for (int i = threadIdx.x; i < n; i += blockDim.x) better(bv, bi, row[i], i);
@@ -42,6 +41,7 @@ __global__ void argmax_rows_kernel(const float *logits, int n, vrc_pick *out) {
         if (oi >= 0) better(bv, bi, ov, oi);
     }
     int w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads(); /* sv, si may still be read from an earlier use */
     if ((threadIdx.x & 31) == 0) {
         sv[w] = bv;
         si[w] = bi;
@@ -65,9 +65,23 @@ __global__ void argmax_rows_kernel(const float *logits, int n, vrc_pick *out) {
         }
     }
     __syncthreads();
-    int id = si[0] < 0 ? 0 : si[0];
+    int idx = si[0];
+    *best = sv[0];
+    __syncthreads();
+    return idx;
+}
+
+__global__ void argmax_rows_kernel(const float *logits, int n, vrc_pick *out) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    __shared__ double sd[32];
+    const float *row = logits + (size_t)blockIdx.x * n;
+    float best = 0.0f;
+    int found = block_argmax(row, n, sv, si, &best);
+    int w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    int id = found < 0 ? 0 : found;
     /* the max for log softmax: the argmax's value (NaN ignored), -inf when all NaN */
-    double mx = si[0] < 0 ? -INFINITY : (double)sv[0];
+    double mx = found < 0 ? -INFINITY : (double)best;
     double sum = 0.0;
     for (int i = threadIdx.x; i < n; i += blockDim.x) sum += exp((double)row[i] - mx);
     for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
@@ -196,29 +210,9 @@ __global__ void __launch_bounds__(VRC_SAMPLE_THREADS)
     double dummy;
 
     /* argmax of adj (greedy, and the fallback): first index of the max, NaN never wins */
-    float bv = 0.0f;
-    int bi = -1;
-    for (int i = t; i < n; i += blockDim.x) better(bv, bi, adj[i], i);
-    for (int o = 16; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-        int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-        if (oi >= 0) better(bv, bi, ov, oi);
-    }
-    if ((t & 31) == 0) sv[t >> 5] = bv, si[t >> 5] = bi;
-    __syncthreads();
-    if (t < 32) {
-        bv = 0.0f;
-        bi = -1;
-        if (si[t] >= 0) bv = sv[t], bi = si[t];
-        for (int o = 16; o > 0; o >>= 1) {
-            float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-            int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (oi >= 0) better(bv, bi, ov, oi);
-        }
-        if (t == 0) s_pick = bi < 0 ? 0 : bi;
-    }
-    __syncthreads();
-    int argmax = s_pick;
+    float amax = 0.0f;
+    int found = block_argmax(adj, n, sv, si, &amax);
+    const int argmax = found < 0 ? 0 : found;
     int tok = argmax;
     const float mx = keys[0]; /* the largest non-NaN adj (-inf when none) */
     if (!(R.temperature <= 0.0f || R.top_k == 1) && mx != -INFINITY) {
