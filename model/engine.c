@@ -331,19 +331,21 @@ vr_status vr_engine_sample(vr_engine *e, const float *logits, int m, vr_sampler 
         } else {
             vr_sample_row *rows = malloc((size_t)m * sizeof *rows);
             int32_t *start = malloc((size_t)(m + 1) * sizeof *start);
+            const int32_t **pid = malloc((size_t)m * sizeof *pid);
+            const float **psub = malloc((size_t)m * sizeof *psub);
             int total = 0;
-            const int32_t *pid;
-            const float *psub;
-            for (int i = 0; i < m; i++) total += vr_sampler_penalties(samplers[i], &pid, &psub);
+            if (start && pid && psub) /* each row's penalties, once: start[i + 1] holds its count for now */
+                for (int i = 0; i < m; i++) total += start[i + 1] = vr_sampler_penalties(samplers[i], &pid[i], &psub[i]);
             int32_t *ids = malloc((size_t)(total ? total : 1) * sizeof *ids);
             float *sub = malloc((size_t)(total ? total : 1) * sizeof *sub);
-            if (!rows || !start || !ids || !sub) st = vr_error_set(err, VR_ERR_NOMEM, "out of memory sampling %d rows", m);
+            if (!rows || !start || !pid || !psub || !ids || !sub)
+                st = vr_error_set(err, VR_ERR_NOMEM, "out of memory sampling %d rows", m);
             int at = 0;
             for (int i = 0; st == VR_OK && i < m; i++) {
+                int k = start[i + 1];
                 start[i] = at;
-                int k = vr_sampler_penalties(samplers[i], &pid, &psub);
-                memcpy(ids + at, pid, (size_t)k * sizeof *ids);
-                memcpy(sub + at, psub, (size_t)k * sizeof *sub);
+                memcpy(ids + at, pid[i], (size_t)k * sizeof *ids);
+                memcpy(sub + at, psub[i], (size_t)k * sizeof *sub);
                 at += k;
                 vr_sampler_row(samplers[i], &rows[i]);
             }
@@ -353,6 +355,8 @@ vr_status vr_engine_sample(vr_engine *e, const float *logits, int m, vr_sampler 
             }
             free(rows);
             free(start);
+            free(pid);
+            free(psub);
             free(ids);
             free(sub);
         }
