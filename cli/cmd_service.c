@@ -72,6 +72,10 @@ int vr_cmd_coordinator(int argc, char **argv) {
                      {"max-batch", VR_ARG_STRING, "turns per pipeline step (default 64)", 0, 0, 0},
                      {"max-prompt-tokens", VR_ARG_STRING, "prompt limit for every tenant", 0, 0, 0},
                      {"max-tokens", VR_ARG_STRING, "default tokens per answer (default 256)", 0, 0, 0},
+                     {"inline-features", VR_ARG_FLAG,
+                      "image features come back through the coordinator instead of going from the vision worker "
+                      "straight to stage 0 (for networks where workers cannot reach the shards' transport ports)",
+                      0, 0, 0},
                      {"help", VR_ARG_FLAG, "this help", 0, 0, 0}};
     int na = (int)(sizeof args / sizeof args[0]), npos = 0, rc = 1, bad = 0;
     const char **pos = NULL;
@@ -100,6 +104,7 @@ int vr_cmd_coordinator(int argc, char **argv) {
     o.max_batch = opt_int(args, na, "max-batch", 64, 1, 4096, &err, &bad);
     o.max_prompt_tokens = opt_int(args, na, "max-prompt-tokens", 0, 0, 1 << 24, &err, &bad);
     o.default_max_tokens = opt_int(args, na, "max-tokens", 256, 1, 1 << 20, &err, &bad);
+    o.inline_features = get(args, na, "inline-features") != NULL;
     if (bad) FAIL("coordinator", 2);
     if (!o.model_path) {
         vr_error_set(&err, VR_ERR_INVALID, "--model is required");

@@ -230,8 +230,8 @@ static int admit(vr_coordinator *c, vr_rpc_call *call, const vr_tenant *t, Vrwkv
     if (!r->gen) return reject(c, call, VR_RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     if (with_image) {
         /* zero_image: no bytes, the vision worker encodes an all-zero pixel tensor */
-        st = vr_cluster_encode_image(c, q->image.len ? q->image.data : NULL, q->image.len, &r->features, &r->n_img,
-                                     &err);
+        st = vr_cluster_encode_image(c, q->image.len ? q->image.data : NULL, q->image.len, !c->opt.inline_features,
+                                     &r->features, &err);
         if (st != VR_OK) return reject(c, call, vr_rpc_code_from_status(st), "image: %s", err.msg);
         if (!q->image.len) return 1; /* nothing to keep: one-shot, never rebuilt from the record */
         r->record.image = malloc(q->image.len);
@@ -343,7 +343,7 @@ static void handle_generate(vr_rpc_call *call, void *ctx) {
             int64_t now = vr_now_ms();
             f.finish_reason = r->stopped ? "stop" : "length";
             u.prompt_tokens = r->n_turn_prompt;
-            u.image_tokens = r->features ? r->n_img : 0;
+            u.image_tokens = r->features.n_img;
             u.generated_tokens = r->n_gen;
             tm.queue_ms = (double)(r->t_admit_ms - r->t_enqueue_ms);
             tm.time_to_first_token_ms = r->t_first_token_ms ? (double)(r->t_first_token_ms - r->t_start_ms) : 0;

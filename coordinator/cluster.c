@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "coordinator/internal.h"
+#include "worker/feature_delivery.h"
 #include "worker/transport.h"
 #include "proto/control.pb-c.h"
 
@@ -329,33 +330,59 @@ void vr_cluster_evict(vr_coordinator *c, const char *tenant, const char *session
     broadcast(c, "/vrwkv.internal.Shard/Evict", buf, len, NULL, NULL, NULL, 0, &err);
 }
 
-vr_status vr_cluster_encode_image(vr_coordinator *c, const uint8_t *image, size_t len, float **features, int *n_img,
-                                  vr_error *err) {
-    *features = NULL;
+void vr_image_features_clear(vr_image_features *f) {
+    free(f->data);
+    memset(f, 0, sizeof *f);
+}
+
+int vr_cluster_features_usable(vr_coordinator *c, const vr_image_features *f) {
+    if (!f->key) return 1;
+    if (vr_now_ms() - f->at_ms > VR_FEATURES_TTL_MS / 2) return 0;
+    pthread_mutex_lock(&c->cluster_mu);
+    int ok = c->pipeline_ok && c->n_stages > 0 && !strcmp(c->workers[c->pipeline[0]].id, f->stage0);
+    pthread_mutex_unlock(&c->cluster_mu);
+    return ok;
+}
+
+vr_status vr_cluster_encode_image(vr_coordinator *c, const uint8_t *image, size_t len, int deliver,
+                                  vr_image_features *out, vr_error *err) {
+    vr_image_features_clear(out);
     vr_rpc_channel *ch = NULL;
-    char address[300] = "";
+    char address[300] = "", deliver_to[300] = "", stage0[160] = "";
     pthread_mutex_lock(&c->cluster_mu);
     int n_vision = 0, pick = -1;
     for (int i = 0; i < VR_MAX_WORKERS; i++)
-        if (c->workers[i].in_use && c->workers[i].alive &&
-            c->workers[i].role == VRWKV__INTERNAL__WORKER_ROLE__WORKER_ROLE_VISION)
+        if (c->workers[i].in_use && c->workers[i].alive && c->workers[i].role == VRWKV__INTERNAL__WORKER_ROLE__WORKER_ROLE_VISION)
             n_vision++;
     if (n_vision) {
         int k = c->vision_rr++ % n_vision;
-        for (int i = 0; i < VR_MAX_WORKERS && pick < 0; i++)
+        for (int i = 0; i < VR_MAX_WORKERS; i++)
             if (c->workers[i].in_use && c->workers[i].alive &&
-                c->workers[i].role == VRWKV__INTERNAL__WORKER_ROLE__WORKER_ROLE_VISION && k-- == 0)
+                c->workers[i].role == VRWKV__INTERNAL__WORKER_ROLE__WORKER_ROLE_VISION && k-- == 0) {
                 pick = i;
+                break;
+            }
+    }
+    if (pick >= 0) {
         ch = c->workers[pick].ch;
         snprintf(address, sizeof address, "%s", c->workers[pick].address);
     }
+    /* the features go where the prefill will need them: stage 0 of the pipeline as it is now */
+    if (deliver && c->pipeline_ok && c->n_stages > 0 && c->workers[c->pipeline[0]].transport_address[0]) {
+        snprintf(deliver_to, sizeof deliver_to, "%s", c->workers[c->pipeline[0]].transport_address);
+        snprintf(stage0, sizeof stage0, "%s", c->workers[c->pipeline[0]].id);
+    }
     pthread_mutex_unlock(&c->cluster_mu);
     if (!ch) return vr_error_set(err, VR_ERR_UNAVAILABLE, "no vision worker is available; retry");
+    uint64_t key = 0;
+    while (deliver_to[0] && !key) key = __atomic_add_fetch(&c->feature_seq, 1, __ATOMIC_RELAXED);
     Vrwkv__Internal__EncodeRequest req = VRWKV__INTERNAL__ENCODE_REQUEST__INIT;
     req.image.data = (uint8_t *)image;
-    req.image.len = len;
+    req.image.len = image ? len : 0;
+    req.zero_pixels = image == NULL;
     req.name = "image";
-    req.zero_pixels = image == NULL; /* an all-zero pixel tensor (vrwkv eval's image-less questions) */
+    req.deliver_to = deliver_to;
+    req.deliver_key = key;
     size_t plen = vrwkv__internal__encode_request__get_packed_size(&req);
     uint8_t *buf = malloc(plen + 1);
     if (!buf) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
@@ -380,14 +407,24 @@ vr_status vr_cluster_encode_image(vr_coordinator *c, const uint8_t *image, size_
     free(msg);
     Vrwkv__Internal__EncodeResponse *r = vrwkv__internal__encode_response__unpack(NULL, rl, resp);
     free(resp);
+    int delivered = r && r->delivered && key;
     if (!r || r->n_embd != c->cfg.n_embd || r->n_img != c->cfg.num_image_tokens ||
-        r->features.len != (size_t)r->n_img * r->n_embd * sizeof(float)) {
+        r->features.len != (delivered ? 0 : (size_t)r->n_img * r->n_embd * sizeof(float))) {
         if (r) vrwkv__internal__encode_response__free_unpacked(r, NULL);
         return vr_error_set(err, VR_ERR_INTERNAL, "vision worker %s answered features of the wrong shape", address);
     }
-    *features = malloc(r->features.len);
-    if (*features) memcpy(*features, r->features.data, r->features.len);
-    *n_img = r->n_img;
+    out->n_img = r->n_img;
+    if (delivered) {
+        out->key = key;
+        out->at_ms = vr_now_ms();
+        snprintf(out->stage0, sizeof out->stage0, "%s", stage0);
+    } else if ((out->data = malloc(r->features.len))) {
+        memcpy(out->data, r->features.data, r->features.len);
+    }
     vrwkv__internal__encode_response__free_unpacked(r, NULL);
-    return *features ? VR_OK : vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    if (!delivered && !out->data) {
+        out->n_img = 0;
+        return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    }
+    return VR_OK;
 }

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "coordinator/internal.h"
@@ -48,6 +50,12 @@ vr_status vr_coordinator_start(const vr_coordinator_options *o, vr_coordinator *
     if (c->opt.max_batch <= 0) c->opt.max_batch = 64;
     if (c->opt.default_max_tokens <= 0) c->opt.default_max_tokens = 256;
     c->vision = -1;
+    /* feature keys start somewhere new on every start, so a restarted coordinator's keys do not
+     * meet the ones a stage 0 still holds from its predecessor */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    c->feature_seq = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) * 0x9E3779B97F4A7C15ull ^
+                     ((uint64_t)getpid() << 40);
     pthread_mutex_init(&c->cluster_mu, NULL);
     pthread_mutex_init(&c->q_mu, NULL);
     pthread_cond_init(&c->q_cv, NULL);

@@ -21,6 +21,9 @@ typedef struct vr_coordinator_options {
     int max_batch;             /* sessions per step (default 64) */
     int max_prompt_tokens;     /* > 0: overrides every tenant's limit */
     int default_max_tokens;    /* when a request gives none (default 256) */
+    int inline_features;       /* image features come back through the coordinator, never straight
+                                * from the vision worker to stage 0 (when workers cannot reach the
+                                * shards' transport ports) */
 } vr_coordinator_options;
 
 vr_status vr_coordinator_start(const vr_coordinator_options *o, vr_coordinator **out, vr_error *err);

@@ -42,6 +42,16 @@ typedef struct vr_event {
     struct vr_event *next;
 } vr_event;
 
+/* An image's features for a turn: held here (inline) or by pipeline stage 0, to which the
+ * vision worker delivered them under key (worker/feature_delivery.h). */
+typedef struct vr_image_features {
+    float *data;      /* inline: malloc'd [n_img, n_embd]; else NULL */
+    uint64_t key;     /* delivered: stage 0's inbox key; else 0 */
+    char stage0[160]; /* delivered: the worker id of the stage 0 that holds them */
+    int64_t at_ms;    /* delivered: when */
+    int n_img;        /* 0: no image */
+} vr_image_features;
+
 /* One turn in flight, shared by its API handler thread and the scheduler (refcounted). */
 typedef struct vr_request {
     int refs;
@@ -52,8 +62,7 @@ typedef struct vr_request {
     int32_t *prompt;          /* ids to prefill: this turn's prompt (after a rebuild: transcript + it) */
     int n_prompt;
     int n_turn_prompt;        /* this turn's prompt: the last n_turn_prompt ids of prompt */
-    float *features;          /* image features for the prompt's -200 (malloc'd) or NULL */
-    int n_img;
+    vr_image_features features; /* for the prompt's -200, if it has one */
     int scan;
     vr_sampling_params sampling;
     int max_tokens;
@@ -97,6 +106,7 @@ struct vr_coordinator {
     int pipeline_ok;          /* assigned and believed healthy */
     int vision;               /* worker index or -1 */
     int vision_rr;
+    uint64_t feature_seq;     /* names delivered features (atomic; random start) */
     pthread_t monitor;
     /* scheduler */
     pthread_mutex_t q_mu;
@@ -128,9 +138,15 @@ vr_status vr_cluster_broadcast(vr_coordinator *c, const char *method, const uint
                                uint8_t **resps, size_t *resp_lens, int *n_stages, vr_error *err);
 /* Tells every stage to drop its in-memory state of a session (best effort, no waiting). */
 void vr_cluster_evict(vr_coordinator *c, const char *tenant, const char *session);
-/* Image bytes -> features (malloc'd) through a vision worker; image NULL: an all-zero pixel tensor. */
-vr_status vr_cluster_encode_image(vr_coordinator *c, const uint8_t *image, size_t len, float **features, int *n_img,
-                                  vr_error *err);
+/* Image bytes -> features through a vision worker; image NULL: an all-zero pixel tensor. With
+ * deliver, the vision worker sends them straight to the current stage 0 where it can (out->key
+ * set), else they come back here (out->data). out is reset first (vr_image_features_clear). */
+vr_status vr_cluster_encode_image(vr_coordinator *c, const uint8_t *image, size_t len, int deliver,
+                                  vr_image_features *out, vr_error *err);
+/* 0 when delivered features can no longer be counted on: stage 0 is another worker now, or they
+ * are old enough that its inbox may have dropped them. Inline features or none: 1. */
+int vr_cluster_features_usable(vr_coordinator *c, const vr_image_features *f);
+void vr_image_features_clear(vr_image_features *f);
 
 /* scheduler.c */
 vr_status vr_scheduler_start(vr_coordinator *c, vr_error *err);

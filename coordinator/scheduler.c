@@ -55,7 +55,7 @@ void vr_request_release(vr_request *r) {
     }
     vr_session_record_free(&r->record);
     free(r->prompt);
-    free(r->features);
+    vr_image_features_clear(&r->features);
     free(r->gen);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
@@ -177,12 +177,9 @@ static void prepare(vr_coordinator *c, vr_request **rs, int n) {
             int has_image = 0;
             for (int k = 0; k < r->record.n_transcript; k++) has_image |= r->record.transcript[k] == VR_IMAGE_TOKEN_ID;
             if (has_image) {
-                free(r->features);
-                r->features = NULL;
                 vr_error e2 = {0};
-                if (!r->record.image ||
-                    vr_cluster_encode_image(c, r->record.image, r->record.image_len, &r->features, &r->n_img, &e2) !=
-                        VR_OK) {
+                if (!r->record.image || vr_cluster_encode_image(c, r->record.image, r->record.image_len,
+                                                                !c->opt.inline_features, &r->features, &e2) != VR_OK) {
                     fail_request(c, r, VR_RPC_STATUS_UNAVAILABLE,
                                  r->record.image ? e2.msg : "the session's image is missing: cannot rebuild its state");
                     continue;
@@ -243,10 +240,13 @@ static vr_status run_step(vr_coordinator *c, vr_request **rs, int n, int32_t *to
         if (r->phase == REQ_PREFILL) {
             run->ids = r->prompt;
             run->n_ids = (size_t)r->n_prompt;
-            if (r->features) {
-                run->image_features.data = (uint8_t *)r->features;
-                run->image_features.len = (size_t)r->n_img * c->cfg.n_embd * sizeof(float);
-                run->n_img = r->n_img;
+            if (r->features.n_img) {
+                run->n_img = r->features.n_img;
+                run->features_key = r->features.key;
+                if (r->features.data) {
+                    run->image_features.data = (uint8_t *)r->features.data;
+                    run->image_features.len = (size_t)r->features.n_img * c->cfg.n_embd * sizeof(float);
+                }
             }
             run->sample = 1;
             run->reset_sampler = 1;
@@ -348,6 +348,19 @@ static void complete(vr_coordinator *c, vr_request *r) {
 
 /* ------------------------------------------------------------------ loop */
 
+/* A prefill whose delivered features stage 0 may no longer hold (the pipeline was re-formed
+ * since, or they are old): encode the image again, inline this time. 0 when the turn failed. */
+static int reencode_inline(vr_coordinator *c, vr_request *r) {
+    vr_log(VR_LOG_INFO, "features_reencode", "tenant=%s session=%s key=%016llx", r->tenant, r->session,
+           (unsigned long long)r->features.key);
+    vr_error err = {0};
+    if (vr_cluster_encode_image(c, r->record.image, r->record.image_len, 0, &r->features, &err) != VR_OK) {
+        fail_request(c, r, vr_rpc_code_from_status(err.code == VR_ERR_INVALID ? VR_ERR_INTERNAL : err.code), err.msg);
+        return 0;
+    }
+    return 1;
+}
+
 static void *scheduler_loop(void *p) {
     vr_coordinator *c = p;
     int cap = c->opt.max_batch;
@@ -382,9 +395,12 @@ static void *scheduler_loop(void *p) {
             if (fresh[i]->phase == REQ_PREPARE) to_prepare[n_prep++] = fresh[i];
         if (n_prep) prepare(c, to_prepare, n_prep);
         int n = 0;
-        for (int i = 0; i < n_active; i++)
-            if (active[i]->phase == REQ_PREFILL || active[i]->phase == REQ_DECODE || active[i]->phase == REQ_FINISH)
-                batch[n++] = active[i];
+        for (int i = 0; i < n_active; i++) {
+            vr_request *r = active[i];
+            if (r->phase == REQ_PREFILL && !vr_cluster_features_usable(c, &r->features) && !reencode_inline(c, r))
+                continue;
+            if (r->phase == REQ_PREFILL || r->phase == REQ_DECODE || r->phase == REQ_FINISH) batch[n++] = r;
+        }
         if (n > 0) {
             vr_error err = {0};
             vr_histogram_observe(c->m_batch, NULL, n);
@@ -393,7 +409,9 @@ static void *scheduler_loop(void *p) {
             int64_t t1 = vr_now_ms();
             if (st != VR_OK) {
                 if (st == VR_ERR_UNAVAILABLE) vr_cluster_mark_failed(c, err.msg);
-                for (int i = 0; i < n; i++) fail_request(c, batch[i], vr_rpc_code_from_status(st), err.msg);
+                /* NOT_FOUND from a step: stage 0 lacks delivered features; a retry encodes again */
+                int code = vr_rpc_code_from_status(st == VR_ERR_NOT_FOUND ? VR_ERR_UNAVAILABLE : st);
+                for (int i = 0; i < n; i++) fail_request(c, batch[i], code, err.msg);
             } else {
                 for (int i = 0; i < n; i++) {
                     vr_request *r = batch[i];

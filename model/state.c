@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bytes.h"
+
 vr_status vr_state_create(vr_backend *be, const vr_model_config *cfg, int layer_first, int layer_last, vr_state **out,
                           vr_error *err) {
     *out = NULL;
@@ -76,22 +78,6 @@ static uint64_t fnv1a64(const uint8_t *p, size_t n) {
     return h;
 }
 
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-static uint64_t get_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
 
 /* Header layout (64 bytes):
  *  0 magic[8]  8 version u32  12 layer u32  16 fingerprint u64  24 dtype u32 (0 = f32)
@@ -104,16 +90,16 @@ static void finish_blob(uint8_t *buf, int layer, uint64_t fingerprint, int n_emb
     uint8_t *h = buf;
     memset(h, 0, VR_STATE_HEADER_SIZE);
     memcpy(h, VR_STATE_MAGIC, 8);
-    put_u32(h + 8, VR_STATE_FORMAT_VERSION);
-    put_u32(h + 12, (uint32_t)layer);
-    put_u64(h + 16, fingerprint);
-    put_u32(h + 24, 0);
-    put_u32(h + 28, (uint32_t)n_embd);
-    put_u32(h + 32, (uint32_t)n_head);
-    put_u32(h + 36, (uint32_t)head_size);
-    put_u64(h + 40, payload);
-    put_u64(h + 48, fnv1a64(buf + VR_STATE_HEADER_SIZE, payload));
-    put_u64(h + 56, fnv1a64(h, 56));
+    vr_put_u32le(h + 8, VR_STATE_FORMAT_VERSION);
+    vr_put_u32le(h + 12, (uint32_t)layer);
+    vr_put_u64le(h + 16, fingerprint);
+    vr_put_u32le(h + 24, 0);
+    vr_put_u32le(h + 28, (uint32_t)n_embd);
+    vr_put_u32le(h + 32, (uint32_t)n_head);
+    vr_put_u32le(h + 36, (uint32_t)head_size);
+    vr_put_u64le(h + 40, payload);
+    vr_put_u64le(h + 48, fnv1a64(buf + VR_STATE_HEADER_SIZE, payload));
+    vr_put_u64le(h + 56, fnv1a64(h, 56));
 }
 
 vr_status vr_state_serialize_layer(const vr_state *s, int layer, uint64_t fingerprint, uint8_t *buf, size_t cap,
@@ -192,29 +178,29 @@ vr_status vr_state_deserialize_layer(vr_state *s, int layer, uint64_t fingerprin
     const uint8_t *h = buf;
     if (memcmp(h, VR_STATE_MAGIC, 8) != 0)
         return vr_error_set(err, VR_ERR_FORMAT, "state blob for layer %d has a wrong magic", layer);
-    if (get_u64(h + 56) != fnv1a64(h, 56))
+    if (vr_get_u64le(h + 56) != fnv1a64(h, 56))
         return vr_error_set(err, VR_ERR_FORMAT, "state blob for layer %d has a corrupt header (checksum mismatch)",
                             layer);
-    if (get_u32(h + 8) != VR_STATE_FORMAT_VERSION)
+    if (vr_get_u32le(h + 8) != VR_STATE_FORMAT_VERSION)
         return vr_error_set(err, VR_ERR_UNSUPPORTED, "state blob for layer %d has format version %u, expected %u",
-                            layer, get_u32(h + 8), VR_STATE_FORMAT_VERSION);
-    if (get_u32(h + 12) != (uint32_t)layer)
-        return vr_error_set(err, VR_ERR_FORMAT, "state blob is for layer %u, expected layer %d", get_u32(h + 12), layer);
-    if (get_u64(h + 16) != fingerprint)
+                            layer, vr_get_u32le(h + 8), VR_STATE_FORMAT_VERSION);
+    if (vr_get_u32le(h + 12) != (uint32_t)layer)
+        return vr_error_set(err, VR_ERR_FORMAT, "state blob is for layer %u, expected layer %d", vr_get_u32le(h + 12), layer);
+    if (vr_get_u64le(h + 16) != fingerprint)
         return vr_error_set(err, VR_ERR_FORMAT, "state blob for layer %d was made by a different model", layer);
-    if (get_u32(h + 24) != 0)
+    if (vr_get_u32le(h + 24) != 0)
         return vr_error_set(err, VR_ERR_UNSUPPORTED, "state blob for layer %d has an unknown dtype %u", layer,
-                            get_u32(h + 24));
-    if (get_u32(h + 28) != (uint32_t)s->n_embd || get_u32(h + 32) != (uint32_t)s->n_head ||
-        get_u32(h + 36) != (uint32_t)s->head_size)
+                            vr_get_u32le(h + 24));
+    if (vr_get_u32le(h + 28) != (uint32_t)s->n_embd || vr_get_u32le(h + 32) != (uint32_t)s->n_head ||
+        vr_get_u32le(h + 36) != (uint32_t)s->head_size)
         return vr_error_set(err, VR_ERR_FORMAT, "state blob for layer %d has shape C=%u H=%u N=%u, expected C=%d H=%d N=%d",
-                            layer, get_u32(h + 28), get_u32(h + 32), get_u32(h + 36), s->n_embd, s->n_head,
+                            layer, vr_get_u32le(h + 28), vr_get_u32le(h + 32), vr_get_u32le(h + 36), s->n_embd, s->n_head,
                             s->head_size);
     size_t payload = s->layer_floats * sizeof(float);
-    if (get_u64(h + 40) != payload || size != VR_STATE_HEADER_SIZE + payload)
+    if (vr_get_u64le(h + 40) != payload || size != VR_STATE_HEADER_SIZE + payload)
         return vr_error_set(err, VR_ERR_FORMAT, "state blob for layer %d has %zu payload bytes, expected %zu", layer,
                             size - VR_STATE_HEADER_SIZE, payload);
-    if (get_u64(h + 48) != fnv1a64(buf + VR_STATE_HEADER_SIZE, payload))
+    if (vr_get_u64le(h + 48) != fnv1a64(buf + VR_STATE_HEADER_SIZE, payload))
         return vr_error_set(err, VR_ERR_FORMAT, "state blob for layer %d is corrupt (payload checksum mismatch)", layer);
     s->be->ops->upload(s->be, layer_base(s, layer), buf + VR_STATE_HEADER_SIZE, payload);
     return VR_OK;

@@ -14,11 +14,14 @@
 #include "proto/control.pb-c.h"
 #include "proto/rpc.h"
 #include "store/store.h"
+#include "worker/feature_delivery.h"
 #include "worker/membership.h"
 #include "worker/slots.h"
 #include "worker/transport.h"
 
-enum { RECV_TIMEOUT_MS = 60000, CONNECT_TIMEOUT_MS = 5000, NCCL_JOIN_TIMEOUT_MS = 30000, MAX_JOINS = 16 };
+enum { RECV_TIMEOUT_MS = 60000, CONNECT_TIMEOUT_MS = 5000, NCCL_JOIN_TIMEOUT_MS = 30000, MAX_JOINS = 16,
+       HELLO_TIMEOUT_MS = 2000, INBOX_MAX_PEERS = 64 };
+#define INBOX_MIN_BYTES ((size_t)1 << 30) /* delivered image features held at most (more are refused) */
 
 struct vr_shard {
     vr_shard_options opt;
@@ -48,6 +51,7 @@ struct vr_shard {
     pthread_mutex_t link_mu;
     pthread_cond_t link_cv;
     vr_transport *prev, *next;
+    vr_feature_inbox *inbox; /* stage 0: image features delivered by vision workers */
     /* NCCL links being joined (ncclCommInitRank waits for the peer): their threads, joined at stop */
     pthread_t joins[MAX_JOINS];
     int n_joins;
@@ -64,6 +68,9 @@ static int64_t now_ms(void) {
 
 /* ------------------------------------------------------------------ transport links */
 
+/* Every connection to the listener starts with a hello that says who connects: the previous
+ * stage (its activations; the newest one wins, since a re-formed pipeline reconnects) or, on
+ * stage 0, a vision worker delivering image features into the inbox. */
 static void *accept_loop(void *p) {
     vr_shard *s = p;
     for (;;) {
@@ -74,23 +81,32 @@ static void *accept_loop(void *p) {
         vr_transport *t = NULL;
         vr_error err = {0};
         if (vr_transport_tcp_accept(s->listener, 200, &t, &err) != VR_OK) continue;
+        vr_peer_role role = 0;
+        if (vr_transport_hello_recv(t, HELLO_TIMEOUT_MS, &role, &err) != VR_OK) {
+            vr_log(VR_LOG_WARN, "transport_refused", "shard=%s peer=%s error=%s", s->address, vr_transport_peer_name(t),
+                   err.msg);
+            vr_transport_close(t);
+            continue;
+        }
+        vr_log(VR_LOG_INFO, "transport_accepted", "shard=%s peer=%s role=%s", s->address, vr_transport_peer_name(t),
+               role == VR_PEER_VISION ? "vision" : "previous stage");
+        if (role == VR_PEER_VISION) {
+            if (!s->inbox) {
+                vr_log(VR_LOG_WARN, "transport_refused", "shard=%s peer=%s error=a vision worker connected, but only "
+                       "stage 0 takes image features", s->address, vr_transport_peer_name(t));
+                vr_transport_close(t);
+            } else if (vr_feature_inbox_serve(s->inbox, t, &err) != VR_OK) {
+                vr_log(VR_LOG_WARN, "transport_refused", "shard=%s error=%s", s->address, err.msg);
+            }
+            continue;
+        }
         pthread_mutex_lock(&s->link_mu);
         if (s->prev) vr_transport_close(s->prev);
-        s->prev = t; /* the newest predecessor wins: a re-formed pipeline reconnects */
+        s->prev = t;
         pthread_cond_broadcast(&s->link_cv);
         pthread_mutex_unlock(&s->link_mu);
-        vr_log(VR_LOG_INFO, "transport_accepted", "shard=%s peer=%s", s->address, vr_transport_peer_name(t));
     }
     return NULL;
-}
-
-static int split_host_port(const char *addr, char *host, size_t cap, int *port) {
-    const char *colon = strrchr(addr, ':');
-    if (!colon || (size_t)(colon - addr) >= cap) return 0;
-    memcpy(host, addr, (size_t)(colon - addr));
-    host[colon - addr] = 0;
-    *port = atoi(colon + 1);
-    return *port > 0;
 }
 
 /* ------------------------------------------------------------------ helpers */
@@ -233,12 +249,10 @@ static void handle_assign(vr_rpc_call *call, void *ctx) {
             pthread_mutex_unlock(&s->link_mu);
         }
     } else if (st == VR_OK && req->next_transport_address && *req->next_transport_address) {
-        char host[256];
-        int port = 0;
-        if (!split_host_port(req->next_transport_address, host, sizeof host, &port))
-            st = vr_error_set(&err, VR_ERR_INVALID, "bad next transport address '%s'", req->next_transport_address);
         vr_transport *t = NULL;
-        if (st == VR_OK) st = vr_transport_tcp_connect(host, port, CONNECT_TIMEOUT_MS, &t, &err);
+        st = vr_transport_tcp_connect_address(req->next_transport_address, CONNECT_TIMEOUT_MS, &t, &err);
+        if (st == VR_OK) st = vr_transport_hello_send(t, VR_PEER_PREV_STAGE, &err);
+        if (st != VR_OK) vr_transport_close(t), t = NULL;
         pthread_mutex_lock(&s->link_mu);
         s->next = t;
         pthread_mutex_unlock(&s->link_mu);
@@ -427,20 +441,73 @@ static vr_status stage_forward(void *ctx, vr_error *err) {
     return st;
 }
 
+/* A later stage's input: the step's activations from the previous stage. An empty frame under
+ * the step's tag means the previous stage failed the step (its error went to the coordinator). */
+static vr_status recv_activations(vr_shard *s, uint64_t step_id, void **frame, size_t *len, vr_error *err) {
+    vr_transport *prev = wait_link(s, 1);
+    if (!prev) return vr_error_set(err, VR_ERR_UNAVAILABLE, "no connection from the previous stage");
+    vr_status st = vr_transport_recv(prev, step_id, frame, len, RECV_TIMEOUT_MS, err);
+    if (st == VR_OK && *len == 0)
+        return vr_error_set(err, VR_ERR_CANCELLED, "the previous stage failed step %llu", (unsigned long long)step_id);
+    if (st != VR_OK && st != VR_ERR_FORMAT) st = VR_ERR_UNAVAILABLE, err->code = VR_ERR_UNAVAILABLE;
+    return st;
+}
+
+/* Tells the next stage, which waits for this step's activations, that none will come: it then
+ * fails the step at once instead of waiting out its receive timeout. */
+static void send_abort(vr_shard *s, uint64_t step_id) {
+    pthread_mutex_lock(&s->link_mu);
+    vr_transport *next = s->next; /* only the step thread (under compute_mu) sends or replaces it */
+    pthread_mutex_unlock(&s->link_mu);
+    vr_error err = {0};
+    if (next && vr_transport_send(next, step_id, NULL, 0, &err) != VR_OK)
+        vr_log(VR_LOG_WARN, "abort_not_sent", "shard=%s step=%llu error=%s", s->address, (unsigned long long)step_id,
+               err.msg);
+}
+
+/* Stage 0: a run's image features onto the device, from the request or from the inbox. */
+static vr_status stage_features(vr_shard *s, const Vrwkv__Internal__Run *r, int i, const float **out, vr_error *err) {
+    vr_engine *e = s->e;
+    const size_t bytes = (size_t)r->n_img * e->cfg.n_embd * sizeof(float);
+    float *taken = NULL;
+    const void *src = r->image_features.data;
+    vr_status st = VR_OK;
+    if (r->features_key) {
+        if (r->image_features.len)
+            return vr_error_set(err, VR_ERR_INVALID, "run %d carries image features and a features key", i);
+        if (!s->inbox) return vr_error_set(err, VR_ERR_INVALID, "run %d: this shard takes no delivered features", i);
+        st = vr_feature_inbox_take(s->inbox, r->features_key, &taken, err); /* the inbox checked the shape */
+        src = taken;
+    } else if (r->image_features.len != bytes) {
+        return vr_error_set(err, VR_ERR_INVALID, "run %d: image features have %zu bytes, expected %zu", i,
+                            r->image_features.len, bytes);
+    }
+    float *d = st == VR_OK ? vr_engine_buffer(e, &s->d_feat, &s->d_feat_cap, (size_t)r->n_img * e->cfg.n_embd) : NULL;
+    if (st == VR_OK && !d) st = vr_error_set(err, VR_ERR_NOMEM, "out of device memory for image features");
+    if (st == VR_OK) e->be->ops->upload(e->be, d, src, bytes);
+    free(taken);
+    *out = d;
+    return st;
+}
+
 static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_t *tokens, float *tok_logit,
                           float *tok_logprob, vr_error *err) {
     vr_engine *e = s->e;
     const int C = e->cfg.n_embd;
     int n = (int)req->n_runs;
-    if (n <= 0) return vr_error_set(err, VR_ERR_INVALID, "a step needs at least one run");
-    vr_run *runs = calloc((size_t)n, sizeof *runs);
-    vr_scan_plan *plans = calloc((size_t)n, sizeof *plans);
-    vr_state **states = calloc((size_t)n, sizeof *states);
-    vr_slot **slots = calloc((size_t)n, sizeof *slots);
-    float *x = NULL; /* device */
     void *frame = NULL;
-    vr_status st = VR_OK;
-    if (!runs || !plans || !states || !slots) st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    size_t frame_len = 0;
+    /* a later stage takes the step's activations before anything else: whatever fails after, the
+     * frame must not stay in the stream for the next step to trip over */
+    vr_status st = s->is_first ? VR_OK : recv_activations(s, req->step_id, &frame, &frame_len, err);
+    int forwarded = 0; /* the next stage got this step's activations (or the attempt broke the link) */
+    if (st == VR_OK && n <= 0) st = vr_error_set(err, VR_ERR_INVALID, "a step needs at least one run");
+    vr_run *runs = calloc((size_t)(n > 0 ? n : 1), sizeof *runs);
+    vr_scan_plan *plans = calloc((size_t)(n > 0 ? n : 1), sizeof *plans);
+    vr_state **states = calloc((size_t)(n > 0 ? n : 1), sizeof *states);
+    vr_slot **slots = calloc((size_t)(n > 0 ? n : 1), sizeof *slots);
+    float *x = NULL; /* device */
+    if (st == VR_OK && (!runs || !plans || !states || !slots)) st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
     int rows = 0;
     for (int i = 0; st == VR_OK && i < n; i++) {
         Vrwkv__Internal__Run *r = req->runs[i];
@@ -479,32 +546,17 @@ static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_
         for (int i = 0; st == VR_OK && i < n; i++) {
             Vrwkv__Internal__Run *r = req->runs[i];
             const float *features = NULL;
-            if (plans[i].img_start >= 0) {
-                if (r->image_features.len != (size_t)r->n_img * C * sizeof(float)) {
-                    st = vr_error_set(err, VR_ERR_INVALID, "run %d: image features have %zu bytes, expected %zu", i,
-                                      r->image_features.len, (size_t)r->n_img * C * sizeof(float));
-                    break;
-                }
-                float *d = vr_engine_buffer(e, &s->d_feat, &s->d_feat_cap, (size_t)r->n_img * C);
-                if (!d) {
-                    st = vr_error_set(err, VR_ERR_NOMEM, "out of device memory for image features");
-                    break;
-                }
-                e->be->ops->upload(e->be, d, r->image_features.data, r->image_features.len);
-                features = d;
-            }
-            st = vr_rwkv_embed(e->w, r->ids, (int)r->n_ids, features, r->n_img, x + (size_t)runs[i].offset * C, err);
+            if (plans[i].img_start >= 0) st = stage_features(s, r, i, &features, err);
+            if (st == VR_OK)
+                st = vr_rwkv_embed(e->w, r->ids, (int)r->n_ids, features, r->n_img, x + (size_t)runs[i].offset * C,
+                                   err);
         }
     } else if (st == VR_OK) {
-        vr_transport *prev = wait_link(s, 1);
-        size_t len = 0;
-        if (!prev) st = vr_error_set(err, VR_ERR_UNAVAILABLE, "no connection from the previous stage");
-        else st = vr_transport_recv(prev, req->step_id, &frame, &len, RECV_TIMEOUT_MS, err);
-        if (st == VR_OK && len != (size_t)rows * C * sizeof(float))
-            st = vr_error_set(err, VR_ERR_FORMAT, "activations of %zu bytes, expected %zu", len,
+        if (frame_len != (size_t)rows * C * sizeof(float))
+            st = vr_error_set(err, VR_ERR_FORMAT, "activations of %zu bytes, expected %zu", frame_len,
                               (size_t)rows * C * sizeof(float));
-        if (st == VR_OK) e->be->ops->upload(e->be, x, frame, len);
-        if (st != VR_OK && st != VR_ERR_FORMAT) st = VR_ERR_UNAVAILABLE, err->code = VR_ERR_UNAVAILABLE;
+        else
+            e->be->ops->upload(e->be, x, frame, frame_len);
     }
     if (st == VR_OK && decode_only) {
         stage_args a = {s, step_ids, x, runs, states, n};
@@ -522,12 +574,23 @@ static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_
         if (st != VR_OK) {
         } else if (!next) {
             st = vr_error_set(err, VR_ERR_UNAVAILABLE, "no connection to the next stage");
-        } else if (vr_transport_send(next, req->step_id, host, (size_t)rows * C * sizeof(float), err) != VR_OK) {
-            st = VR_ERR_UNAVAILABLE, err->code = VR_ERR_UNAVAILABLE;
+        } else {
+            forwarded = 1;
+            if (vr_transport_send(next, req->step_id, host, (size_t)rows * C * sizeof(float), err) != VR_OK)
+                st = VR_ERR_UNAVAILABLE, err->code = VR_ERR_UNAVAILABLE;
         }
         free(host);
     }
     if (st == VR_OK && s->is_last) st = sample_runs(s, req, runs, n, x, tokens, tok_logit, tok_logprob, err);
+    if (st != VR_OK && !s->is_last && !forwarded) send_abort(s, req->step_id);
+    if (st != VR_OK && s->inbox) /* the turns of a failed step end: their delivered features go too */
+        for (int i = 0; i < n; i++) {
+            float *f = NULL;
+            vr_error ignored = {0};
+            if (req->runs[i]->features_key && vr_feature_inbox_take(s->inbox, req->runs[i]->features_key, &f,
+                                                                    &ignored) == VR_OK)
+                free(f);
+        }
     if (st == VR_OK)
         for (int i = 0; i < n; i++) slots[i]->tokens += (int64_t)req->runs[i]->n_ids;
     else
@@ -707,6 +770,13 @@ vr_status vr_shard_start(const vr_shard_options *o, vr_shard **out, vr_error *er
     if (st == VR_OK) st = vr_slot_table_init(&s->slots, s->e->be, &s->e->cfg, s->first, s->last, s->opt.max_sessions, err);
     if (st == VR_OK) st = vr_store_open(o->store_url ? o->store_url : "memory", o->ttl_seconds, &s->store, err);
     if (st == VR_OK) st = setup_metrics(s, err);
+    if (st == VR_OK && s->is_first && s->e->cfg.has_vision) {
+        size_t image_bytes = (size_t)s->e->cfg.num_image_tokens * s->e->cfg.n_embd * sizeof(float);
+        vr_feature_inbox_options io = {s->e->cfg.num_image_tokens, s->e->cfg.n_embd,
+                                       image_bytes * 16 > INBOX_MIN_BYTES ? image_bytes * 16 : INBOX_MIN_BYTES,
+                                       VR_FEATURES_TTL_MS, INBOX_MAX_PEERS};
+        st = vr_feature_inbox_create(&io, &s->inbox, err);
+    }
     int tport = 0, gport = 0;
     if (st == VR_OK) st = vr_transport_tcp_listen(s->opt.host, o->transport_port, &tport, &s->listener, err);
     if (st == VR_OK && pthread_create(&s->accept_thread, NULL, accept_loop, s) != 0) {
@@ -762,6 +832,7 @@ void vr_shard_stop(vr_shard *s) {
     }
     if (s->prev) vr_transport_close(s->prev);
     if (s->next) vr_transport_close(s->next);
+    vr_feature_inbox_free(s->inbox); /* after the accept thread: nothing adds peers now */
     vr_metrics_http_stop(s->metrics_http);
     vr_metrics_free(s->metrics);
     vr_store_close(s->store);

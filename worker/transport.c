@@ -3,6 +3,7 @@
 #include "worker/transport.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__SSE4_2__) && (defined(__x86_64__) || defined(__i386__))
@@ -24,6 +25,10 @@ vr_status vr_transport_recv(vr_transport *t, uint64_t expected_tag, void **data,
     return t->ops->recv(t, expected_tag, data, len, timeout_ms, err);
 }
 
+int vr_transport_wait_readable(vr_transport *t, int timeout_ms) {
+    return t && t->ops->wait_readable ? t->ops->wait_readable(t, timeout_ms) : 1;
+}
+
 const char *vr_transport_peer_name(vr_transport *t) {
     if (!t) return "(none)";
     const char *n = t->ops->peer_name ? t->ops->peer_name(t) : NULL;
@@ -32,6 +37,24 @@ const char *vr_transport_peer_name(vr_transport *t) {
 
 void vr_transport_close(vr_transport *t) {
     if (t) t->ops->close(t);
+}
+
+vr_status vr_transport_hello_send(vr_transport *t, vr_peer_role role, vr_error *err) {
+    uint8_t b = (uint8_t)role;
+    return vr_transport_send(t, VR_TRANSPORT_HELLO_TAG, &b, 1, err);
+}
+
+vr_status vr_transport_hello_recv(vr_transport *t, int timeout_ms, vr_peer_role *role, vr_error *err) {
+    void *data = NULL;
+    size_t len = 0;
+    vr_status st = vr_transport_recv(t, VR_TRANSPORT_HELLO_TAG, &data, &len, timeout_ms, err);
+    if (st == VR_OK) {
+        uint8_t b = len == 1 ? *(uint8_t *)data : 0;
+        if (b == VR_PEER_PREV_STAGE || b == VR_PEER_VISION) *role = (vr_peer_role)b;
+        else st = vr_error_set(err, VR_ERR_FORMAT, "%s sent a hello of %zu bytes with an unknown role", vr_transport_peer_name(t), len);
+    }
+    free(data);
+    return st;
 }
 
 /* ---- CRC-32C (Castagnoli, reflected polynomial 0x82F63B78) ---- */

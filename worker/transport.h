@@ -36,6 +36,9 @@ typedef struct vr_transport_ops {
                       vr_error *err);
     const char *(*peer_name)(vr_transport *t);
     void (*close)(vr_transport *t);
+    /* optional: 1 once a frame (or the peer's close or an error) can be received, 0 after
+     * timeout_ms without; consumes nothing */
+    int (*wait_readable)(vr_transport *t, int timeout_ms);
 } vr_transport_ops;
 
 /* Implementations embed this as their first member. */
@@ -57,6 +60,10 @@ vr_status vr_transport_send(vr_transport *t, uint64_t tag, const void *data, siz
  * an empty frame; free it), *len its size. timeout_ms bounds the whole frame; < 0 waits forever. */
 vr_status vr_transport_recv(vr_transport *t, uint64_t expected_tag, void **data, size_t *len, int timeout_ms,
                             vr_error *err);
+/* Waits up to timeout_ms (< 0: forever) until recv would find something: 1, or 0 on timeout.
+ * Lets a serving loop notice a stop request between frames without ever cutting a frame short
+ * by a recv timeout. A transport that cannot tell returns 1 at once. */
+int vr_transport_wait_readable(vr_transport *t, int timeout_ms);
 /* "host:port" of the peer (for messages); never NULL. */
 const char *vr_transport_peer_name(vr_transport *t);
 /* Closes and frees; NULL is ignored. */
@@ -78,6 +85,9 @@ void vr_transport_listener_close(vr_transport_listener *l);
  * VR_ERR_UNAVAILABLE; timeout: VR_ERR_CANCELLED. */
 vr_status vr_transport_tcp_connect(const char *host, int port, int timeout_ms, vr_transport **out, vr_error *err);
 
+/* The same with "host:port" (an IPv6 host in brackets); a malformed address: VR_ERR_INVALID. */
+vr_status vr_transport_tcp_connect_address(const char *address, int timeout_ms, vr_transport **out, vr_error *err);
+
 /* Wraps a connected stream socket (TCP or a socketpair end) and takes ownership of fd, also on
  * failure. peer_name may be NULL (then it is asked from the socket). */
 vr_status vr_transport_from_fd(int fd, const char *peer_name, vr_transport **out, vr_error *err);
@@ -86,6 +96,16 @@ vr_status vr_transport_from_fd(int fd, const char *peer_name, vr_transport **out
  * to both directions; send_stall_ms (0 keeps the current). VR_ERR_INVALID for a non-TCP
  * transport. */
 vr_status vr_transport_tcp_set_limits(vr_transport *t, size_t max_frame, int send_stall_ms, vr_error *err);
+
+/* ---- who connects: the first frame on a connection to a shard's transport listener ----
+ * Tag VR_TRANSPORT_HELLO_TAG, a 1-byte payload: the connecting peer's role. The previous
+ * pipeline stage sends activations on its connection; a vision worker sends image features
+ * (worker/feature_delivery.h). */
+#define VR_TRANSPORT_HELLO_TAG 0x4f4c4c4548465256ull /* "VRFHELLO" little-endian */
+typedef enum { VR_PEER_PREV_STAGE = 'P', VR_PEER_VISION = 'V' } vr_peer_role;
+vr_status vr_transport_hello_send(vr_transport *t, vr_peer_role role, vr_error *err);
+/* Receives the hello within timeout_ms; anything else (another tag, size or role): VR_ERR_FORMAT. */
+vr_status vr_transport_hello_recv(vr_transport *t, int timeout_ms, vr_peer_role *role, vr_error *err);
 
 /* ---- NCCL (worker/transport_nccl.c; builds with -DVRWKV_CUDA=ON and NCCL present) ----
  * Frames go as two ncclSend/ncclRecv pairs through device staging buffers: a 16-byte header

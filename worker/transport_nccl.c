@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bytes.h"
+
 #ifndef VRWKV_HAVE_NCCL
 
 vr_status vr_nccl_unique_id(void *id, vr_error *err) {
@@ -125,14 +127,6 @@ static vr_status wait_stream(nccl_transport *t, cudaStream_t s, int timeout_ms, 
     }
 }
 
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint64_t get_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
 
 /* Frame to oneself: one grouped send+receive through NCCL, the result queued for recv. */
 static vr_status send_self(nccl_transport *t, uint64_t tag, const void *data, size_t len, vr_error *err) {
@@ -141,8 +135,8 @@ static vr_status send_self(nccl_transport *t, uint64_t tag, const void *data, si
     if (st == VR_OK) st = grow(&t->recv_buf, &t->recv_cap, total, err);
     if (st != VR_OK) return st;
     uint8_t hdr[HDR];
-    put_u64(hdr, tag);
-    put_u64(hdr + 8, (uint64_t)len);
+    vr_put_u64le(hdr, tag);
+    vr_put_u64le(hdr + 8, (uint64_t)len);
     cudaMemcpy(t->send_buf, hdr, HDR, cudaMemcpyHostToDevice);
     if (len) cudaMemcpy((uint8_t *)t->send_buf + HDR, data, len, cudaMemcpyHostToDevice);
     pthread_mutex_lock(&t->enqueue);
@@ -167,8 +161,8 @@ static vr_status send_self(nccl_transport *t, uint64_t tag, const void *data, si
     }
     cudaMemcpy(got, t->recv_buf, HDR, cudaMemcpyDeviceToHost);
     if (len) cudaMemcpy(host, (uint8_t *)t->recv_buf + HDR, len, cudaMemcpyDeviceToHost);
-    f->tag = get_u64(got);
-    f->len = (size_t)get_u64(got + 8);
+    f->tag = vr_get_u64le(got);
+    f->len = (size_t)vr_get_u64le(got + 8);
     f->data = host;
     pthread_mutex_lock(&t->queue_mu);
     if (t->tail) t->tail->next = f;
@@ -190,8 +184,8 @@ static vr_status nccl_send(vr_transport *base, uint64_t tag, const void *data, s
     vr_status st = grow(&t->send_buf, &t->send_cap, HDR + len, err);
     if (st != VR_OK) return st;
     uint8_t hdr[HDR];
-    put_u64(hdr, tag);
-    put_u64(hdr + 8, (uint64_t)len);
+    vr_put_u64le(hdr, tag);
+    vr_put_u64le(hdr + 8, (uint64_t)len);
     cudaError_t e = cudaMemcpy(t->send_buf, hdr, HDR, cudaMemcpyHostToDevice);
     if (e == cudaSuccess && len) e = cudaMemcpy((uint8_t *)t->send_buf + HDR, data, len, cudaMemcpyHostToDevice);
     if (e != cudaSuccess)
@@ -247,7 +241,7 @@ static vr_status nccl_recv(vr_transport *base, uint64_t expected_tag, void **dat
     if ((st = wait_stream(t, t->recv_stream, timeout_ms, err)) != VR_OK) return st;
     uint8_t hdr[HDR];
     cudaMemcpy(hdr, t->recv_buf, HDR, cudaMemcpyDeviceToHost);
-    uint64_t tag = get_u64(hdr), n = get_u64(hdr + 8);
+    uint64_t tag = vr_get_u64le(hdr), n = vr_get_u64le(hdr + 8);
     if (n > VR_TRANSPORT_DEFAULT_MAX_FRAME) {
         t->broken = 1;
         return vr_error_set(err, VR_ERR_FORMAT, "NCCL frame of %llu bytes is over the limit", (unsigned long long)n);
@@ -309,7 +303,7 @@ static void nccl_close(vr_transport *base) {
     free(t);
 }
 
-static const vr_transport_ops nccl_ops = {nccl_send, nccl_recv, nccl_peer_name, nccl_close};
+static const vr_transport_ops nccl_ops = {nccl_send, nccl_recv, nccl_peer_name, nccl_close, NULL};
 
 vr_status vr_nccl_unique_id(void *id, vr_error *err) {
     ncclUniqueId u;

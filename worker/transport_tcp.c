@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/bytes.h"
+
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0 /* platforms without it get SO_NOSIGPIPE below */
 #endif
@@ -57,27 +59,6 @@ static int left_ms(int64_t deadline) {
     return (int)l;
 }
 
-static void put_u16(uint8_t *p, uint16_t v) {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint16_t get_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static uint32_t get_u32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-static uint64_t get_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
 
 static void sock_name(const struct sockaddr_storage *sa, char *out, size_t cap) {
     char host[INET6_ADDRSTRLEN] = "?";
@@ -182,12 +163,12 @@ static vr_status tcp_send(vr_transport *base, uint64_t tag, const void *data, si
                             t->peer, t->max_frame);
     uint8_t hdr[VR_TRANSPORT_HEADER_SIZE];
     memcpy(hdr, VR_TRANSPORT_MAGIC, 4);
-    put_u16(hdr + 4, VR_TRANSPORT_VERSION);
-    put_u16(hdr + 6, 0);
-    put_u64(hdr + 8, tag);
-    put_u64(hdr + 16, (uint64_t)len);
-    put_u32(hdr + 24, vr_crc32c(0, data, len));
-    put_u32(hdr + 28, vr_crc32c(0, hdr, 28));
+    vr_put_u16le(hdr + 4, VR_TRANSPORT_VERSION);
+    vr_put_u16le(hdr + 6, 0);
+    vr_put_u64le(hdr + 8, tag);
+    vr_put_u64le(hdr + 16, (uint64_t)len);
+    vr_put_u32le(hdr + 24, vr_crc32c(0, data, len));
+    vr_put_u32le(hdr + 28, vr_crc32c(0, hdr, 28));
 
     struct iovec iov[2];
     iov[0].iov_base = hdr;
@@ -297,19 +278,19 @@ static vr_status tcp_recv(vr_transport *base, uint64_t expected_tag, void **data
         return fail(t, err, VR_ERR_FORMAT);
     }
     uint32_t hcrc = vr_crc32c(0, hdr, 28);
-    if (get_u32(hdr + 28) != hcrc) {
+    if (vr_get_u32le(hdr + 28) != hcrc) {
         vr_error_set(err, VR_ERR_FORMAT, "frame header from %s is corrupt (header checksum %08x, expected %08x)",
-                     t->peer, get_u32(hdr + 28), hcrc);
+                     t->peer, vr_get_u32le(hdr + 28), hcrc);
         return fail(t, err, VR_ERR_FORMAT);
     }
-    uint16_t version = get_u16(hdr + 4), flags = get_u16(hdr + 6);
+    uint16_t version = vr_get_u16le(hdr + 4), flags = vr_get_u16le(hdr + 6);
     if (version != VR_TRANSPORT_VERSION || flags != 0) {
         vr_error_set(err, VR_ERR_FORMAT,
                      "frame from %s uses transport version %u flags %u; this build speaks version %d (upgrade both "
                      "stages to the same release)", t->peer, version, flags, VR_TRANSPORT_VERSION);
         return fail(t, err, VR_ERR_FORMAT);
     }
-    uint64_t tag = get_u64(hdr + 8), flen = get_u64(hdr + 16);
+    uint64_t tag = vr_get_u64le(hdr + 8), flen = vr_get_u64le(hdr + 16);
     if (flen > (uint64_t)t->max_frame) {
         vr_error_set(err, VR_ERR_FORMAT, "frame from %s claims %llu bytes, over the %zu-byte frame limit", t->peer,
                      (unsigned long long)flen, t->max_frame);
@@ -333,11 +314,11 @@ static vr_status tcp_recv(vr_transport *base, uint64_t expected_tag, void **data
         return fail(t, err, s);
     }
     uint32_t crc = vr_crc32c(0, buf, n);
-    if (crc != get_u32(hdr + 24)) {
+    if (crc != vr_get_u32le(hdr + 24)) {
         free(buf);
         vr_error_set(err, VR_ERR_FORMAT,
                      "frame from %s (tag 0x%llx, %zu bytes) failed its checksum (%08x, expected %08x): corrupted in "
-                     "transit", t->peer, (unsigned long long)tag, n, crc, get_u32(hdr + 24));
+                     "transit", t->peer, (unsigned long long)tag, n, crc, vr_get_u32le(hdr + 24));
         return fail(t, err, VR_ERR_FORMAT);
     }
     *data = buf;
@@ -354,7 +335,13 @@ static void tcp_close(vr_transport *base) {
     free(t);
 }
 
-static const vr_transport_ops tcp_ops = {tcp_send, tcp_recv, tcp_peer_name, tcp_close};
+static int tcp_wait_readable(vr_transport *base, int timeout_ms) {
+    tcp_transport *t = (tcp_transport *)base;
+    if (atomic_load(&t->broken)) return 1; /* recv says why at once */
+    return wait_fd(t->fd, POLLIN, timeout_ms) != 0;
+}
+
+static const vr_transport_ops tcp_ops = {tcp_send, tcp_recv, tcp_peer_name, tcp_close, tcp_wait_readable};
 
 /* ---- construction ---- */
 
@@ -558,4 +545,25 @@ vr_status vr_transport_tcp_connect(const char *host, int port, int timeout_ms, v
                             timeout_ms);
     return vr_error_set(err, VR_ERR_UNAVAILABLE, "cannot connect to %s:%d: %s (is that stage running?)", host, port,
                         strerror(last));
+}
+
+vr_status vr_transport_tcp_connect_address(const char *address, int timeout_ms, vr_transport **out, vr_error *err) {
+    *out = NULL;
+    const char *colon = address ? strrchr(address, ':') : NULL;
+    char host[256];
+    if (!colon || colon == address || (size_t)(colon - address) >= sizeof host)
+        return vr_error_set(err, VR_ERR_INVALID, "transport connect: bad address '%s' (want host:port)",
+                            address ? address : "");
+    char *end = NULL;
+    long port = strtol(colon + 1, &end, 10);
+    if (!colon[1] || *end || port <= 0 || port > 65535)
+        return vr_error_set(err, VR_ERR_INVALID, "transport connect: bad port in '%s'", address);
+    memcpy(host, address, (size_t)(colon - address));
+    host[colon - address] = 0;
+    /* "[::1]:port" names an IPv6 host */
+    if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+        memmove(host, host + 1, strlen(host));
+        host[strlen(host) - 1] = 0;
+    }
+    return vr_transport_tcp_connect(host, (int)port, timeout_ms, out, err);
 }

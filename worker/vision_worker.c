@@ -1,5 +1,7 @@
 /* worker/vision_worker.c — Encode handler over model/engine's image path. One encode at a
- * time (the backend parallelises inside an encode). */
+ * time (the backend parallelises inside an encode). Features go straight to stage 0 when the
+ * coordinator names it (worker/feature_delivery.h), else back in the answer; a delivery that
+ * fails falls back to the answer, so a request never fails for want of the direct path. */
 #include "worker/vision_worker.h"
 
 #include <pthread.h>
@@ -13,6 +15,7 @@
 #include "model/engine.h"
 #include "proto/control.pb-c.h"
 #include "proto/rpc.h"
+#include "worker/feature_delivery.h"
 #include "worker/membership.h"
 
 struct vr_vision_worker {
@@ -25,9 +28,12 @@ struct vr_vision_worker {
     vr_membership *membership;
     vr_metrics *metrics;
     vr_metrics_http *metrics_http;
-    vr_counter *m_images;
+    vr_counter *m_images, *m_delivered;
     vr_histogram *m_seconds;
+    vr_feature_sender *sender;
 };
+
+enum { DELIVER_TIMEOUT_MS = 10000 };
 
 static void handle_encode(vr_rpc_call *call, void *ctx) {
     vr_vision_worker *w = ctx;
@@ -57,19 +63,34 @@ static void handle_encode(vr_rpc_call *call, void *ctx) {
                    : vr_engine_encode_image(w->e, req->image.data, req->image.len, name, &features, &err);
     pthread_mutex_unlock(&w->mu);
     free(zeros);
-    vrwkv__internal__encode_request__free_unpacked(req, NULL);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     vr_counter_inc(w->m_images, (const char *[]){st == VR_OK ? "ok" : "error"});
     vr_histogram_observe(w->m_seconds, NULL, (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9);
     if (st != VR_OK) {
+        vrwkv__internal__encode_request__free_unpacked(req, NULL);
         vr_log(VR_LOG_INFO, "encode_refused", "error=%s", err.msg);
         vr_rpc_call_finish_error(call, &err);
         return;
     }
     const vr_model_config *c = &w->e->cfg;
     Vrwkv__Internal__EncodeResponse resp = VRWKV__INTERNAL__ENCODE_RESPONSE__INIT;
-    resp.features.data = (uint8_t *)features;
-    resp.features.len = (size_t)c->num_image_tokens * c->n_embd * sizeof(float);
+    if (req->deliver_to && *req->deliver_to) {
+        vr_status ds = vr_feature_sender_deliver(w->sender, req->deliver_to, req->deliver_key, features,
+                                                 c->num_image_tokens, c->n_embd, DELIVER_TIMEOUT_MS, &err);
+        resp.delivered = ds == VR_OK;
+        vr_counter_inc(w->m_delivered, (const char *[]){resp.delivered ? "stage0" : "inline"});
+        if (resp.delivered)
+            vr_log(VR_LOG_INFO, "features_delivered", "key=%016llx to=%s", (unsigned long long)req->deliver_key,
+                   req->deliver_to);
+        else
+            vr_log(VR_LOG_WARN, "features_inline", "key=%016llx to=%s error=%s (answered inline instead)",
+                   (unsigned long long)req->deliver_key, req->deliver_to, err.msg);
+    }
+    vrwkv__internal__encode_request__free_unpacked(req, NULL);
+    if (!resp.delivered) {
+        resp.features.data = (uint8_t *)features;
+        resp.features.len = (size_t)c->num_image_tokens * c->n_embd * sizeof(float);
+    }
     resp.n_img = c->num_image_tokens;
     resp.n_embd = c->n_embd;
     size_t n = vrwkv__internal__encode_response__get_packed_size(&resp);
@@ -100,6 +121,11 @@ vr_status vr_vision_worker_start(const vr_vision_worker_options *o, vr_vision_wo
     if (st == VR_OK)
         st = vr_metrics_counter(w->metrics, "vrwkv_vision_images_total", "Images encoded, by result",
                                 (const char *[]){"result"}, 1, &w->m_images, err);
+    if (st == VR_OK)
+        st = vr_metrics_counter(w->metrics, "vrwkv_vision_features_total",
+                                "Features asked to go to stage 0, by where they went (stage0, or inline on failure)",
+                                (const char *[]){"path"}, 1, &w->m_delivered, err);
+    if (st == VR_OK) st = vr_feature_sender_create(&w->sender, err);
     if (st == VR_OK)
         st = vr_metrics_histogram(w->metrics, "vrwkv_vision_encode_seconds", "Decode + preprocess + encode time", NULL,
                                   0, NULL, 0, &w->m_seconds, err);
@@ -138,6 +164,7 @@ void vr_vision_worker_stop(vr_vision_worker *w) {
     vr_rpc_health_free(w->health);
     vr_metrics_http_stop(w->metrics_http);
     vr_metrics_free(w->metrics);
+    vr_feature_sender_free(w->sender);
     vr_engine_free(w->e);
     pthread_mutex_destroy(&w->mu);
     free(w);
