@@ -231,6 +231,7 @@ int vr_cmd_serve(int argc, char **argv) {
                      {"metrics-port", VR_ARG_STRING, "Prometheus /metrics port", 0, 0, 0},
                      {"threads", VR_ARG_STRING, "CPU threads", 0, 0, 0},
                      {"backend", VR_ARG_STRING, "cpu (default) or cuda: the shards and vision worker on GPU 0", 0, 0, 0},
+                     {"inline-features", VR_ARG_FLAG, "image features come back through the coordinator", 0, 0, 0},
                      {"help", VR_ARG_FLAG, "this help", 0, 0, 0}};
     int na = (int)(sizeof args / sizeof args[0]), npos = 0, rc = 1, bad = 0;
     const char **pos = NULL;
@@ -263,6 +264,7 @@ int vr_cmd_serve(int argc, char **argv) {
     o.store_url = store_url(args, na, "memory");
     o.ttl_seconds = 86400;
     o.metrics_port = opt_int(args, na, "metrics-port", -1, -1, 65535, &err, &bad);
+    o.inline_features = get(args, na, "inline-features") != NULL;
     if (bad) FAIL("serve", 2);
     if (!o.model_path || !o.vocab_path) {
         vr_error_set(&err, VR_ERR_INVALID, "--model and --vocab are required");

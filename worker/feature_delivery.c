@@ -66,22 +66,33 @@ static void expire(vr_feature_inbox *in, int64_t now) {
     }
 }
 
-/* Checks one features frame and stores it; the status and message go back in the ack. */
-static vr_status store_frame(vr_feature_inbox *in, const uint8_t *p, size_t len, uint64_t *key, vr_error *err) {
+vr_status vr_features_frame_check(const uint8_t *p, size_t len, int n_img, int n_embd, uint64_t *key,
+                                  const uint8_t **floats, vr_error *err) {
     *key = len >= 16 ? vr_get_u64le(p + 8) : 0;
+    *floats = NULL;
     if (len < VR_FEATURES_HEADER_SIZE || memcmp(p, VR_FEATURES_MAGIC, 4) != 0)
         return vr_error_set(err, VR_ERR_FORMAT, "not a features frame (%zu bytes)", len);
-    uint32_t version = vr_get_u32le(p + 4), n_img = vr_get_u32le(p + 16), n_embd = vr_get_u32le(p + 20);
+    uint32_t version = vr_get_u32le(p + 4), rows = vr_get_u32le(p + 16), cols = vr_get_u32le(p + 20);
     if (version != VR_FEATURES_VERSION)
         return vr_error_set(err, VR_ERR_FORMAT, "features frame version %u; this build speaks %d", version,
                             VR_FEATURES_VERSION);
-    if ((int)n_img != in->o.n_img || (int)n_embd != in->o.n_embd)
-        return vr_error_set(err, VR_ERR_INVALID, "features of shape [%u, %u]; this model takes [%d, %d]", n_img, n_embd,
-                            in->o.n_img, in->o.n_embd);
-    size_t bytes = (size_t)n_img * n_embd * sizeof(float);
+    if ((int64_t)rows != n_img || (int64_t)cols != n_embd)
+        return vr_error_set(err, VR_ERR_INVALID, "features of shape [%u, %u]; this model takes [%d, %d]", rows, cols,
+                            n_img, n_embd);
+    size_t bytes = (size_t)rows * cols * sizeof(float);
     if (len != VR_FEATURES_HEADER_SIZE + bytes)
         return vr_error_set(err, VR_ERR_FORMAT, "features frame of %zu bytes, its header says %zu", len,
                             VR_FEATURES_HEADER_SIZE + bytes);
+    *floats = p + VR_FEATURES_HEADER_SIZE;
+    return VR_OK;
+}
+
+/* Checks one features frame and stores it; the status and message go back in the ack. */
+static vr_status store_frame(vr_feature_inbox *in, const uint8_t *p, size_t len, uint64_t *key, vr_error *err) {
+    const uint8_t *floats = NULL;
+    vr_status st = vr_features_frame_check(p, len, in->o.n_img, in->o.n_embd, key, &floats, err);
+    if (st != VR_OK) return st;
+    size_t bytes = len - VR_FEATURES_HEADER_SIZE;
     entry *e = calloc(1, sizeof *e);
     float *data = malloc(bytes ? bytes : 1);
     if (!e || !data) {
@@ -89,8 +100,7 @@ static vr_status store_frame(vr_feature_inbox *in, const uint8_t *p, size_t len,
         free(data);
         return vr_error_set(err, VR_ERR_NOMEM, "out of memory for %zu bytes of features", bytes);
     }
-    memcpy(data, p + VR_FEATURES_HEADER_SIZE, bytes);
-    vr_status st = VR_OK;
+    memcpy(data, floats, bytes);
     pthread_mutex_lock(&in->mu);
     int64_t now = now_ms();
     expire(in, now);
@@ -171,7 +181,9 @@ static void *serve_peer(void *arg) {
         if (send_ack(p->t, key, fst, ferr.msg, &err) != VR_OK) break;
         if (fst == VR_ERR_FORMAT) break; /* a peer that sends garbage is not served further */
     }
+    vr_transport_close(p->t); /* at once, so the peer sees the end now, not at the next reaping */
     pthread_mutex_lock(&in->mu);
+    p->t = NULL;
     p->done = 1;
     pthread_mutex_unlock(&in->mu);
     return NULL;

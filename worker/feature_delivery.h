@@ -33,6 +33,12 @@
  * rather than count on features older than half of it. */
 #define VR_FEATURES_TTL_MS 600000
 
+/* Checks a features frame (the payload of a VR_FEATURES_TAG frame) for the shape [n_img, n_embd]:
+ * *key (0 when the frame is too short to hold one) and *floats, which points into p. Another
+ * shape: VR_ERR_INVALID; anything malformed: VR_ERR_FORMAT. */
+vr_status vr_features_frame_check(const uint8_t *p, size_t len, int n_img, int n_embd, uint64_t *key,
+                                  const uint8_t **floats, vr_error *err);
+
 /* ---- stage 0: the inbox ---- */
 
 typedef struct vr_feature_inbox vr_feature_inbox;

@@ -853,3 +853,4 @@ void vr_shard_stop(vr_shard *s) {
 }
 
 const char *vr_shard_address(const vr_shard *s) { return s->address; }
+const char *vr_shard_transport_address(const vr_shard *s) { return s->transport_address; }

@@ -32,5 +32,7 @@ vr_status vr_shard_start(const vr_shard_options *o, vr_shard **out, vr_error *er
 void vr_shard_stop(vr_shard *s);
 /* host:port of its gRPC server. */
 const char *vr_shard_address(const vr_shard *s);
+/* host:port of its transport listener (activations from the previous stage; features on stage 0). */
+const char *vr_shard_transport_address(const vr_shard *s);
 
 #endif

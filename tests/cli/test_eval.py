@@ -165,24 +165,31 @@ try:
         port = s.getsockname()[1]
         s.close()
         key = "vrwkv-eval-test-key"
-        srv = subprocess.Popen([VRWKV, "serve"] + ENGINE + ["--port", str(port), "--api-key", key],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            addr = ["--addr", f"127.0.0.1:{port}", "--api-key", key]
-            for name, qf, extra in (("first", os.path.join(tmp, "q_first.jsonl"), []),
-                                    ("middle", os.path.join(tmp, "q_middle.jsonl"), ["--image-position", "middle"]),
-                                    ("mixed", mixed, [])):
-                out = os.path.join(tmp, f"c_{name}.jsonl")
-                run(eval_args(qf, out, "--images", VQA_IMAGES, "--concurrency", "16", *extra) + addr)
-                ref = os.path.join(tmp, f"a_{name}.jsonl")
-                check(read(out) == read(ref), f"cluster {name}: the answers differ from in-process")
-        finally:
-            srv.send_signal(signal.SIGTERM)
+        # the features go from the vision worker straight to stage 0; then, with --inline-features,
+        # back through the coordinator as before: the answers are the same bytes both ways
+        for inline in (False, True):
+            srv = subprocess.Popen([VRWKV, "serve"] + ENGINE + ["--port", str(port), "--api-key", key] +
+                                   (["--inline-features"] if inline else []),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
-                srv.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                srv.kill()
-                srv.wait()
+                addr = ["--addr", f"127.0.0.1:{port}", "--api-key", key]
+                for name, qf, extra in (("first", os.path.join(tmp, "q_first.jsonl"), []),
+                                        ("middle", os.path.join(tmp, "q_middle.jsonl"), ["--image-position", "middle"]),
+                                        ("mixed", mixed, [])):
+                    if inline and name != "first":
+                        continue
+                    out = os.path.join(tmp, f"c_{name}.jsonl")
+                    run(eval_args(qf, out, "--images", VQA_IMAGES, "--concurrency", "16", *extra) + addr)
+                    ref = os.path.join(tmp, f"a_{name}.jsonl")
+                    check(read(out) == read(ref), f"cluster {name}{' (inline features)' if inline else ''}: "
+                                                  "the answers differ from in-process")
+            finally:
+                srv.send_signal(signal.SIGTERM)
+                try:
+                    srv.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    srv.kill()
+                    srv.wait()
     else:
         print("note: vrwkv built without the service; the cluster checks are skipped", file=sys.stderr)
 

@@ -2,7 +2,8 @@
 """tests/cluster/test_cluster.py — the vrwkv cluster as separate processes with real sockets and a
 real redis-server, started by deploy/local/cluster (coordinator, vision worker, 2 layer shards on
 the tiny fixture model) and driven only through `vrwkv client`:
-  1. every forward case x scan mode gives the fixture greedy tokens;
+  1. every forward case x scan mode gives the fixture greedy tokens, the image features going from
+     the vision worker straight to stage 0;
   2. multi-turn resumes after a shard is killed and restarted, the coordinator is restarted,
      and redis is restarted between the turns;
   3. 32 concurrent sessions each equal the same request served alone;
@@ -253,6 +254,16 @@ def test_forward():
                       f"{what}: finish_reason {r['finish_reason']!r}")
             check(r.get("usage", {}).get("generated_tokens") == len(r["tokens"]),
                   f"{what}: usage {r.get('usage')} vs {len(r['tokens'])} tokens")
+    # the image features went from the vision worker straight to stage 0, never back through the
+    # coordinator (its fallback); shard 0 took the vision worker's connection
+    vision_log = log_text("vision")
+    n_images = sum(1 for c in fw["cases"] if c.get("image") or -200 in c["input_ids"]) * 3
+    delivered = vision_log.count("event=features_delivered")
+    check(delivered >= n_images > 0, f"vision.log shows {delivered} direct deliveries for {n_images} images")
+    check("event=features_inline" not in vision_log,
+          "a delivery to stage 0 fell back to inline features: " +
+          next((l for l in vision_log.splitlines() if "features_inline" in l), ""))
+    check("role=vision" in log_text("shard-0"), "shard-0.log shows no vision connection")
 
 
 def multiturn_cases():

@@ -422,6 +422,49 @@ static void test_connect_and_accept_errors(void **st) {
     close(sv[1]);
 }
 
+/* The hello that opens a connection to a shard's listener; connecting by "host:port";
+ * wait_readable consumes nothing and returns 0 on a quiet connection. */
+static void test_hello_address_and_readable(void **st) {
+    (void)st;
+    vr_error err = {0};
+    vr_transport_listener *l = NULL;
+    int port = 0;
+    assert_int_equal(vr_transport_tcp_listen("127.0.0.1", 0, &port, &l, &err), VR_OK);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    vr_transport *a = NULL, *b = NULL;
+    assert_int_equal(vr_transport_tcp_connect_address(addr, 2000, &a, &err), VR_OK);
+    assert_int_equal(vr_transport_tcp_accept(l, 2000, &b, &err), VR_OK);
+    assert_int_equal(vr_transport_wait_readable(b, 50), 0);
+    assert_int_equal(vr_transport_hello_send(a, VR_PEER_PREV_STAGE, &err), VR_OK);
+    assert_int_equal(vr_transport_wait_readable(b, 2000), 1);
+    assert_int_equal(vr_transport_wait_readable(b, 0), 1); /* still there: nothing consumed */
+    vr_peer_role role = 0;
+    assert_int_equal(vr_transport_hello_recv(b, 2000, &role, &err), VR_OK);
+    assert_int_equal(role, VR_PEER_PREV_STAGE);
+    assert_int_equal(vr_transport_hello_send(a, VR_PEER_VISION, &err), VR_OK);
+    assert_int_equal(vr_transport_hello_recv(b, 2000, &role, &err), VR_OK);
+    assert_int_equal(role, VR_PEER_VISION);
+    /* anything but a hello first is refused */
+    assert_int_equal(vr_transport_send(a, 42, "x", 1, &err), VR_OK);
+    assert_int_equal(vr_transport_hello_recv(b, 2000, &role, &err), VR_ERR_FORMAT);
+    /* a closed peer: readable (recv says why) */
+    vr_transport_close(a);
+    vr_transport_close(b);
+    assert_int_equal(vr_transport_tcp_connect_address(addr, 2000, &a, &err), VR_OK);
+    assert_int_equal(vr_transport_tcp_accept(l, 2000, &b, &err), VR_OK);
+    vr_transport_close(a);
+    assert_int_equal(vr_transport_wait_readable(b, 2000), 1);
+    vr_transport_close(b);
+    vr_transport_listener_close(l);
+    /* malformed addresses */
+    const char *bad[] = {"", "localhost", ":80", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:70000", "127.0.0.1:8x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(vr_transport_tcp_connect_address(bad[i], 500, &a, &err), VR_ERR_INVALID);
+        assert_null(a);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc32c),
@@ -435,6 +478,7 @@ int main(void) {
         cmocka_unit_test(test_peer_closed),
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_connect_and_accept_errors),
+        cmocka_unit_test(test_hello_address_and_readable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,493 @@
+/* tests/unit/service/test_feature_delivery.c — image features from a vision worker straight to
+ * stage 0, and a failed step reaching the next stage at once, over real sockets:
+ *   - the inbox and the sender alone: exact bytes, acknowledged refusals (shape, full) that keep
+ *     the connection, a restarted stage 0 (the kept connection is replaced), expiry, garbage
+ *     frames, unknown hellos, bad addresses;
+ *   - real shards and a real vision worker on the tiny fixture model, driven over gRPC like the
+ *     coordinator does: features delivered under a key give the very token the same features
+ *     sent inline give; a delivery stage 0 cannot take falls back to the answer; a step whose
+ *     features are missing fails at stage 0 with NOT_FOUND and at stage 1 at once ("previous
+ *     stage failed"), never by its 60 s receive timeout, and the next step runs normally. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "model/checkpoint.h"
+#include "model/config.h"
+#include "proto/control.pb-c.h"
+#include "proto/rpc.h"
+#include "tests/support/fixtures.h"
+#include "worker/feature_delivery.h"
+#include "worker/shard.h"
+#include "worker/transport.h"
+#include "worker/vision_worker.h"
+
+/* ------------------------------------------------------------------ a stand-in stage 0 listener */
+
+typedef struct stage0 {
+    vr_transport_listener *l;
+    int port;
+    char address[64];
+    vr_feature_inbox *inbox;
+    pthread_t thread;
+    volatile int stop;
+} stage0;
+
+static void *accept_loop(void *p) {
+    stage0 *s = p;
+    while (!s->stop) {
+        vr_transport *t = NULL;
+        vr_error err = {0};
+        if (vr_transport_tcp_accept(s->l, 100, &t, &err) != VR_OK) continue;
+        vr_peer_role role;
+        if (vr_transport_hello_recv(t, 2000, &role, &err) != VR_OK || role != VR_PEER_VISION) {
+            vr_transport_close(t);
+            continue;
+        }
+        vr_feature_inbox_serve(s->inbox, t, &err);
+    }
+    return NULL;
+}
+
+static void stage0_start(stage0 *s, int port, int n_img, int n_embd, size_t max_bytes, int ttl_ms) {
+    memset(s, 0, sizeof *s);
+    vr_error err = {0};
+    vr_feature_inbox_options o = {n_img, n_embd, max_bytes, ttl_ms, 4};
+    assert_int_equal(vr_feature_inbox_create(&o, &s->inbox, &err), VR_OK);
+    assert_int_equal(vr_transport_tcp_listen("127.0.0.1", port, &s->port, &s->l, &err), VR_OK);
+    snprintf(s->address, sizeof s->address, "127.0.0.1:%d", s->port);
+    assert_int_equal(pthread_create(&s->thread, NULL, accept_loop, s), 0);
+}
+
+static void stage0_stop(stage0 *s) {
+    s->stop = 1;
+    pthread_join(s->thread, NULL);
+    vr_transport_listener_close(s->l);
+    vr_feature_inbox_free(s->inbox);
+}
+
+static void fill(float *f, size_t n, float base) {
+    for (size_t i = 0; i < n; i++) f[i] = base + (float)i * 0.25f;
+}
+
+static void test_inbox_and_sender(void **st) {
+    (void)st;
+    enum { N_IMG = 3, N_EMBD = 4, N = N_IMG * N_EMBD };
+    stage0 s0;
+    stage0_start(&s0, 0, N_IMG, N_EMBD, 2 * N * sizeof(float), 60000);
+    vr_feature_sender *snd = NULL;
+    vr_error err = {0};
+    assert_int_equal(vr_feature_sender_create(&snd, &err), VR_OK);
+    float a[N], b[N], *got = NULL;
+    fill(a, N, 1.0f);
+    fill(b, N, -7.0f);
+
+    /* delivered, then taken exactly once, bit for bit */
+    assert_int_equal(vr_feature_sender_deliver(snd, s0.address, 11, a, N_IMG, N_EMBD, 5000, &err), VR_OK);
+    assert_int_equal(vr_feature_inbox_take(s0.inbox, 11, &got, &err), VR_OK);
+    assert_memory_equal(got, a, sizeof a);
+    free(got);
+    assert_int_equal(vr_feature_inbox_take(s0.inbox, 11, &got, &err), VR_ERR_NOT_FOUND);
+    assert_null(got);
+    assert_non_null(strstr(err.msg, "not on this shard"));
+
+    /* a shape the model does not take: refused and said why; the connection stays usable */
+    err = (vr_error){0};
+    assert_int_equal(vr_feature_sender_deliver(snd, s0.address, 12, a, N_IMG - 1, N_EMBD, 5000, &err), VR_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "shape"));
+    assert_int_equal(vr_feature_sender_deliver(snd, s0.address, 12, a, N_IMG, N_EMBD, 5000, &err), VR_OK);
+    /* the same key again replaces the first copy */
+    assert_int_equal(vr_feature_sender_deliver(snd, s0.address, 12, b, N_IMG, N_EMBD, 5000, &err), VR_OK);
+    int entries = 0;
+    size_t bytes = 0;
+    vr_feature_inbox_usage(s0.inbox, &entries, &bytes);
+    assert_int_equal(entries, 1);
+    assert_int_equal(bytes, sizeof b);
+
+    /* full: refused (the sender falls back), nothing held beyond the limit */
+    assert_int_equal(vr_feature_sender_deliver(snd, s0.address, 13, a, N_IMG, N_EMBD, 5000, &err), VR_OK);
+    err = (vr_error){0};
+    assert_int_equal(vr_feature_sender_deliver(snd, s0.address, 14, a, N_IMG, N_EMBD, 5000, &err), VR_ERR_NOMEM);
+    assert_non_null(strstr(err.msg, "full"));
+    vr_feature_inbox_usage(s0.inbox, &entries, &bytes);
+    assert_int_equal(entries, 2);
+    assert_int_equal(vr_feature_inbox_take(s0.inbox, 12, &got, &err), VR_OK);
+    assert_memory_equal(got, b, sizeof b);
+    free(got);
+
+    /* stage 0 restarts on the same port: the kept connection is dead, the sender makes a new one */
+    int port = s0.port;
+    stage0_stop(&s0);
+    stage0_start(&s0, port, N_IMG, N_EMBD, 2 * N * sizeof(float), 60000);
+    assert_int_equal(vr_feature_sender_deliver(snd, s0.address, 15, a, N_IMG, N_EMBD, 5000, &err), VR_OK);
+    assert_int_equal(vr_feature_inbox_take(s0.inbox, 15, &got, &err), VR_OK);
+    assert_memory_equal(got, a, sizeof a);
+    free(got);
+    assert_int_equal(vr_feature_inbox_take(s0.inbox, 13, &got, &err), VR_ERR_NOT_FOUND); /* the old inbox's */
+    stage0_stop(&s0);
+
+    /* nobody listening, and addresses that are not host:port */
+    err = (vr_error){0};
+    assert_int_not_equal(vr_feature_sender_deliver(snd, s0.address, 16, a, N_IMG, N_EMBD, 2000, &err), VR_OK);
+    assert_true(strlen(err.msg) > 10);
+    assert_int_equal(vr_feature_sender_deliver(snd, "nohostport", 16, a, N_IMG, N_EMBD, 2000, &err), VR_ERR_INVALID);
+    assert_int_equal(vr_feature_sender_deliver(snd, "127.0.0.1:99999", 16, a, N_IMG, N_EMBD, 2000, &err),
+                     VR_ERR_INVALID);
+    vr_feature_sender_free(snd);
+}
+
+static void test_inbox_expiry(void **st) {
+    (void)st;
+    stage0 s0;
+    stage0_start(&s0, 0, 1, 2, 1024, 100);
+    vr_feature_sender *snd = NULL;
+    vr_error err = {0};
+    assert_int_equal(vr_feature_sender_create(&snd, &err), VR_OK);
+    float f[2] = {1, 2}, *got = NULL;
+    assert_int_equal(vr_feature_sender_deliver(snd, s0.address, 5, f, 1, 2, 5000, &err), VR_OK);
+    usleep(300 * 1000);
+    assert_int_equal(vr_feature_inbox_take(s0.inbox, 5, &got, &err), VR_ERR_NOT_FOUND);
+    int entries = -1;
+    vr_feature_inbox_usage(s0.inbox, &entries, NULL);
+    assert_int_equal(entries, 0);
+    vr_feature_sender_free(snd);
+    stage0_stop(&s0);
+}
+
+/* A peer that sends something other than a features frame is told so and dropped. */
+static void test_inbox_refuses_garbage(void **st) {
+    (void)st;
+    stage0 s0;
+    stage0_start(&s0, 0, 1, 2, 1024, 60000);
+    vr_transport *t = NULL;
+    vr_error err = {0};
+    assert_int_equal(vr_transport_tcp_connect_address(s0.address, 2000, &t, &err), VR_OK);
+    assert_int_equal(vr_transport_hello_send(t, VR_PEER_VISION, &err), VR_OK);
+    uint8_t junk[40] = "not a features frame at all......";
+    assert_int_equal(vr_transport_send(t, VR_FEATURES_TAG, junk, sizeof junk, &err), VR_OK);
+    void *ack = NULL;
+    size_t len = 0;
+    assert_int_equal(vr_transport_recv(t, VR_FEATURES_ACK_TAG, &ack, &len, 5000, &err), VR_OK);
+    assert_true(len >= 12);
+    int32_t status;
+    memcpy(&status, (uint8_t *)ack + 8, 4);
+    assert_int_equal(status, VR_ERR_FORMAT);
+    free(ack);
+    /* and the connection is closed by stage 0 */
+    assert_int_equal(vr_transport_recv(t, VR_FEATURES_ACK_TAG, &ack, &len, 5000, &err), VR_ERR_UNAVAILABLE);
+    free(ack);
+    vr_transport_close(t);
+    /* a hello with an unknown role is refused at once */
+    vr_transport_listener *l = NULL;
+    int port = 0;
+    assert_int_equal(vr_transport_tcp_listen("127.0.0.1", 0, &port, &l, &err), VR_OK);
+    vr_transport *c = NULL, *a = NULL;
+    assert_int_equal(vr_transport_tcp_connect("127.0.0.1", port, 2000, &c, &err), VR_OK);
+    assert_int_equal(vr_transport_tcp_accept(l, 2000, &a, &err), VR_OK);
+    uint8_t role = 'Z';
+    assert_int_equal(vr_transport_send(c, VR_TRANSPORT_HELLO_TAG, &role, 1, &err), VR_OK);
+    vr_peer_role got;
+    assert_int_equal(vr_transport_hello_recv(a, 2000, &got, &err), VR_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "unknown role"));
+    vr_transport_close(a);
+    vr_transport_close(c);
+    vr_transport_listener_close(l);
+    stage0_stop(&s0);
+}
+
+/* ------------------------------------------------------------------ real shards and vision worker */
+
+static vr_status unary(const char *address, const char *method, const ProtobufCMessage *req, uint8_t **resp,
+                       size_t *rl, char **msg, int *code) {
+    size_t n = protobuf_c_message_get_packed_size(req);
+    uint8_t *buf = malloc(n + 1);
+    protobuf_c_message_pack(req, buf);
+    vr_rpc_channel *ch = NULL;
+    vr_error err = {0};
+    assert_int_equal(vr_rpc_channel_create(address, &ch, &err), VR_OK);
+    vr_status st = vr_rpc_unary(ch, method, NULL, 0, buf, n, 120000, resp, rl, code, msg, &err);
+    vr_rpc_channel_free(ch);
+    free(buf);
+    return st;
+}
+
+static void assign(const char *address, int stage, const char *next) {
+    Vrwkv__Internal__AssignRequest req = VRWKV__INTERNAL__ASSIGN_REQUEST__INIT;
+    req.epoch = 1;
+    req.stage = stage;
+    req.n_stages = 2;
+    req.next_transport_address = (char *)next;
+    uint8_t *resp = NULL;
+    size_t rl = 0;
+    char *msg = NULL;
+    int code = 0;
+    if (unary(address, "/vrwkv.internal.Shard/Assign", &req.base, &resp, &rl, &msg, &code) != VR_OK)
+        fail_msg("assign %s: %s", address, msg ? msg : "?");
+    free(resp);
+    free(msg);
+}
+
+static void prepare_fresh(const char *address, const char *session) {
+    Vrwkv__Internal__SessionRef ref = VRWKV__INTERNAL__SESSION_REF__INIT;
+    ref.tenant = "t";
+    ref.session = (char *)session;
+    ref.fresh = 1;
+    Vrwkv__Internal__SessionRef *refs[1] = {&ref};
+    Vrwkv__Internal__PrepareRequest req = VRWKV__INTERNAL__PREPARE_REQUEST__INIT;
+    req.epoch = 1;
+    req.n_sessions = 1;
+    req.sessions = refs;
+    uint8_t *resp = NULL;
+    size_t rl = 0;
+    char *msg = NULL;
+    int code = 0;
+    if (unary(address, "/vrwkv.internal.Shard/Prepare", &req.base, &resp, &rl, &msg, &code) != VR_OK)
+        fail_msg("prepare %s: %s", address, msg ? msg : "?");
+    Vrwkv__Internal__PrepareResponse *pr = vrwkv__internal__prepare_response__unpack(NULL, rl, resp);
+    assert_non_null(pr);
+    assert_int_equal(pr->n_results, 1);
+    assert_int_equal(pr->results[0]->status, 0);
+    vrwkv__internal__prepare_response__free_unpacked(pr, NULL);
+    free(resp);
+    free(msg);
+}
+
+/* One step's call to one stage, run in a thread so both stages get it at once. */
+typedef struct step_call {
+    const char *address;
+    const uint8_t *req;
+    size_t len;
+    vr_status st;
+    int code;
+    char *msg;
+    uint8_t *resp;
+    size_t rl;
+    double seconds;
+    pthread_t thread;
+} step_call;
+
+static void *call_step(void *p) {
+    step_call *c = p;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    vr_rpc_channel *ch = NULL;
+    vr_error err = {0};
+    c->st = vr_rpc_channel_create(c->address, &ch, &err);
+    if (c->st == VR_OK)
+        c->st = vr_rpc_unary(ch, "/vrwkv.internal.Shard/Step", NULL, 0, c->req, c->len, 120000, &c->resp, &c->rl,
+                             &c->code, &c->msg, &err);
+    vr_rpc_channel_free(ch);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    c->seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    return NULL;
+}
+
+/* Sends one step of one run (image first, then text ids) to both stages; the last stage's token
+ * in *token. features/len: inline features, or key: delivered ones. */
+static void step(const char *a0, const char *a1, uint64_t step_id, const char *session, int n_img,
+                 const uint8_t *features, size_t flen, uint64_t key, step_call out[2], int32_t *token) {
+    int32_t ids[4] = {-200, 1010, 33, 261};
+    Vrwkv__Internal__Run run = VRWKV__INTERNAL__RUN__INIT;
+    run.tenant = "t";
+    run.session = (char *)session;
+    run.ids = n_img ? ids : ids + 1;
+    run.n_ids = n_img ? 4 : 3;
+    run.n_img = n_img;
+    run.image_features.data = (uint8_t *)features;
+    run.image_features.len = flen;
+    run.features_key = key;
+    run.sample = 1;
+    run.reset_sampler = 1;
+    Vrwkv__Internal__Run *runs[1] = {&run};
+    Vrwkv__Internal__StepRequest req = VRWKV__INTERNAL__STEP_REQUEST__INIT;
+    req.epoch = 1;
+    req.step_id = step_id;
+    req.n_runs = 1;
+    req.runs = runs;
+    size_t n = vrwkv__internal__step_request__get_packed_size(&req);
+    uint8_t *buf = malloc(n + 1);
+    vrwkv__internal__step_request__pack(&req, buf);
+    memset(out, 0, 2 * sizeof *out);
+    out[0].address = a0;
+    out[1].address = a1;
+    for (int i = 0; i < 2; i++) {
+        out[i].req = buf;
+        out[i].len = n;
+        assert_int_equal(pthread_create(&out[i].thread, NULL, call_step, &out[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) pthread_join(out[i].thread, NULL);
+    free(buf);
+    *token = -1;
+    if (out[1].st == VR_OK) {
+        Vrwkv__Internal__StepResponse *sr = vrwkv__internal__step_response__unpack(NULL, out[1].rl, out[1].resp);
+        assert_non_null(sr);
+        assert_int_equal(sr->n_results, 1);
+        *token = sr->results[0]->token;
+        vrwkv__internal__step_response__free_unpacked(sr, NULL);
+    }
+}
+
+static void step_call_free(step_call c[2]) {
+    for (int i = 0; i < 2; i++) {
+        free(c[i].msg);
+        free(c[i].resp);
+    }
+}
+
+static Vrwkv__Internal__EncodeResponse *encode(const char *vision, const char *deliver_to, uint64_t key,
+                                               const uint8_t *image, size_t len) {
+    Vrwkv__Internal__EncodeRequest req = VRWKV__INTERNAL__ENCODE_REQUEST__INIT;
+    req.image.data = (uint8_t *)image;
+    req.image.len = len;
+    req.name = "fixture";
+    req.deliver_to = (char *)deliver_to;
+    req.deliver_key = key;
+    uint8_t *resp = NULL;
+    size_t rl = 0;
+    char *msg = NULL;
+    int code = 0;
+    if (unary(vision, "/vrwkv.internal.Vision/Encode", &req.base, &resp, &rl, &msg, &code) != VR_OK)
+        fail_msg("encode: %s", msg ? msg : "?");
+    Vrwkv__Internal__EncodeResponse *r = vrwkv__internal__encode_response__unpack(NULL, rl, resp);
+    assert_non_null(r);
+    free(resp);
+    free(msg);
+    return r;
+}
+
+static uint8_t *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)n + 1);
+    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+static void test_real_shards(void **st) {
+    (void)st;
+    VRT_REQUIRE_SHARED();
+    char model[4200], config[4200], image_path[4200];
+    snprintf(model, sizeof model, "%s", vrt_fixture_path("tiny/model.pth"));
+    snprintf(config, sizeof config, "%s", vrt_fixture_path("tiny/model.json"));
+    cJSON *images = vrt_load_json("images/images.json");
+    const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItem(images, "images"), 0);
+    const char *file = cJSON_GetStringValue(cJSON_GetObjectItem(first, "file"));
+    assert_non_null(file);
+    const char *base = strrchr(file, '/');
+    char rel[600];
+    snprintf(rel, sizeof rel, "images/%s", base ? base + 1 : file);
+    snprintf(image_path, sizeof image_path, "%s", vrt_fixture_path(rel));
+    cJSON_Delete(images);
+    size_t image_len = 0;
+    uint8_t *image = read_file(image_path, &image_len);
+
+    vr_error err = {0};
+    vr_shard_options o = {0};
+    o.model_path = model;
+    o.config_path = config;
+    o.max_sessions = 8;
+    o.metrics_port = -1;
+    o.threads = 1;
+    vr_shard *s0 = NULL, *s1 = NULL;
+    o.layer_first = 0;
+    o.layer_last = 2;
+    if (vr_shard_start(&o, &s0, &err) != VR_OK) fail_msg("shard 0: %s", err.msg);
+    o.layer_first = 2;
+    o.layer_last = 0;
+    if (vr_shard_start(&o, &s1, &err) != VR_OK) fail_msg("shard 1: %s", err.msg);
+    vr_vision_worker_options vo = {model, config, NULL, 0, NULL, 1, -1, NULL};
+    vr_vision_worker *vw = NULL;
+    if (vr_vision_worker_start(&vo, &vw, &err) != VR_OK) fail_msg("vision: %s", err.msg);
+    char a0[64], a1[64], vision[64];
+    snprintf(a0, sizeof a0, "%s", vr_shard_address(s0));
+    snprintf(a1, sizeof a1, "%s", vr_shard_address(s1));
+    snprintf(vision, sizeof vision, "%s", vr_vision_worker_address(vw));
+    const char *t1 = vr_shard_transport_address(s1), *t0 = vr_shard_transport_address(s0);
+    assign(a1, 1, "");
+    assign(a0, 0, t1);
+
+    /* the same image: inline, then delivered to stage 0 under a key: the same token */
+    Vrwkv__Internal__EncodeResponse *inl = encode(vision, "", 0, image, image_len);
+    assert_false(inl->delivered);
+    assert_true(inl->features.len > 0);
+    Vrwkv__Internal__EncodeResponse *del = encode(vision, t0, 0x1234, image, image_len);
+    assert_true(del->delivered);
+    assert_int_equal(del->features.len, 0);
+    assert_int_equal(del->n_img, inl->n_img);
+    step_call c[2];
+    int32_t tok_inline = -1, tok_delivered = -1, tok;
+    prepare_fresh(a0, "s-inline");
+    prepare_fresh(a1, "s-inline");
+    step(a0, a1, 1, "s-inline", inl->n_img, inl->features.data, inl->features.len, 0, c, &tok_inline);
+    assert_int_equal(c[0].st, VR_OK);
+    assert_int_equal(c[1].st, VR_OK);
+    step_call_free(c);
+    prepare_fresh(a0, "s-delivered");
+    prepare_fresh(a1, "s-delivered");
+    step(a0, a1, 2, "s-delivered", del->n_img, NULL, 0, 0x1234, c, &tok_delivered);
+    assert_int_equal(c[0].st, VR_OK);
+    assert_int_equal(c[1].st, VR_OK);
+    step_call_free(c);
+    assert_true(tok_inline >= 0);
+    assert_int_equal(tok_delivered, tok_inline);
+
+    /* the key was taken: the same step again fails at stage 0 (NOT_FOUND) and at stage 1 at once */
+    prepare_fresh(a0, "s-missing");
+    prepare_fresh(a1, "s-missing");
+    step(a0, a1, 3, "s-missing", del->n_img, NULL, 0, 0x1234, c, &tok);
+    assert_int_equal(c[0].st, VR_ERR_NOT_FOUND);
+    assert_non_null(c[0].msg);
+    assert_non_null(strstr(c[0].msg, "not on this shard"));
+    assert_int_not_equal(c[1].st, VR_OK);
+    assert_non_null(c[1].msg);
+    assert_non_null(strstr(c[1].msg, "previous stage failed step 3"));
+    assert_true(c[1].seconds < 30.0); /* the abort came, not the 60 s receive timeout */
+    step_call_free(c);
+    /* and the link between the stages is in step: a text step runs */
+    prepare_fresh(a0, "s-text");
+    prepare_fresh(a1, "s-text");
+    step(a0, a1, 4, "s-text", 0, NULL, 0, 0, c, &tok);
+    assert_int_equal(c[0].st, VR_OK);
+    assert_int_equal(c[1].st, VR_OK);
+    assert_true(tok >= 0);
+    step_call_free(c);
+
+    /* stage 0 cannot be reached: the vision worker answers the features itself */
+    Vrwkv__Internal__EncodeResponse *fb = encode(vision, "127.0.0.1:1", 0x99, image, image_len);
+    assert_false(fb->delivered);
+    assert_int_equal(fb->features.len, inl->features.len);
+    assert_memory_equal(fb->features.data, inl->features.data, inl->features.len);
+    /* a later stage takes no features: the vision worker falls back there too */
+    Vrwkv__Internal__EncodeResponse *fb1 = encode(vision, t1, 0x98, image, image_len);
+    assert_false(fb1->delivered);
+    assert_int_equal(fb1->features.len, inl->features.len);
+
+    vrwkv__internal__encode_response__free_unpacked(inl, NULL);
+    vrwkv__internal__encode_response__free_unpacked(del, NULL);
+    vrwkv__internal__encode_response__free_unpacked(fb, NULL);
+    vrwkv__internal__encode_response__free_unpacked(fb1, NULL);
+    vr_vision_worker_stop(vw);
+    vr_shard_stop(s0);
+    vr_shard_stop(s1);
+    free(image);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_inbox_and_sender), cmocka_unit_test(test_inbox_expiry),
+                                       cmocka_unit_test(test_inbox_refuses_garbage),
+                                       cmocka_unit_test(test_real_shards)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
