@@ -1,6 +1,6 @@
-/* worker/feature_delivery.c — the vision-to-stage-0 feature path (see feature_delivery.h): frames,
- * the inbox with its peer threads, and the sender's connection. Must not interpret the floats
- * beyond their shape, and must never hand out features that were not acknowledged as stored. */
+/* worker/feature_delivery.c — the vision-to-stage-0 feature path (see feature_delivery.h): the
+ * frame, the inbox's storage and the sender, over worker/frame_link. Must not interpret the
+ * floats beyond their shape, and must never report features delivered that were not stored. */
 #include "worker/feature_delivery.h"
 
 #include <pthread.h>
@@ -11,8 +11,7 @@
 
 #include "common/bytes.h"
 #include "common/log.h"
-
-enum { POLL_MS = 250, FRAME_MS = 30000, ACK_MSG_MAX = 400 };
+#include "worker/frame_link.h"
 
 static int64_t now_ms(void) {
     struct timespec ts;
@@ -30,23 +29,13 @@ typedef struct entry {
     struct entry *next;
 } entry;
 
-typedef struct peer {
-    vr_feature_inbox *in;
-    vr_transport *t;
-    pthread_t thread;
-    int done; /* the thread has ended (under in->mu): join and free it */
-    struct peer *next;
-} peer;
-
 struct vr_feature_inbox {
     vr_feature_inbox_options o;
     pthread_mutex_t mu;
     entry *entries;
     int n_entries;
     size_t bytes;
-    peer *peers;
-    int n_peers;
-    int stop;
+    vr_frame_server *server; /* the vision workers' connections */
 };
 
 /* Drops expired entries (with mu held). */
@@ -135,77 +124,14 @@ static vr_status store_frame(vr_feature_inbox *in, const uint8_t *p, size_t len,
     return st;
 }
 
-static vr_status send_ack(vr_transport *t, uint64_t key, vr_status st, const char *msg, vr_error *err) {
-    uint8_t buf[12 + ACK_MSG_MAX];
-    size_t n = st == VR_OK || !msg ? 0 : strlen(msg);
-    if (n > ACK_MSG_MAX) n = ACK_MSG_MAX;
-    vr_put_u64le(buf, key);
-    vr_put_u32le(buf + 8, (uint32_t)(int32_t)st);
-    if (n) memcpy(buf + 12, msg, n);
-    return vr_transport_send(t, VR_FEATURES_ACK_TAG, buf, 12 + n, err);
-}
-
-static int stopping(vr_feature_inbox *in) {
-    pthread_mutex_lock(&in->mu);
-    int s = in->stop;
-    pthread_mutex_unlock(&in->mu);
-    return s;
-}
-
-static void *serve_peer(void *arg) {
-    peer *p = arg;
-    vr_feature_inbox *in = p->in;
-    vr_error err = {0};
-    for (;;) {
-        if (stopping(in)) break;
-        if (!vr_transport_wait_readable(p->t, POLL_MS)) continue;
-        void *data = NULL;
-        size_t len = 0;
-        vr_status st = vr_transport_recv(p->t, VR_FEATURES_TAG, &data, &len, FRAME_MS, &err);
-        if (st != VR_OK) {
-            free(data);
-            if (st != VR_ERR_UNAVAILABLE)
-                vr_log(VR_LOG_WARN, "features_link_failed", "peer=%s error=%s", vr_transport_peer_name(p->t), err.msg);
-            break; /* closed, broken or out of step: the sender reconnects */
-        }
-        uint64_t key = 0;
-        vr_error ferr = {0};
-        vr_status fst = store_frame(in, data, len, &key, &ferr);
-        free(data);
-        if (fst == VR_OK)
-            vr_log(VR_LOG_DEBUG, "features_received", "key=%016llx peer=%s", (unsigned long long)key,
-                   vr_transport_peer_name(p->t));
-        else
-            vr_log(VR_LOG_WARN, "features_refused", "key=%016llx peer=%s error=%s", (unsigned long long)key,
-                   vr_transport_peer_name(p->t), ferr.msg);
-        if (send_ack(p->t, key, fst, ferr.msg, &err) != VR_OK) break;
-        if (fst == VR_ERR_FORMAT) break; /* a peer that sends garbage is not served further */
-    }
-    vr_transport_close(p->t); /* at once, so the peer sees the end now, not at the next reaping */
-    pthread_mutex_lock(&in->mu);
-    p->t = NULL;
-    p->done = 1;
-    pthread_mutex_unlock(&in->mu);
-    return NULL;
-}
-
-/* Joins and frees the peers whose threads have ended (with mu held, released around joins). */
-static void reap_peers(vr_feature_inbox *in, int all) {
-    for (peer **pp = &in->peers; *pp;) {
-        peer *p = *pp;
-        if (!p->done && !all) {
-            pp = &p->next;
-            continue;
-        }
-        *pp = p->next;
-        in->n_peers--;
-        pthread_mutex_unlock(&in->mu);
-        pthread_join(p->thread, NULL);
-        vr_transport_close(p->t);
-        free(p);
-        pthread_mutex_lock(&in->mu);
-        pp = &in->peers; /* the list may have changed meanwhile */
-    }
+static vr_status handle_frame(void *ctx, const uint8_t *frame, size_t len, uint64_t *key, vr_error *err) {
+    vr_feature_inbox *in = ctx;
+    vr_status st = store_frame(in, frame, len, key, err);
+    if (st == VR_OK)
+        vr_log(VR_LOG_DEBUG, "features_received", "key=%016llx", (unsigned long long)*key);
+    else
+        vr_log(VR_LOG_WARN, "features_refused", "key=%016llx error=%s", (unsigned long long)*key, err->msg);
+    return st;
 }
 
 vr_status vr_feature_inbox_create(const vr_feature_inbox_options *o, vr_feature_inbox **out, vr_error *err) {
@@ -216,38 +142,18 @@ vr_status vr_feature_inbox_create(const vr_feature_inbox_options *o, vr_feature_
     if (!in) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
     in->o = *o;
     pthread_mutex_init(&in->mu, NULL);
+    vr_status st = vr_frame_server_create(VR_FEATURES_TAG, VR_FEATURES_ACK_TAG, o->max_peers, handle_frame, in,
+                                          &in->server, err);
+    if (st != VR_OK) {
+        vr_feature_inbox_free(in);
+        return st;
+    }
     *out = in;
     return VR_OK;
 }
 
 vr_status vr_feature_inbox_serve(vr_feature_inbox *in, vr_transport *t, vr_error *err) {
-    pthread_mutex_lock(&in->mu);
-    reap_peers(in, 0);
-    if (in->stop || in->n_peers >= in->o.max_peers) {
-        int n = in->n_peers;
-        pthread_mutex_unlock(&in->mu);
-        vr_transport_close(t);
-        return vr_error_set(err, VR_ERR_UNAVAILABLE, "too many vision connections (%d)", n);
-    }
-    peer *p = calloc(1, sizeof *p);
-    if (!p) {
-        pthread_mutex_unlock(&in->mu);
-        vr_transport_close(t);
-        return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
-    }
-    p->in = in;
-    p->t = t;
-    if (pthread_create(&p->thread, NULL, serve_peer, p) != 0) {
-        pthread_mutex_unlock(&in->mu);
-        vr_transport_close(t);
-        free(p);
-        return vr_error_set(err, VR_ERR_INTERNAL, "cannot start a thread for a vision connection");
-    }
-    p->next = in->peers;
-    in->peers = p;
-    in->n_peers++;
-    pthread_mutex_unlock(&in->mu);
-    return VR_OK;
+    return vr_frame_server_serve(in->server, t, err);
 }
 
 vr_status vr_feature_inbox_take(vr_feature_inbox *in, uint64_t key, float **features, vr_error *err) {
@@ -282,10 +188,7 @@ void vr_feature_inbox_usage(vr_feature_inbox *in, int *entries, size_t *bytes) {
 
 void vr_feature_inbox_free(vr_feature_inbox *in) {
     if (!in) return;
-    pthread_mutex_lock(&in->mu);
-    in->stop = 1;
-    reap_peers(in, 1);
-    pthread_mutex_unlock(&in->mu);
+    vr_frame_server_free(in->server); /* first: no handler runs after this */
     while (in->entries) {
         entry *e = in->entries;
         in->entries = e->next;
@@ -299,54 +202,24 @@ void vr_feature_inbox_free(vr_feature_inbox *in) {
 /* ------------------------------------------------------------------ sender */
 
 struct vr_feature_sender {
-    pthread_mutex_t mu;
-    vr_transport *t;
-    char address[300];
+    vr_frame_client *client;
+    pthread_mutex_t mu; /* guards frame */
     uint8_t *frame;
     size_t frame_cap;
 };
 
 vr_status vr_feature_sender_create(vr_feature_sender **out, vr_error *err) {
-    *out = calloc(1, sizeof **out);
-    if (!*out) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
-    pthread_mutex_init(&(*out)->mu, NULL);
+    vr_feature_sender *s = calloc(1, sizeof *s);
+    *out = NULL;
+    if (!s) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
+    pthread_mutex_init(&s->mu, NULL);
+    vr_status st = vr_frame_client_create(VR_PEER_VISION, VR_FEATURES_TAG, VR_FEATURES_ACK_TAG, &s->client, err);
+    if (st != VR_OK) {
+        vr_feature_sender_free(s);
+        return st;
+    }
+    *out = s;
     return VR_OK;
-}
-
-/* One attempt on the cached connection (made when missing). */
-static vr_status deliver_once(vr_feature_sender *s, const char *address, uint64_t key, size_t len, int timeout_ms,
-                              vr_error *err) {
-    vr_status st = VR_OK;
-    if (s->t && strcmp(s->address, address) != 0) {
-        vr_transport_close(s->t);
-        s->t = NULL;
-    }
-    if (!s->t) {
-        st = vr_transport_tcp_connect_address(address, timeout_ms, &s->t, err);
-        if (st == VR_OK) st = vr_transport_hello_send(s->t, VR_PEER_VISION, err);
-        snprintf(s->address, sizeof s->address, "%s", address);
-    }
-    if (st == VR_OK) st = vr_transport_send(s->t, VR_FEATURES_TAG, s->frame, len, err);
-    void *ack = NULL;
-    size_t alen = 0;
-    if (st == VR_OK) st = vr_transport_recv(s->t, VR_FEATURES_ACK_TAG, &ack, &alen, timeout_ms, err);
-    if (st == VR_OK && (alen < 12 || vr_get_u64le(ack) != key))
-        st = vr_error_set(err, VR_ERR_FORMAT, "stage 0 at %s answered a features frame out of step", address);
-    if (st == VR_OK) {
-        vr_status remote = (vr_status)(int32_t)vr_get_u32le((uint8_t *)ack + 8);
-        if (remote != VR_OK) {
-            int n = (int)(alen - 12);
-            vr_error_set(err, remote, "stage 0 at %s refused the features: %.*s", address, n, (char *)ack + 12);
-            free(ack);
-            return remote; /* refused but in step: the connection stays */
-        }
-    }
-    free(ack);
-    if (st != VR_OK) { /* the link is in an unknown state: never reuse it */
-        vr_transport_close(s->t);
-        s->t = NULL;
-    }
-    return st;
 }
 
 vr_status vr_feature_sender_deliver(vr_feature_sender *s, const char *address, uint64_t key, const float *features,
@@ -368,14 +241,7 @@ vr_status vr_feature_sender_deliver(vr_feature_sender *s, const char *address, u
         vr_put_u32le(s->frame + 16, (uint32_t)n_img);
         vr_put_u32le(s->frame + 20, (uint32_t)n_embd);
         memcpy(s->frame + VR_FEATURES_HEADER_SIZE, features, bytes);
-        int had_link = s->t != NULL && !strcmp(s->address, address);
-        st = deliver_once(s, address, key, len, timeout_ms, err);
-        /* a kept connection may have died since (stage 0 restarted): one fresh try */
-        if (st != VR_OK && had_link && !s->t) {
-            vr_error first = *err;
-            st = deliver_once(s, address, key, len, timeout_ms, err);
-            if (st != VR_OK) vr_error_wrap(err, "after %s", first.msg);
-        }
+        st = vr_frame_client_send(s->client, address, key, s->frame, len, timeout_ms, err);
     }
     pthread_mutex_unlock(&s->mu);
     return st;
@@ -383,7 +249,7 @@ vr_status vr_feature_sender_deliver(vr_feature_sender *s, const char *address, u
 
 void vr_feature_sender_free(vr_feature_sender *s) {
     if (!s) return;
-    vr_transport_close(s->t);
+    vr_frame_client_free(s->client);
     free(s->frame);
     pthread_mutex_destroy(&s->mu);
     free(s);

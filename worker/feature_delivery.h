@@ -3,16 +3,15 @@
  * format, the sender (vision worker side) and the inbox (stage 0 side). Must not know what the
  * features mean or how they were made.
  *
- * The vision worker connects to stage 0's transport listener, says hello as VR_PEER_VISION and
- * sends one frame per image (tag VR_FEATURES_TAG):
+ * Over worker/frame_link.h: the vision worker connects to stage 0's listener, says hello as
+ * VR_PEER_VISION and sends one frame per image (tag VR_FEATURES_TAG):
  *   0  magic    "VRFE"
  *   4  version  u32 (1)
  *   8  key      u64  the coordinator's name for this image in this request
  *   16 n_img    u32  rows
  *   20 n_embd   u32  floats per row
  *   24 f32 LE [n_img, n_embd]
- * Stage 0 stores them and answers every frame with an acknowledgement (tag VR_FEATURES_ACK_TAG):
- *   key u64, status i32 (0 = stored, else a vr_status), then a UTF-8 message (no terminator).
+ * Stage 0 stores them and acknowledges every frame (tag VR_FEATURES_ACK_TAG, frame_link's ack).
  * The sender reports success only for an acknowledged store, so a delivered key is in the inbox
  * until it is taken or expires (its time to live). */
 #ifndef VR_FEATURE_DELIVERY_H

@@ -1,0 +1,50 @@
+/* worker/frame_link.h — acknowledged frames from a worker to a shard's transport listener: the
+ * side path beside the activations, used for image features (vision worker -> stage 0) and for
+ * session states handed from a shard to its replacement. Must not interpret payloads.
+ *
+ * The client connects, says hello with its role, then sends one frame per item under the
+ * server's tag; the server hands each frame to its handler and answers every frame with an
+ * acknowledgement under the ack tag: key u64 (the handler's, from the frame), status i32
+ * (0 = done, else a vr_status), then a UTF-8 message (no terminator). A client reports success
+ * only for an acknowledged frame, so what it sent has been taken when the call returns. */
+#ifndef VR_FRAME_LINK_H
+#define VR_FRAME_LINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "worker/transport.h"
+
+/* ---- server side: one thread per connection ---- */
+
+typedef struct vr_frame_server vr_frame_server;
+
+/* Takes one frame: sets *key (for the ack) and returns the verdict. VR_ERR_FORMAT also ends the
+ * connection after the ack: a peer that sends garbage is not served further. */
+typedef vr_status (*vr_frame_handler)(void *ctx, const uint8_t *frame, size_t len, uint64_t *key, vr_error *err);
+
+vr_status vr_frame_server_create(uint64_t tag, uint64_t ack_tag, int max_peers, vr_frame_handler handler, void *ctx,
+                                 vr_frame_server **out, vr_error *err);
+/* Serves a connection (after its hello) from a thread of its own until the peer goes away or the
+ * server is freed. Takes ownership of t, also on failure (too many peers). */
+vr_status vr_frame_server_serve(vr_frame_server *fs, vr_transport *t, vr_error *err);
+/* Stops the connection threads (each notices within a quarter second between frames) and
+ * closes their connections. NULL is ignored. */
+void vr_frame_server_free(vr_frame_server *fs);
+
+/* ---- client side: one kept connection ---- */
+
+typedef struct vr_frame_client vr_frame_client;
+
+vr_status vr_frame_client_create(vr_peer_role role, uint64_t tag, uint64_t ack_tag, vr_frame_client **out,
+                                 vr_error *err);
+/* Sends frame to the server behind address ("host:port") and waits up to timeout_ms for its
+ * acknowledgement, which must carry key. The connection is kept for the next frame to the same
+ * address; one that turns out broken is replaced once. A refusal comes back as its status with
+ * the server's message (the connection stays). One frame at a time per client. */
+vr_status vr_frame_client_send(vr_frame_client *c, const char *address, uint64_t key, const void *frame, size_t len,
+                               int timeout_ms, vr_error *err);
+void vr_frame_client_free(vr_frame_client *c);
+
+#endif
