@@ -157,6 +157,80 @@ static vr_status assign_stage(vr_worker_entry *w, uint64_t epoch, int stage, int
     return st;
 }
 
+/* ---- handing live states to a replacement ---- */
+
+typedef struct handoff_job {
+    char from[300], to_transport[300];
+    int first, last;
+} handoff_job;
+
+static void *handoff_thread(void *p) {
+    handoff_job *j = p;
+    Vrwkv__Internal__HandoffRequest req = VRWKV__INTERNAL__HANDOFF_REQUEST__INIT;
+    req.to_transport_address = j->to_transport;
+    req.layer_first = j->first;
+    req.layer_last = j->last;
+    uint8_t buf[512];
+    size_t len = vrwkv__internal__handoff_request__pack(&req, buf);
+    vr_rpc_channel *ch = NULL;
+    vr_error err = {0};
+    uint8_t *resp = NULL;
+    size_t rl = 0;
+    vr_status st = vr_rpc_channel_create(j->from, &ch, &err);
+    if (st == VR_OK)
+        st = vr_rpc_unary(ch, "/vrwkv.internal.Shard/Handoff", NULL, 0, buf, len, HANDOFF_DEADLINE_MS, &resp, &rl,
+                          NULL, NULL, &err);
+    Vrwkv__Internal__HandoffResponse *r = st == VR_OK ? vrwkv__internal__handoff_response__unpack(NULL, rl, resp) : NULL;
+    if (r)
+        vr_log(VR_LOG_INFO, "states_handed_off", "from=%s to=%s layers=%d:%d sent=%d skipped=%d", j->from,
+               j->to_transport, j->first, j->last, r->sent, r->skipped);
+    else /* the replacement restores from the store instead: slower, still exact */
+        vr_log(VR_LOG_WARN, "handoff_failed", "from=%s to=%s error=%s", j->from, j->to_transport,
+               st == VR_OK ? "malformed answer" : err.msg);
+    if (r) vrwkv__internal__handoff_response__free_unpacked(r, NULL);
+    free(resp);
+    vr_rpc_channel_free(ch);
+    free(j);
+    return NULL;
+}
+
+/* After a re-form: every shard that left the pipeline but is alive (a newer registration
+ * replaced it: a rollout, a rebalance, a node being drained) hands its live states to the new
+ * stage whose layers it covers. In the background: turns go on meanwhile, and a replacement
+ * that restores a session from the store first simply refuses the handed copy. Called with
+ * cluster_mu held. */
+static void start_handoffs(vr_coordinator *c, const int *old, int n_old, const int *now, int n_now) {
+    for (int a = 0; a < n_old; a++) {
+        vr_worker_entry *from = &c->workers[old[a]];
+        int still = 0;
+        for (int b = 0; b < n_now; b++) still |= now[b] == old[a];
+        if (still || !from->in_use || !from->alive || from->role != VRWKV__INTERNAL__WORKER_ROLE__WORKER_ROLE_SHARD)
+            continue;
+        for (int b = 0; b < n_now; b++) {
+            vr_worker_entry *to = &c->workers[now[b]];
+            int was = 0;
+            for (int k = 0; k < n_old; k++) was |= old[k] == now[b];
+            if (was || to->layer_first < from->layer_first || to->layer_last > from->layer_last ||
+                !to->transport_address[0])
+                continue;
+            handoff_job *j = calloc(1, sizeof *j);
+            if (!j) continue;
+            snprintf(j->from, sizeof j->from, "%s", from->address);
+            snprintf(j->to_transport, sizeof j->to_transport, "%s", to->transport_address);
+            j->first = to->layer_first;
+            j->last = to->layer_last;
+            pthread_t t;
+            pthread_attr_t attr;
+            pthread_attr_init(&attr);
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            if (pthread_create(&t, &attr, handoff_thread, j) != 0) free(j);
+            pthread_attr_destroy(&attr);
+            vr_log(VR_LOG_INFO, "handoff_started", "from=%s to=%s layers=%d:%d", from->address, to->address,
+                   to->layer_first, to->layer_last);
+        }
+    }
+}
+
 static void update_health(vr_coordinator *c) {
     int vision_ok = !c->cfg.has_vision;
     for (int i = 0; i < VR_MAX_WORKERS; i++)
@@ -213,6 +287,7 @@ static void *monitor_loop(void *p) {
                 }
                 pthread_mutex_lock(&c->cluster_mu);
                 if (st == VR_OK && c->epoch == epoch) {
+                    start_handoffs(c, c->pipeline, c->n_stages, stages, n);
                     memcpy(c->pipeline, stages, sizeof(int) * (size_t)n);
                     c->n_stages = n;
                     c->pipeline_ok = 1;

@@ -16,7 +16,8 @@
 #include "proto/rpc.h"
 #include "store/store.h"
 
-enum { VR_MAX_WORKERS = 64, HEARTBEAT_TIMEOUT_MS = 6000, STEP_DEADLINE_MS = 120000, PIPELINE_WAIT_MS = 5000 };
+enum { VR_MAX_WORKERS = 64, HEARTBEAT_TIMEOUT_MS = 6000, STEP_DEADLINE_MS = 120000, PIPELINE_WAIT_MS = 5000,
+       HANDOFF_DEADLINE_MS = 600000 };
 
 typedef struct vr_worker_entry {
     int in_use, alive;

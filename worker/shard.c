@@ -15,12 +15,14 @@
 #include "proto/rpc.h"
 #include "store/store.h"
 #include "worker/feature_delivery.h"
+#include "worker/frame_link.h"
 #include "worker/membership.h"
 #include "worker/slots.h"
+#include "worker/state_handoff.h"
 #include "worker/transport.h"
 
 enum { RECV_TIMEOUT_MS = 60000, CONNECT_TIMEOUT_MS = 5000, NCCL_JOIN_TIMEOUT_MS = 30000, MAX_JOINS = 16,
-       HELLO_TIMEOUT_MS = 2000, INBOX_MAX_PEERS = 64 };
+       HELLO_TIMEOUT_MS = 2000, INBOX_MAX_PEERS = 64, HANDOFF_FRAME_TIMEOUT_MS = 30000, HANDOFF_MAX_PEERS = 8 };
 #define INBOX_MIN_BYTES ((size_t)1 << 30) /* delivered image features held at most (more are refused) */
 
 struct vr_shard {
@@ -52,6 +54,8 @@ struct vr_shard {
     pthread_cond_t link_cv;
     vr_transport *prev, *next;
     vr_feature_inbox *inbox; /* stage 0: image features delivered by vision workers */
+    vr_frame_server *state_server; /* session states handed over by the shard this one replaces */
+    uint64_t handoff_seq;
     /* NCCL links being joined (ncclCommInitRank waits for the peer): their threads, joined at stop */
     pthread_t joins[MAX_JOINS];
     int n_joins;
@@ -89,7 +93,12 @@ static void *accept_loop(void *p) {
             continue;
         }
         vr_log(VR_LOG_INFO, "transport_accepted", "shard=%s peer=%s role=%s", s->address, vr_transport_peer_name(t),
-               role == VR_PEER_VISION ? "vision" : "previous stage");
+               role == VR_PEER_VISION ? "vision" : role == VR_PEER_SHARD_STATE ? "handoff" : "previous stage");
+        if (role == VR_PEER_SHARD_STATE) {
+            if (vr_frame_server_serve(s->state_server, t, &err) != VR_OK)
+                vr_log(VR_LOG_WARN, "transport_refused", "shard=%s error=%s", s->address, err.msg);
+            continue;
+        }
         if (role == VR_PEER_VISION) {
             if (!s->inbox) {
                 vr_log(VR_LOG_WARN, "transport_refused", "shard=%s peer=%s error=a vision worker connected, but only "
@@ -647,6 +656,144 @@ static void handle_step(vr_rpc_call *call, void *ctx) {
     vrwkv__internal__step_request__free_unpacked(req, NULL);
 }
 
+/* ------------------------------------------------------------------ Handoff */
+
+/* Receiving side: one session's state from the shard this one replaces. Taken only into a free
+ * slot: a session already live here (restored from the store, maybe advanced since) is newer or
+ * equal, and a full table keeps its own sessions. */
+static vr_status take_state(void *ctx, const uint8_t *frame, size_t len, uint64_t *key, vr_error *err) {
+    vr_shard *s = ctx;
+    vr_state_frame f;
+    vr_status st = vr_state_frame_parse(frame, len, &f, err);
+    *key = f.key;
+    if (st != VR_OK) return st;
+    if (f.layer_first > s->first || f.layer_last < s->last)
+        return vr_error_set(err, VR_ERR_INVALID, "a state of layers %d:%d cannot fill this shard's layers %d:%d",
+                            f.layer_first, f.layer_last, s->first, s->last);
+    pthread_mutex_lock(&s->compute_mu);
+    vr_slot *slot = NULL;
+    if (vr_slot_find(&s->slots, f.tenant, f.session))
+        st = vr_error_set(err, VR_ERR_INVALID, "session %s is already live here", f.session);
+    else if (vr_slot_count(&s->slots) >= s->slots.capacity)
+        st = vr_error_set(err, VR_ERR_NOMEM, "all %d state slots are in use", s->slots.capacity);
+    else
+        st = vr_slot_acquire(&s->slots, f.tenant, f.session, &slot, err);
+    for (int layer = s->first; st == VR_OK && layer < s->last; layer++)
+        st = vr_state_deserialize_layer(slot->state, layer, s->e->w->fingerprint, vr_state_frame_blob(&f, layer),
+                                        f.blob_size, err);
+    if (st == VR_OK) {
+        slot->turn = f.turn;
+        slot->tokens = f.tokens;
+    } else if (slot) {
+        vr_slot_release(&s->slots, slot); /* never half a state */
+    }
+    vr_gauge_set(s->m_slots, NULL, vr_slot_count(&s->slots));
+    pthread_mutex_unlock(&s->compute_mu);
+    vr_log(st == VR_OK ? VR_LOG_INFO : VR_LOG_WARN, "state_received", "shard=%s session=%s turn=%lld%s%s", s->address,
+           f.session, (long long)f.turn, st == VR_OK ? "" : " refused=", st == VR_OK ? "" : err->msg);
+    return st;
+}
+
+/* Makes the handoff frame of one live session (NULL when it is gone or its state unknown). */
+static uint8_t *handoff_frame(vr_shard *s, const char *tenant, const char *session, int first, int last,
+                              uint64_t key, size_t *len, vr_error *err) {
+    vr_state_frame f;
+    memset(&f, 0, sizeof f);
+    pthread_mutex_lock(&s->checkpoint_mu); /* owns the snapshot buffer */
+    pthread_mutex_lock(&s->compute_mu);
+    vr_slot *slot = vr_slot_find(&s->slots, tenant, session);
+    vr_status st = slot && slot->tokens >= 0 ? vr_state_snapshot_take(slot->state, &s->snapshot, err) : VR_ERR_NOT_FOUND;
+    if (st == VR_OK) {
+        f.turn = slot->turn;
+        f.tokens = slot->tokens;
+    }
+    pthread_mutex_unlock(&s->compute_mu);
+    uint8_t *frame = NULL;
+    if (st == VR_OK) {
+        f.key = key;
+        f.layer_first = first;
+        f.layer_last = last;
+        f.blob_size = VR_STATE_HEADER_SIZE + s->snapshot.layer_floats * sizeof(float);
+        snprintf(f.tenant, sizeof f.tenant, "%s", tenant);
+        snprintf(f.session, sizeof f.session, "%s", session);
+        *len = vr_state_frame_size(tenant, session, last - first, f.blob_size);
+        frame = malloc(*len);
+        uint8_t *blobs = frame ? vr_state_frame_begin(&f, frame, *len, err) : NULL;
+        if (frame && !blobs) st = err->code;
+        if (!frame) st = vr_error_set(err, VR_ERR_NOMEM, "out of memory for a %zu-byte state frame", *len);
+        for (int layer = first; st == VR_OK && layer < last; layer++)
+            st = vr_state_snapshot_blob(&s->snapshot, layer, s->e->w->fingerprint,
+                                        blobs + (size_t)(layer - first) * f.blob_size, f.blob_size, err);
+    }
+    pthread_mutex_unlock(&s->checkpoint_mu);
+    if (st != VR_OK) {
+        free(frame);
+        return NULL;
+    }
+    return frame;
+}
+
+/* Sending side: this shard left the pipeline for a replacement; every live state goes over. */
+static void handle_handoff(vr_rpc_call *call, void *ctx) {
+    vr_shard *s = ctx;
+    UNPACK(Vrwkv__Internal__HandoffRequest, vrwkv__internal__handoff_request, call, req);
+    vr_error err = {0};
+    vr_status st = VR_OK;
+    int first = req->layer_first, last = req->layer_last, sent = 0, skipped = 0;
+    char to[300];
+    snprintf(to, sizeof to, "%s", req->to_transport_address ? req->to_transport_address : "");
+    vrwkv__internal__handoff_request__free_unpacked(req, NULL);
+    if (first < s->first || last > s->last || first >= last || !to[0])
+        st = vr_error_set(&err, VR_ERR_INVALID, "cannot hand layers %d:%d to '%s': this shard holds layers %d:%d",
+                          first, last, to, s->first, s->last);
+    /* the sessions to send, named first: each is then copied under the lock on its own */
+    char (*names)[2][130] = NULL;
+    int n = 0;
+    vr_frame_client *fc = NULL;
+    if (st == VR_OK) {
+        pthread_mutex_lock(&s->compute_mu);
+        names = calloc((size_t)s->slots.capacity + 1, sizeof *names);
+        for (int i = 0; names && i < s->slots.capacity; i++) {
+            const vr_slot *slot = &s->slots.slots[i];
+            if (!slot->in_use || slot->tokens < 0) continue;
+            snprintf(names[n][0], sizeof names[n][0], "%s", slot->tenant);
+            snprintf(names[n][1], sizeof names[n][1], "%s", slot->session);
+            n++;
+        }
+        pthread_mutex_unlock(&s->compute_mu);
+        if (!names) st = vr_error_set(&err, VR_ERR_NOMEM, "out of memory");
+    }
+    if (st == VR_OK) st = vr_frame_client_create(VR_PEER_SHARD_STATE, VR_STATE_TAG, VR_STATE_ACK_TAG, &fc, &err);
+    for (int i = 0; st == VR_OK && i < n; i++) {
+        size_t len = 0;
+        vr_error ferr = {0};
+        uint64_t key = __atomic_add_fetch(&s->handoff_seq, 1, __ATOMIC_RELAXED);
+        uint8_t *frame = handoff_frame(s, names[i][0], names[i][1], first, last, key, &len, &ferr);
+        if (!frame) continue; /* gone meanwhile, or its state unknown */
+        vr_status fst = vr_frame_client_send(fc, to, key, frame, len, HANDOFF_FRAME_TIMEOUT_MS, &ferr);
+        free(frame);
+        if (fst == VR_OK) {
+            sent++;
+        } else if (fst == VR_ERR_INVALID || fst == VR_ERR_NOMEM) {
+            skipped++; /* the replacement said no to this one */
+        } else {
+            st = vr_error_set(&err, fst, "handing states to %s: %s", to, ferr.msg);
+        }
+    }
+    vr_frame_client_free(fc);
+    free(names);
+    vr_log(st == VR_OK ? VR_LOG_INFO : VR_LOG_WARN, "handoff_done", "shard=%s to=%s sent=%d skipped=%d%s%s",
+           s->address, to, sent, skipped, st == VR_OK ? "" : " error=", st == VR_OK ? "" : err.msg);
+    if (st != VR_OK) {
+        vr_rpc_call_finish_error(call, &err);
+        return;
+    }
+    Vrwkv__Internal__HandoffResponse resp = VRWKV__INTERNAL__HANDOFF_RESPONSE__INIT;
+    resp.sent = sent;
+    resp.skipped = skipped;
+    finish_packed(call, &resp.base);
+}
+
 /* ------------------------------------------------------------------ Checkpoint, Evict */
 
 /* The state is copied to host memory under the compute lock (one transfer, into pinned memory
@@ -777,6 +924,9 @@ vr_status vr_shard_start(const vr_shard_options *o, vr_shard **out, vr_error *er
                                        VR_FEATURES_TTL_MS, INBOX_MAX_PEERS};
         st = vr_feature_inbox_create(&io, &s->inbox, err);
     }
+    if (st == VR_OK)
+        st = vr_frame_server_create(VR_STATE_TAG, VR_STATE_ACK_TAG, HANDOFF_MAX_PEERS, take_state, s, &s->state_server,
+                                    err);
     int tport = 0, gport = 0;
     if (st == VR_OK) st = vr_transport_tcp_listen(s->opt.host, o->transport_port, &tport, &s->listener, err);
     if (st == VR_OK && pthread_create(&s->accept_thread, NULL, accept_loop, s) != 0) {
@@ -793,6 +943,8 @@ vr_status vr_shard_start(const vr_shard_options *o, vr_shard **out, vr_error *er
     if (st == VR_OK)
         st = vr_rpc_server_add_method(s->srv, "/vrwkv.internal.Shard/Checkpoint", VR_RPC_UNARY, handle_checkpoint, s, err);
     if (st == VR_OK) st = vr_rpc_server_add_method(s->srv, "/vrwkv.internal.Shard/Evict", VR_RPC_UNARY, handle_evict, s, err);
+    if (st == VR_OK)
+        st = vr_rpc_server_add_method(s->srv, "/vrwkv.internal.Shard/Handoff", VR_RPC_UNARY, handle_handoff, s, err);
     if (st == VR_OK) st = vr_rpc_health_create(&s->health, err);
     if (st == VR_OK) st = vr_rpc_health_add_to(s->health, s->srv, err);
     if (st == VR_OK) st = vr_rpc_server_start(s->srv, &gport, err);
@@ -833,6 +985,7 @@ void vr_shard_stop(vr_shard *s) {
     if (s->prev) vr_transport_close(s->prev);
     if (s->next) vr_transport_close(s->next);
     vr_feature_inbox_free(s->inbox); /* after the accept thread: nothing adds peers now */
+    vr_frame_server_free(s->state_server); /* before the slots: its handler fills them */
     vr_metrics_http_stop(s->metrics_http);
     vr_metrics_free(s->metrics);
     vr_store_close(s->store);

@@ -50,7 +50,7 @@ vr_status vr_transport_hello_recv(vr_transport *t, int timeout_ms, vr_peer_role 
     vr_status st = vr_transport_recv(t, VR_TRANSPORT_HELLO_TAG, &data, &len, timeout_ms, err);
     if (st == VR_OK) {
         uint8_t b = len == 1 ? *(uint8_t *)data : 0;
-        if (b == VR_PEER_PREV_STAGE || b == VR_PEER_VISION) *role = (vr_peer_role)b;
+        if (b == VR_PEER_PREV_STAGE || b == VR_PEER_VISION || b == VR_PEER_SHARD_STATE) *role = (vr_peer_role)b;
         else st = vr_error_set(err, VR_ERR_FORMAT, "%s sent a hello of %zu bytes with an unknown role", vr_transport_peer_name(t), len);
     }
     free(data);

@@ -100,9 +100,10 @@ vr_status vr_transport_tcp_set_limits(vr_transport *t, size_t max_frame, int sen
 /* ---- who connects: the first frame on a connection to a shard's transport listener ----
  * Tag VR_TRANSPORT_HELLO_TAG, a 1-byte payload: the connecting peer's role. The previous
  * pipeline stage sends activations on its connection; a vision worker sends image features
- * (worker/feature_delivery.h). */
+ * (worker/feature_delivery.h); a shard hands session states to its replacement
+ * (worker/state_handoff.h). */
 #define VR_TRANSPORT_HELLO_TAG 0x4f4c4c4548465256ull /* "VRFHELLO" little-endian */
-typedef enum { VR_PEER_PREV_STAGE = 'P', VR_PEER_VISION = 'V' } vr_peer_role;
+typedef enum { VR_PEER_PREV_STAGE = 'P', VR_PEER_VISION = 'V', VR_PEER_SHARD_STATE = 'S' } vr_peer_role;
 vr_status vr_transport_hello_send(vr_transport *t, vr_peer_role role, vr_error *err);
 /* Receives the hello within timeout_ms; anything else (another tag, size or role): VR_ERR_FORMAT. */
 vr_status vr_transport_hello_recv(vr_transport *t, int timeout_ms, vr_peer_role *role, vr_error *err);

@@ -1,5 +1,6 @@
-/* tests/unit/service/test_feature_delivery.c — image features from a vision worker straight to
- * stage 0, and a failed step reaching the next stage at once, over real sockets:
+/* tests/unit/service/test_side_paths.c — the paths beside the activations, over real sockets:
+ * image features from a vision worker straight to stage 0, a failed step reaching the next
+ * stage at once, and live session states handed from a shard to its replacement:
  *   - the inbox and the sender alone: exact bytes, acknowledged refusals (shape, full) that keep
  *     the connection, a restarted stage 0 (the kept connection is replaced), expiry, garbage
  *     frames, unknown hellos, bad addresses;
@@ -7,7 +8,11 @@
  *     coordinator does: features delivered under a key give the very token the same features
  *     sent inline give; a delivery stage 0 cannot take falls back to the answer; a step whose
  *     features are missing fails at stage 0 with NOT_FOUND and at stage 1 at once ("previous
- *     stage failed"), never by its 60 s receive timeout, and the next step runs normally. */
+ *     stage failed"), never by its 60 s receive timeout, and the next step runs normally;
+ *   - the state frame: round trip and malformed frames;
+ *   - a real shard hands its live state to another (Handoff): the replacement continues the
+ *     session in memory (its own store is empty, so nothing else could) with the very tokens
+ *     the first shard gives; a state already live there is left alone; bad requests refused. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,6 +32,7 @@
 #include "tests/support/fixtures.h"
 #include "worker/feature_delivery.h"
 #include "worker/shard.h"
+#include "worker/state_handoff.h"
 #include "worker/transport.h"
 #include "worker/vision_worker.h"
 
@@ -219,11 +225,11 @@ static vr_status unary(const char *address, const char *method, const ProtobufCM
     return st;
 }
 
-static void assign(const char *address, int stage, const char *next) {
+static void assign(const char *address, int stage, int n_stages, const char *next) {
     Vrwkv__Internal__AssignRequest req = VRWKV__INTERNAL__ASSIGN_REQUEST__INIT;
     req.epoch = 1;
     req.stage = stage;
-    req.n_stages = 2;
+    req.n_stages = n_stages;
     req.next_transport_address = (char *)next;
     uint8_t *resp = NULL;
     size_t rl = 0;
@@ -235,11 +241,14 @@ static void assign(const char *address, int stage, const char *next) {
     free(msg);
 }
 
-static void prepare_fresh(const char *address, const char *session) {
+/* Prepare of one session; its result's status (0: ready). */
+static int prepare(const char *address, const char *session, int fresh, int64_t base_turn, int64_t base_tokens) {
     Vrwkv__Internal__SessionRef ref = VRWKV__INTERNAL__SESSION_REF__INIT;
     ref.tenant = "t";
     ref.session = (char *)session;
-    ref.fresh = 1;
+    ref.fresh = fresh;
+    ref.base_turn = base_turn;
+    ref.base_tokens = base_tokens;
     Vrwkv__Internal__SessionRef *refs[1] = {&ref};
     Vrwkv__Internal__PrepareRequest req = VRWKV__INTERNAL__PREPARE_REQUEST__INIT;
     req.epoch = 1;
@@ -254,10 +263,15 @@ static void prepare_fresh(const char *address, const char *session) {
     Vrwkv__Internal__PrepareResponse *pr = vrwkv__internal__prepare_response__unpack(NULL, rl, resp);
     assert_non_null(pr);
     assert_int_equal(pr->n_results, 1);
-    assert_int_equal(pr->results[0]->status, 0);
+    int status = pr->results[0]->status;
     vrwkv__internal__prepare_response__free_unpacked(pr, NULL);
     free(resp);
     free(msg);
+    return status;
+}
+
+static void prepare_fresh(const char *address, const char *session) {
+    assert_int_equal(prepare(address, session, 1, 0, 0), 0);
 }
 
 /* One step's call to one stage, run in a thread so both stages get it at once. */
@@ -290,16 +304,15 @@ static void *call_step(void *p) {
     return NULL;
 }
 
-/* Sends one step of one run (image first, then text ids) to both stages; the last stage's token
- * in *token. features/len: inline features, or key: delivered ones. */
-static void step(const char *a0, const char *a1, uint64_t step_id, const char *session, int n_img,
-                 const uint8_t *features, size_t flen, uint64_t key, step_call out[2], int32_t *token) {
-    int32_t ids[4] = {-200, 1010, 33, 261};
+/* A step of one greedy run of session; ids may hold -200 (the image: n_img rows, inline
+ * features/flen or a delivered key). */
+static uint8_t *pack_step(uint64_t step_id, const char *session, const int32_t *ids, int n_ids, int n_img,
+                          const uint8_t *features, size_t flen, uint64_t key, size_t *len) {
     Vrwkv__Internal__Run run = VRWKV__INTERNAL__RUN__INIT;
     run.tenant = "t";
     run.session = (char *)session;
-    run.ids = n_img ? ids : ids + 1;
-    run.n_ids = n_img ? 4 : 3;
+    run.ids = (int32_t *)ids;
+    run.n_ids = (size_t)n_ids;
     run.n_img = n_img;
     run.image_features.data = (uint8_t *)features;
     run.image_features.len = flen;
@@ -312,9 +325,29 @@ static void step(const char *a0, const char *a1, uint64_t step_id, const char *s
     req.step_id = step_id;
     req.n_runs = 1;
     req.runs = runs;
-    size_t n = vrwkv__internal__step_request__get_packed_size(&req);
-    uint8_t *buf = malloc(n + 1);
+    *len = vrwkv__internal__step_request__get_packed_size(&req);
+    uint8_t *buf = malloc(*len + 1);
     vrwkv__internal__step_request__pack(&req, buf);
+    return buf;
+}
+
+/* The token in a last stage's answer. */
+static int32_t answer_token(const step_call *c) {
+    Vrwkv__Internal__StepResponse *sr = vrwkv__internal__step_response__unpack(NULL, c->rl, c->resp);
+    assert_non_null(sr);
+    assert_int_equal(sr->n_results, 1);
+    int32_t t = sr->results[0]->token;
+    vrwkv__internal__step_response__free_unpacked(sr, NULL);
+    return t;
+}
+
+/* Sends one step of one run (image first, then text ids) to both stages; the last stage's token
+ * in *token. features/len: inline features, or key: delivered ones. */
+static void step(const char *a0, const char *a1, uint64_t step_id, const char *session, int n_img,
+                 const uint8_t *features, size_t flen, uint64_t key, step_call out[2], int32_t *token) {
+    int32_t ids[4] = {-200, 1010, 33, 261};
+    size_t n = 0;
+    uint8_t *buf = pack_step(step_id, session, n_img ? ids : ids + 1, n_img ? 4 : 3, n_img, features, flen, key, &n);
     memset(out, 0, 2 * sizeof *out);
     out[0].address = a0;
     out[1].address = a1;
@@ -325,14 +358,25 @@ static void step(const char *a0, const char *a1, uint64_t step_id, const char *s
     }
     for (int i = 0; i < 2; i++) pthread_join(out[i].thread, NULL);
     free(buf);
-    *token = -1;
-    if (out[1].st == VR_OK) {
-        Vrwkv__Internal__StepResponse *sr = vrwkv__internal__step_response__unpack(NULL, out[1].rl, out[1].resp);
-        assert_non_null(sr);
-        assert_int_equal(sr->n_results, 1);
-        *token = sr->results[0]->token;
-        vrwkv__internal__step_response__free_unpacked(sr, NULL);
-    }
+    *token = out[1].st == VR_OK ? answer_token(&out[1]) : -1;
+}
+
+/* A step of text ids on a single-stage pipeline; the token chosen after them. */
+static int32_t step_single(const char *address, uint64_t step_id, const char *session, const int32_t *ids, int n_ids) {
+    size_t n = 0;
+    uint8_t *buf = pack_step(step_id, session, ids, n_ids, 0, NULL, 0, 0, &n);
+    step_call c;
+    memset(&c, 0, sizeof c);
+    c.address = address;
+    c.req = buf;
+    c.len = n;
+    call_step(&c);
+    free(buf);
+    if (c.st != VR_OK) fail_msg("step on %s: %s", address, c.msg ? c.msg : "?");
+    int32_t t = answer_token(&c);
+    free(c.msg);
+    free(c.resp);
+    return t;
 }
 
 static void step_call_free(step_call c[2]) {
@@ -416,8 +460,8 @@ static void test_real_shards(void **st) {
     snprintf(a1, sizeof a1, "%s", vr_shard_address(s1));
     snprintf(vision, sizeof vision, "%s", vr_vision_worker_address(vw));
     const char *t1 = vr_shard_transport_address(s1), *t0 = vr_shard_transport_address(s0);
-    assign(a1, 1, "");
-    assign(a0, 0, t1);
+    assign(a1, 1, 2, "");
+    assign(a0, 0, 2, t1);
 
     /* the same image: inline, then delivered to stage 0 under a key: the same token */
     Vrwkv__Internal__EncodeResponse *inl = encode(vision, "", 0, image, image_len);
@@ -485,9 +529,140 @@ static void test_real_shards(void **st) {
     free(image);
 }
 
+static void test_state_frame(void **st) {
+    (void)st;
+    vr_state_frame f, g;
+    memset(&f, 0, sizeof f);
+    f.key = 42;
+    f.turn = 3;
+    f.tokens = 1234;
+    f.layer_first = 2;
+    f.layer_last = 5;
+    f.blob_size = 16;
+    strcpy(f.tenant, "acme");
+    strcpy(f.session, "s-1");
+    size_t n = vr_state_frame_size(f.tenant, f.session, 3, 16);
+    assert_int_equal(n, VR_STATE_FRAME_HEADER + 4 + 3 + 48);
+    uint8_t *buf = malloc(n);
+    vr_error err = {0};
+    uint8_t *blobs = vr_state_frame_begin(&f, buf, n, &err);
+    assert_non_null(blobs);
+    for (int i = 0; i < 48; i++) blobs[i] = (uint8_t)i;
+    assert_int_equal(vr_state_frame_parse(buf, n, &g, &err), VR_OK);
+    assert_int_equal(g.key, 42);
+    assert_int_equal(g.turn, 3);
+    assert_int_equal(g.tokens, 1234);
+    assert_int_equal(g.layer_first, 2);
+    assert_int_equal(g.layer_last, 5);
+    assert_int_equal(g.blob_size, 16);
+    assert_string_equal(g.tenant, "acme");
+    assert_string_equal(g.session, "s-1");
+    assert_int_equal(vr_state_frame_blob(&g, 4)[0], 32);
+    /* every cut is refused, and so is a frame that grew */
+    for (size_t cut = 0; cut < n; cut++) assert_int_equal(vr_state_frame_parse(buf, cut, &g, &err), VR_ERR_FORMAT);
+    uint8_t *big = calloc(1, n + 1);
+    memcpy(big, buf, n);
+    assert_int_equal(vr_state_frame_parse(big, n + 1, &g, &err), VR_ERR_FORMAT);
+    free(big);
+    buf[36] = 2; /* layers 2:2 */
+    assert_int_equal(vr_state_frame_parse(buf, n, &g, &err), VR_ERR_FORMAT);
+    buf[36] = 5;
+    buf[4] = 9; /* another version */
+    assert_int_equal(vr_state_frame_parse(buf, n, &g, &err), VR_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "version"));
+    /* a buffer too small, and no layers */
+    assert_null(vr_state_frame_begin(&f, buf, n - 1, &err));
+    f.layer_last = f.layer_first;
+    assert_null(vr_state_frame_begin(&f, buf, n, &err));
+    free(buf);
+}
+
+static vr_status handoff(const char *from, const char *to, int first, int last, int *sent, int *skipped, char **msg) {
+    Vrwkv__Internal__HandoffRequest req = VRWKV__INTERNAL__HANDOFF_REQUEST__INIT;
+    req.to_transport_address = (char *)to;
+    req.layer_first = first;
+    req.layer_last = last;
+    uint8_t *resp = NULL;
+    size_t rl = 0;
+    int code = 0;
+    vr_status st = unary(from, "/vrwkv.internal.Shard/Handoff", &req.base, &resp, &rl, msg, &code);
+    if (st == VR_OK) {
+        Vrwkv__Internal__HandoffResponse *r = vrwkv__internal__handoff_response__unpack(NULL, rl, resp);
+        assert_non_null(r);
+        *sent = r->sent;
+        *skipped = r->skipped;
+        vrwkv__internal__handoff_response__free_unpacked(r, NULL);
+    }
+    free(resp);
+    return st;
+}
+
+static void test_state_handoff(void **st) {
+    (void)st;
+    VRT_REQUIRE_SHARED();
+    char model[4200], config[4200];
+    snprintf(model, sizeof model, "%s", vrt_fixture_path("tiny/model.pth"));
+    snprintf(config, sizeof config, "%s", vrt_fixture_path("tiny/model.json"));
+    vr_error err = {0};
+    vr_shard_options o = {0};
+    o.model_path = model;
+    o.config_path = config;
+    o.max_sessions = 8;
+    o.metrics_port = -1;
+    o.threads = 1;
+    vr_shard *a = NULL, *b = NULL; /* both the whole model: b replaces a */
+    if (vr_shard_start(&o, &a, &err) != VR_OK) fail_msg("shard a: %s", err.msg);
+    if (vr_shard_start(&o, &b, &err) != VR_OK) fail_msg("shard b: %s", err.msg);
+    char aa[64], ba[64], bt[64];
+    snprintf(aa, sizeof aa, "%s", vr_shard_address(a));
+    snprintf(ba, sizeof ba, "%s", vr_shard_address(b));
+    snprintf(bt, sizeof bt, "%s", vr_shard_transport_address(b));
+    assign(aa, 0, 1, "");
+    assign(ba, 0, 1, "");
+    /* a serves a turn's prompt and its first token */
+    int32_t prompt[5] = {24281, 59, 1010, 33, 261};
+    prepare_fresh(aa, "s");
+    int32_t t1 = step_single(aa, 1, "s", prompt, 5);
+    /* b has an empty store of its own: only a handed state lets it continue the session */
+    assert_int_not_equal(prepare(ba, "s", 0, 0, 5), 0);
+    int sent = -1, skipped = -1;
+    char *msg = NULL;
+    if (handoff(aa, bt, 0, 4, &sent, &skipped, &msg) != VR_OK) fail_msg("handoff: %s", msg ? msg : "?");
+    free(msg);
+    msg = NULL;
+    assert_int_equal(sent, 1);
+    assert_int_equal(skipped, 0);
+    assert_int_equal(prepare(ba, "s", 0, 0, 5), 0);
+    /* both continue the same way, token for token */
+    int32_t ta = t1, tb = t1;
+    for (int k = 0; k < 4; k++) {
+        ta = step_single(aa, 10 + (uint64_t)k, "s", &ta, 1);
+        tb = step_single(ba, 10 + (uint64_t)k, "s", &tb, 1);
+        assert_int_equal(ta, tb);
+    }
+    /* b now holds s (advanced): a second handoff leaves it alone */
+    if (handoff(aa, bt, 0, 4, &sent, &skipped, &msg) != VR_OK) fail_msg("handoff: %s", msg ? msg : "?");
+    free(msg);
+    msg = NULL;
+    assert_int_equal(sent, 0);
+    assert_int_equal(skipped, 1);
+    /* layers a does not hold, and nobody listening */
+    assert_int_not_equal(handoff(aa, bt, 0, 5, &sent, &skipped, &msg), VR_OK);
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, "holds layers 0:4"));
+    free(msg);
+    msg = NULL;
+    assert_int_not_equal(handoff(aa, "127.0.0.1:1", 0, 4, &sent, &skipped, &msg), VR_OK);
+    assert_non_null(msg);
+    free(msg);
+    vr_shard_stop(b);
+    vr_shard_stop(a);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_inbox_and_sender), cmocka_unit_test(test_inbox_expiry),
                                        cmocka_unit_test(test_inbox_refuses_garbage),
-                                       cmocka_unit_test(test_real_shards)};
+                                       cmocka_unit_test(test_real_shards), cmocka_unit_test(test_state_frame),
+                                       cmocka_unit_test(test_state_handoff)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
