@@ -73,6 +73,7 @@ vr_status vr_cluster_register(vr_coordinator *c, const char *id, const char *add
     w->fingerprint = fingerprint;
     w->nccl = nccl;
     w->last_seen_ms = vr_now_ms();
+    w->registered_ms = w->last_seen_ms;
     w->ch = ch;
     if (role == VRWKV__INTERNAL__WORKER_ROLE__WORKER_ROLE_SHARD) c->pipeline_ok = 0; /* re-form with it */
     pthread_mutex_unlock(&c->cluster_mu);
@@ -111,7 +112,7 @@ static int form_pipeline(vr_coordinator *c, int *stages) {
             if (!w->in_use || !w->alive || w->role != VRWKV__INTERNAL__WORKER_ROLE__WORKER_ROLE_SHARD ||
                 w->layer_first != at)
                 continue;
-            if (best < 0 || w->last_seen_ms > c->workers[best].last_seen_ms) best = i;
+            if (best < 0 || w->registered_ms > c->workers[best].registered_ms) best = i;
         }
         if (best < 0 || n >= VR_MAX_WORKERS) return 0;
         stages[n++] = best;

@@ -27,6 +27,7 @@ typedef struct vr_worker_entry {
     uint64_t fingerprint;
     int nccl; /* shards: links to NCCL-capable neighbours over NCCL */
     int64_t last_seen_ms;
+    int64_t registered_ms; /* the newest registration wins a layer range */
     vr_rpc_channel *ch;
 } vr_worker_entry;
 

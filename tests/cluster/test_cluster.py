@@ -9,7 +9,9 @@ the tiny fixture model) and driven only through `vrwkv client`:
   3. 32 concurrent sessions each equal the same request served alone;
   4. bad input gets the right status with a clear message and leaves the cluster serving
      (auth, another tenant's session, unknown session, bad image, prompt limit, a corrupted state
-     blob in redis), and requests cancelled mid-stream leak no fds or threads.
+     blob in redis), and requests cancelled mid-stream leak no fds or threads;
+  6. a replacement shard joining beside a live one takes over its sessions' states over the
+     transport, and the next turns stay exact.
 Python stdlib only. Usage: test_cluster.py VRWKV SHARED_DIR. Exit 77 (skip) when the fixtures or
 redis-server are missing. Env: VRWKV_CLUSTER_CANCELS (default 1000), VRWKV_CLUSTER_KEEP=1 keeps
 the run directory."""
@@ -529,11 +531,68 @@ def main():
     check(rc == 0 and json.loads(out or b"{}").get("models", [{}])[0].get("n_layer") == N_LAYER,
           f"list-models: rc {rc} {out!r} {err!r}")
     for test in (test_forward, test_bad_input, test_multiturn, test_tenants, test_corrupt_blob, test_concurrent,
-                 test_cancel):
+                 test_cancel, test_replace_shard):
         try:
             test()
         except Exception as e:  # one broken part must not hide the others
             check(False, f"{test.__name__} raised {type(e).__name__}: {e}")
+
+
+def test_replace_shard():
+    """A replacement for shard 1 joins while shard 1 still runs (a rollout, a drained node): the
+    pipeline takes the newer one, shard 1 hands its live states over the transport, and the
+    sessions' next turns continue in the replacement's memory, exact, without the store. When the
+    replacement dies, shard 1 (still registered) takes over again from the store."""
+    section("6. a replacement shard takes over live states")
+    sessions = []
+    for case, base, mode in list(multiturn_cases())[:3]:
+        what = f"handoff {case['id']} {mode}"
+        sid = turn1(case, base, mode, what=what)
+        if sid:
+            sessions.append((case, mode, sid, what))
+    if not check(len(sessions) == 3, "handoff: the first turns failed"):
+        return
+    import shlex
+    with open(os.path.join(RUNDIR, "shard-1.cmd")) as f:
+        cmd = shlex.split(f.read())
+    for opt in ("--port", "--transport-port"):
+        cmd[cmd.index(opt) + 1] = str(free_port())
+    tport = cmd[cmd.index("--transport-port") + 1]
+    log_path = os.path.join(RUNDIR, "shard-1b.log")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline, handed = time.time() + 90, ""
+        while time.time() < deadline and not handed:
+            time.sleep(0.2)
+            handed = next((l for l in log_text("coordinator").splitlines()
+                           if "event=states_handed_off" in l and f":{tport} " in l + " "), "")
+        if not check(handed, f"no states_handed_off to the replacement (transport port {tport}) in coordinator.log"):
+            return
+        check("sent=0" not in handed, f"the handoff sent nothing: {handed}")
+        rlog = log_text("shard-1b")
+        for case, mode, sid, what in sessions:
+            check(any("event=state_received" in l and f"session={sid}" in l and "refused" not in l
+                      for l in rlog.splitlines()), f"{what}: shard-1b.log shows no state_received for {sid}")
+        for case, mode, sid, what in sessions:
+            turn2(case, mode, sid, what=what + " (on the replacement)")
+        rlog = log_text("shard-1b")
+        for case, mode, sid, what in sessions:
+            check(not any("event=state_restored" in l and f"session={sid}" in l for l in rlog.splitlines()),
+                  f"{what}: the replacement restored {sid} from the store instead of using the handed state")
+    finally:
+        proc.kill()
+        proc.wait()
+    # shard 1 serves again once the replacement is gone
+    case = fw["cases"][0]
+    deadline, r = time.time() + 60, None
+    while time.time() < deadline and r is None:
+        r, rc, err = generate(case_args(case, "uni"))
+        if r is None:
+            time.sleep(1)
+    if check(r is not None, f"after the replacement died: rc {rc}: {err}"):
+        want, complete = expected_run(case["modes"]["uni"]["greedy"], 12)
+        check(tokens_match(r["tokens"], want, complete), f"after the replacement died: tokens {r['tokens']}")
 
 
 def on_term(sig, frame):  # ctest's timeout or a killed job: still stop the cluster below

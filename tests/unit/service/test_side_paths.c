@@ -420,6 +420,25 @@ static uint8_t *read_file(const char *path, size_t *len) {
     return b;
 }
 
+/* A real shard of the tiny fixture model serving layers [first, last) (last 0: to the end). */
+static vr_shard *start_shard(int first, int last) {
+    char model[4200], config[4200];
+    snprintf(model, sizeof model, "%s", vrt_fixture_path("tiny/model.pth"));
+    snprintf(config, sizeof config, "%s", vrt_fixture_path("tiny/model.json"));
+    vr_shard_options o = {0};
+    o.model_path = model;
+    o.config_path = config;
+    o.max_sessions = 8;
+    o.metrics_port = -1;
+    o.threads = 1;
+    o.layer_first = first;
+    o.layer_last = last;
+    vr_shard *s = NULL;
+    vr_error err = {0};
+    if (vr_shard_start(&o, &s, &err) != VR_OK) fail_msg("shard %d:%d: %s", first, last, err.msg);
+    return s;
+}
+
 static void test_real_shards(void **st) {
     (void)st;
     VRT_REQUIRE_SHARED();
@@ -439,19 +458,7 @@ static void test_real_shards(void **st) {
     uint8_t *image = read_file(image_path, &image_len);
 
     vr_error err = {0};
-    vr_shard_options o = {0};
-    o.model_path = model;
-    o.config_path = config;
-    o.max_sessions = 8;
-    o.metrics_port = -1;
-    o.threads = 1;
-    vr_shard *s0 = NULL, *s1 = NULL;
-    o.layer_first = 0;
-    o.layer_last = 2;
-    if (vr_shard_start(&o, &s0, &err) != VR_OK) fail_msg("shard 0: %s", err.msg);
-    o.layer_first = 2;
-    o.layer_last = 0;
-    if (vr_shard_start(&o, &s1, &err) != VR_OK) fail_msg("shard 1: %s", err.msg);
+    vr_shard *s0 = start_shard(0, 2), *s1 = start_shard(2, 0);
     vr_vision_worker_options vo = {model, config, NULL, 0, NULL, 1, -1, NULL};
     vr_vision_worker *vw = NULL;
     if (vr_vision_worker_start(&vo, &vw, &err) != VR_OK) fail_msg("vision: %s", err.msg);
@@ -600,19 +607,7 @@ static vr_status handoff(const char *from, const char *to, int first, int last, 
 static void test_state_handoff(void **st) {
     (void)st;
     VRT_REQUIRE_SHARED();
-    char model[4200], config[4200];
-    snprintf(model, sizeof model, "%s", vrt_fixture_path("tiny/model.pth"));
-    snprintf(config, sizeof config, "%s", vrt_fixture_path("tiny/model.json"));
-    vr_error err = {0};
-    vr_shard_options o = {0};
-    o.model_path = model;
-    o.config_path = config;
-    o.max_sessions = 8;
-    o.metrics_port = -1;
-    o.threads = 1;
-    vr_shard *a = NULL, *b = NULL; /* both the whole model: b replaces a */
-    if (vr_shard_start(&o, &a, &err) != VR_OK) fail_msg("shard a: %s", err.msg);
-    if (vr_shard_start(&o, &b, &err) != VR_OK) fail_msg("shard b: %s", err.msg);
+    vr_shard *a = start_shard(0, 0), *b = start_shard(0, 0); /* both the whole model: b replaces a */
     char aa[64], ba[64], bt[64];
     snprintf(aa, sizeof aa, "%s", vr_shard_address(a));
     snprintf(ba, sizeof ba, "%s", vr_shard_address(b));
