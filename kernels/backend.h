@@ -32,8 +32,20 @@ typedef enum {
     VR_EPI_RELU_SQ,
     VR_EPI_SIGMOID,
     VR_EPI_DECAY,
-    VR_EPI_GATE_ADD
+    VR_EPI_GATE_ADD,
+    VR_EPI_MUL_ADD
 } vr_epilogue;
+
+/* One product of a linear_group: y = epi(x @ W^T) as linear_epi does it (epi 0: the plain
+ * linear, beta 0). */
+typedef struct vr_linear_job {
+    const float *x;
+    int ldx;
+    const vr_tensor *w;
+    int epi; /* 0 or a vr_epilogue */
+    const float *aux;
+    float *y;
+} vr_linear_job;
 
 typedef struct vr_backend_ops {
     /* memory */
@@ -108,13 +120,24 @@ typedef struct vr_backend_ops {
     /* y = epi(x @ W^T): s = (x @ W^T)[r, c], then
      *   VR_EPI_TANH / SILU / RELU_SQ / SIGMOID: y = that op's function of s;
      *   VR_EPI_DECAY: y = exp(-exp(aux[c] + s)) (the decay op, base aux [n]);
-     *   VR_EPI_GATE_ADD: y[r, c] = y[r, c] + sigmoid(s) * aux[r * n + c] (sigmoid, mul, add). */
+     *   VR_EPI_GATE_ADD: y[r, c] = y[r, c] + sigmoid(s) * aux[r * n + c] (sigmoid, mul, add);
+     *   VR_EPI_MUL_ADD: y[r, c] = y[r, c] + aux[r * n + c] * s (mul, add). */
     void (*linear_epi)(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, vr_epilogue epi,
                        const float *aux, float *y);
-    /* y = x + sx * (maa + mm @ W^T): the linear of mm [m, k] (row stride ldm) by W [n, k], then
-     * ddlerp with it as the lora (row stride n). */
-    void (*ddlerp_lora)(vr_backend *be, const float *x, const float *sx, int m, int n, const float *maa,
-                        const float *mm, int k, int ldm, const vr_tensor *w, float *y);
+    /* Several linears over m rows of k columns at once (a decode step's r, k, v, g and decay
+     * projections in one launch): each job as linear_epi. No job may write what another reads. */
+    void (*linear_group)(vr_backend *be, int m, int k, const vr_linear_job *jobs, int n_jobs);
+    /* For j < count: y[j] = x + sx * (maa[j] + mm_j @ W[j]^T), mm_j = mm + j * k: the linear of
+     * mm_j [m, k] (row stride ldm) by W[j] [n, k], then ddlerp with it as the lora. */
+    void (*ddlerp_lora)(vr_backend *be, const float *x, const float *sx, int m, int n, int count,
+                        const float *const *maa, const float *mm, int k, int ldm, const vr_tensor *const *w,
+                        float *const *y);
+    /* Only for steps whose runs are all one row (m == n_runs, decode): xa = layer_norm(x); then
+     * token_shift of xa into sx (the shift states updated); then y[j] = ddlerp(xa, sx, maa[j])
+     * without a lora, for j < n_mix (at most 2). */
+    void (*norm_shift_mix)(vr_backend *be, const float *x, int m, int n, const float *ln_w, const float *ln_b,
+                           float eps, const vr_run *runs, int n_runs, float *const *shift_states, int n_mix,
+                           const float *const *maa, float *const *y, float *xa, float *sx);
     /* group_norm, then y *= g elementwise (the mul op). */
     void (*group_norm_mul)(vr_backend *be, const float *x, int m, int groups, int gsize, const float *w,
                            const float *b, float eps, const float *g, float *y);

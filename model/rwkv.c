@@ -150,7 +150,8 @@ static void linear_epi(vr_backend *be, const float *x, int m, int k, int ldx, co
     }
     const int n = (int)w->shape[0];
     const size_t mn = (size_t)m * n;
-    float *s = epi == VR_EPI_GATE_ADD ? tmp : y; /* GATE_ADD adds into y: the product goes elsewhere */
+    /* GATE_ADD and MUL_ADD add into y: the product goes elsewhere */
+    float *s = epi == VR_EPI_GATE_ADD || epi == VR_EPI_MUL_ADD ? tmp : y;
     op->linear(be, x, m, k, ldx, w, NULL, 0.0f, s);
     switch (epi) {
     case VR_EPI_TANH: op->tanh_(be, y, mn); break;
@@ -163,17 +164,47 @@ static void linear_epi(vr_backend *be, const float *x, int m, int k, int ldx, co
         op->mul(be, s, aux, s, mn);
         op->add(be, y, s, y, mn);
         break;
+    case VR_EPI_MUL_ADD:
+        op->mul(be, aux, s, s, mn);
+        op->add(be, y, s, y, mn);
+        break;
     }
 }
 
-static void ddlerp_lora(vr_backend *be, const float *x, const float *sx, int m, int n, const float *maa,
-                        const float *mm, int k, int ldm, const vr_tensor *w, float *lora, float *y) {
-    if (be->ops->ddlerp_lora) {
-        be->ops->ddlerp_lora(be, x, sx, m, n, maa, mm, k, ldm, w, y);
+static void linear_group(vr_backend *be, int m, int k, const vr_linear_job *jobs, int n_jobs) {
+    if (be->ops->linear_group) {
+        be->ops->linear_group(be, m, k, jobs, n_jobs);
         return;
     }
-    be->ops->linear(be, mm, m, k, ldm, w, NULL, 0.0f, lora);
-    be->ops->ddlerp(be, x, sx, m, n, maa, lora, n, y);
+    for (int j = 0; j < n_jobs; j++) {
+        if (jobs[j].epi) linear_epi(be, jobs[j].x, m, k, jobs[j].ldx, jobs[j].w, jobs[j].epi, jobs[j].aux, jobs[j].y, NULL);
+        else be->ops->linear(be, jobs[j].x, m, k, jobs[j].ldx, jobs[j].w, NULL, 0.0f, jobs[j].y);
+    }
+}
+
+static void ddlerp_lora(vr_backend *be, const float *x, const float *sx, int m, int n, int count,
+                        const float *const *maa, const float *mm, int k, int ldm, const vr_tensor *const *w, float *lora,
+                        float *const *y) {
+    if (be->ops->ddlerp_lora) {
+        be->ops->ddlerp_lora(be, x, sx, m, n, count, maa, mm, k, ldm, w, y);
+        return;
+    }
+    for (int j = 0; j < count; j++) {
+        be->ops->linear(be, mm + (size_t)j * k, m, k, ldm, w[j], NULL, 0.0f, lora);
+        be->ops->ddlerp(be, x, sx, m, n, maa[j], lora, n, y[j]);
+    }
+}
+
+static void norm_shift_mix(vr_backend *be, const float *x, int m, int n, const float *ln_w, const float *ln_b,
+                           float eps, const vr_run *runs, int n_runs, float *const *shift, int n_mix,
+                           const float *const *maa, float *const *y, float *xa, float *sx) {
+    if (be->ops->norm_shift_mix && m == n_runs) { /* decode: every run one row */
+        be->ops->norm_shift_mix(be, x, m, n, ln_w, ln_b, eps, runs, n_runs, shift, n_mix, maa, y, xa, sx);
+        return;
+    }
+    be->ops->layer_norm(be, x, m, n, ln_w, ln_b, eps, xa);
+    be->ops->token_shift(be, xa, n, runs, n_runs, shift, sx);
+    for (int j = 0; j < n_mix; j++) be->ops->ddlerp(be, xa, sx, m, n, maa[j], NULL, 0, y[j]);
 }
 
 static void group_norm_mul(vr_backend *be, const float *x, int m, int groups, int gsize, const float *w,
@@ -220,20 +251,21 @@ static vr_status layer_forward(const vr_weights *w, vr_workspace *ws, float *x, 
     }
 
     /* time mix */
-    op->layer_norm(be, x, rows, C, L->ln1_w, L->ln1_b, cfg->layer_norm_eps, xa);
     for (int i = 0; i < n_runs; i++) shift[i] = vr_state_att_shift(states[i], li);
-    op->token_shift(be, xa, C, runs, n_runs, shift, sx);
-    op->ddlerp(be, xa, sx, rows, C, L->maa_x, NULL, 0, xxx);
+    const float *maa_x = L->maa_x;
+    norm_shift_mix(be, x, rows, C, L->ln1_w, L->ln1_b, cfg->layer_norm_eps, runs, n_runs, shift, 1, &maa_x, &xxx, xa,
+                   sx);
     linear_epi(be, xxx, rows, C, C, &L->maa_w1, VR_EPI_TANH, NULL, m, NULL);
     const float *maa[5] = {L->maa_w, L->maa_k, L->maa_v, L->maa_r, L->maa_g};
     float *mixed[5] = {xw, xk, xv, xr, xg};
-    for (int j = 0; j < 5; j++)
-        ddlerp_lora(be, xa, sx, rows, C, maa[j], m + (size_t)j * DM, DM, 5 * DM, &L->maa_w2[j], lora, mixed[j]);
-    op->linear(be, xr, rows, C, C, &L->att_r, NULL, 0.0f, r);
-    op->linear(be, xk, rows, C, C, &L->att_k, NULL, 0.0f, k);
-    op->linear(be, xv, rows, C, C, &L->att_v, NULL, 0.0f, v);
-    linear_epi(be, xg, rows, C, C, &L->att_g, VR_EPI_SILU, NULL, g, NULL);
-    linear_epi(be, xw, rows, C, C, &L->decay_w1, VR_EPI_TANH, NULL, d1, NULL);
+    const vr_tensor *maa_w2[5] = {&L->maa_w2[0], &L->maa_w2[1], &L->maa_w2[2], &L->maa_w2[3], &L->maa_w2[4]};
+    ddlerp_lora(be, xa, sx, rows, C, 5, maa, m, DM, 5 * DM, maa_w2, lora, mixed);
+    const vr_linear_job att[5] = {{xr, C, &L->att_r, 0, NULL, r},
+                                  {xk, C, &L->att_k, 0, NULL, k},
+                                  {xv, C, &L->att_v, 0, NULL, v},
+                                  {xg, C, &L->att_g, VR_EPI_SILU, NULL, g},
+                                  {xw, C, &L->decay_w1, VR_EPI_TANH, NULL, d1}};
+    linear_group(be, rows, C, att, 5);
     linear_epi(be, d1, rows, DD, DD, &L->decay_w2, VR_EPI_DECAY, L->time_decay, dw, NULL);
     for (int i = 0; i < n_runs; i++) wkv[i] = vr_state_wkv(states[i], li);
     op->wkv6(be, r, k, v, dw, L->time_faaaa, H, N, runs, n_runs, wkv, y);
@@ -241,14 +273,21 @@ static vr_status layer_forward(const vr_weights *w, vr_workspace *ws, float *x, 
     op->linear(be, y, rows, A, A, &L->att_o, NULL, 1.0f, x);
 
     /* channel mix */
-    op->layer_norm(be, x, rows, C, L->ln2_w, L->ln2_b, cfg->layer_norm_eps, xa);
     for (int i = 0; i < n_runs; i++) shift[i] = vr_state_ffn_shift(states[i], li);
-    op->token_shift(be, xa, C, runs, n_runs, shift, sx);
-    op->ddlerp(be, xa, sx, rows, C, L->ffn_maa_k, NULL, 0, xk);
-    op->ddlerp(be, xa, sx, rows, C, L->ffn_maa_r, NULL, 0, xr);
-    linear_epi(be, xk, rows, C, C, &L->ffn_k, VR_EPI_RELU_SQ, NULL, ffk, NULL);
-    op->linear(be, ffk, rows, F, F, &L->ffn_v, NULL, 0.0f, xv);
-    linear_epi(be, xr, rows, C, C, &L->ffn_r, VR_EPI_GATE_ADD, xv, x, xg); /* x += sigmoid(r) * v */
+    const float *ffn_maa[2] = {L->ffn_maa_k, L->ffn_maa_r};
+    float *ffn_mixed[2] = {xk, xr};
+    norm_shift_mix(be, x, rows, C, L->ln2_w, L->ln2_b, cfg->layer_norm_eps, runs, n_runs, shift, 2, ffn_maa, ffn_mixed,
+                   xa, sx);
+    if (op->linear_group) { /* k and sigmoid(r) in one go, then x += sigmoid(r) * v in v's epilogue */
+        const vr_linear_job ffn[2] = {{xk, C, &L->ffn_k, VR_EPI_RELU_SQ, NULL, ffk},
+                                      {xr, C, &L->ffn_r, VR_EPI_SIGMOID, NULL, xg}};
+        op->linear_group(be, rows, C, ffn, 2);
+        linear_epi(be, ffk, rows, F, F, &L->ffn_v, VR_EPI_MUL_ADD, xg, x, xv);
+    } else {
+        linear_epi(be, xk, rows, C, C, &L->ffn_k, VR_EPI_RELU_SQ, NULL, ffk, NULL);
+        op->linear(be, ffk, rows, F, F, &L->ffn_v, NULL, 0.0f, xv);
+        linear_epi(be, xr, rows, C, C, &L->ffn_r, VR_EPI_GATE_ADD, xv, x, xg); /* x += sigmoid(r) * v */
+    }
     free(shift);
     free(wkv);
     return VR_OK;

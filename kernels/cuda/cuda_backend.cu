@@ -307,7 +307,9 @@ static void cu_host_free(vr_backend *be, void *p) {
     vrc_check(be, cudaFreeHost(p), "freeing pinned host memory");
 }
 
-static vr_backend_ops make_ops(void) {
+/* fused: the optional fused ops (fewer launches per decode step); VRWKV_CUDA_FUSE=0 leaves them
+ * out, and model/ composes the plain ops instead (for bisecting and measuring) */
+static vr_backend_ops make_ops(int fused) {
     vr_backend_ops o;
     memset(&o, 0, sizeof o);
     o.alloc = cu_alloc;
@@ -341,9 +343,13 @@ static vr_backend_ops make_ops(void) {
     o.sync = cu_sync;
     o.argmax_rows = vrc_argmax_rows;
     o.sample_rows = vrc_sample_rows;
-    o.linear_epi = vrc_linear_epi;
-    o.ddlerp_lora = vrc_ddlerp_lora;
-    o.group_norm_mul = vrc_group_norm_mul;
+    if (fused) {
+        o.linear_epi = vrc_linear_epi;
+        o.ddlerp_lora = vrc_ddlerp_lora;
+        o.linear_group = vrc_linear_group;
+        o.norm_shift_mix = vrc_norm_shift_mix;
+        o.group_norm_mul = vrc_group_norm_mul;
+    }
     o.memory_in_use = cu_memory_in_use;
     o.host_alloc = cu_host_alloc;
     o.host_free = cu_host_free;
@@ -428,8 +434,9 @@ extern "C" vr_status vr_backend_cuda_create(int device, vr_backend **out, vr_err
     c->fast_gemm = fast && !strcmp(fast, "1");
     const char *tile = getenv("VRWKV_CUDA_TILE_FLOATS");
     c->tile_floats = tile && atol(tile) > 0 ? (size_t)atol(tile) : (size_t)32 << 20; /* 128 MiB of f32 */
-    static const vr_backend_ops cuda_ops = make_ops(); /* initialised once, thread-safely */
-    be->ops = &cuda_ops;
+    static const vr_backend_ops cuda_ops = make_ops(1), cuda_ops_unfused = make_ops(0); /* once, thread-safely */
+    const char *fuse = getenv("VRWKV_CUDA_FUSE");
+    be->ops = fuse && !strcmp(fuse, "0") ? &cuda_ops_unfused : &cuda_ops;
     be->name = "cuda";
     be->device = VR_DEVICE_CUDA;
     be->impl = c;

@@ -114,8 +114,12 @@ void vrc_linear(vr_backend *be, const float *x, int m, int k, int ldx, const vr_
 void vrc_embedding(vr_backend *be, const int32_t *ids, int n, const vr_tensor *table, float *out);
 void vrc_linear_epi(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, vr_epilogue epi,
                     const float *aux, float *y);
-void vrc_ddlerp_lora(vr_backend *be, const float *x, const float *sx, int m, int n, const float *maa, const float *mm,
-                     int k, int ldm, const vr_tensor *w, float *y);
+void vrc_ddlerp_lora(vr_backend *be, const float *x, const float *sx, int m, int n, int count, const float *const *maa,
+                     const float *mm, int k, int ldm, const vr_tensor *const *w, float *const *y);
+void vrc_linear_group(vr_backend *be, int m, int k, const vr_linear_job *jobs, int n_jobs);
+void vrc_norm_shift_mix(vr_backend *be, const float *x, int m, int n, const float *ln_w, const float *ln_b, float eps,
+                        const vr_run *runs, int n_runs, float *const *shift_states, int n_mix, const float *const *maa,
+                        float *const *y, float *xa, float *sx);
 void vrc_attention(vr_backend *be, const float *q, const float *k, const float *v, int L, int heads, int hd,
                    float *out);
 void vrc_patch_embed(vr_backend *be, const float *pixels, int S, int P, const vr_tensor *w, float *out);

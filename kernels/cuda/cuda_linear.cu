@@ -62,6 +62,7 @@ __device__ __forceinline__ float apply_epi(int epi, float s, const float *out, c
     case VR_EPI_SIGMOID: return 1.0f / (1.0f + expf(-s));
     case VR_EPI_DECAY: return expf(-expf(aux[col] + s));
     case VR_EPI_GATE_ADD: return __fadd_rn(*out, __fmul_rn(1.0f / (1.0f + expf(-s)), aux[idx]));
+    case VR_EPI_MUL_ADD: return __fadd_rn(*out, __fmul_rn(aux[idx], s));
     default: return beta != 0.0f ? *out + s : s;
     }
 }
@@ -70,11 +71,11 @@ __device__ __forceinline__ float apply_epi(int epi, float s, const float *out, c
  * rows, so each x element loaded is used R times and each weight element MB times (register
  * blocking: what bounds a few-row GEMV is the x traffic through L1, not the weights). */
 template <int WT, int MB, int R>
-__global__ void __launch_bounds__(256) gemv_kernel(const float *__restrict__ x, int m, int k, int ldx,
+__device__ __forceinline__ void gemv_rows_of_warp(const float *__restrict__ x, int m, int k, int ldx,
                                                   const void *__restrict__ w, int n, float beta,
                                                   float *__restrict__ y, int vec, int epi,
-                                                  const float *__restrict__ aux) {
-    int j0 = (int)((blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5) * R;
+                                                  const float *__restrict__ aux, size_t warp) {
+    int j0 = (int)warp * R;
     int lane = threadIdx.x & 31;
     if (j0 >= n) return;
     float acc[MB][R];
@@ -129,6 +130,35 @@ __global__ void __launch_bounds__(256) gemv_kernel(const float *__restrict__ x, 
             }
         }
     }
+}
+
+template <int WT, int MB, int R>
+__global__ void __launch_bounds__(256) gemv_kernel(const float *__restrict__ x, int m, int k, int ldx,
+                                                  const void *__restrict__ w, int n, float beta,
+                                                  float *__restrict__ y, int vec, int epi,
+                                                  const float *__restrict__ aux) {
+    gemv_rows_of_warp<WT, MB, R>(x, m, k, ldx, w, n, beta, y, vec, epi, aux,
+                                 (blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5);
+}
+
+/* linear_group's GEMVs: blockIdx.y picks the job; the jobs share m, k and the weight dtype */
+enum { VRC_GROUP_MAX = 8 };
+typedef struct gemv_job {
+    const float *x;
+    int ldx, n, vec, epi;
+    const void *w;
+    const float *aux;
+    float *y;
+} gemv_job;
+typedef struct gemv_jobs {
+    gemv_job j[VRC_GROUP_MAX];
+} gemv_jobs;
+
+template <int WT, int MB>
+__global__ void __launch_bounds__(256) gemv_group_kernel(gemv_jobs jobs, int m, int k) {
+    const gemv_job &g = jobs.j[blockIdx.y];
+    gemv_rows_of_warp<WT, MB, 1>(g.x, m, k, g.ldx, g.w, g.n, 0.0f, g.y, g.vec, g.epi, g.aux,
+                                 (blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5);
 }
 
 template <int WT>
@@ -198,7 +228,8 @@ static void launch_gemv(vr_backend *be, const float *x, int m, int k, int ldx, c
         const float *xi = x + (size_t)i0 * ldx;
         float *yi = y + (size_t)i0 * n;
         gemv_epi e = ep;
-        if (e.epi == VR_EPI_GATE_ADD) e.aux = ep.aux + (size_t)i0 * n; /* per-row aux moves with the rows */
+        if (e.epi == VR_EPI_GATE_ADD || e.epi == VR_EPI_MUL_ADD)
+            e.aux = ep.aux + (size_t)i0 * n; /* per-row aux moves with the rows */
         if (wt == 0) gemv_rows<0>(s, xi, mm, k, ldx, w->data, n, beta, yi, vec, e);
         else if (wt == 1) gemv_rows<1>(s, xi, mm, k, ldx, w->data, n, beta, yi, vec, e);
         else gemv_rows<2>(s, xi, mm, k, ldx, w->data, n, beta, yi, vec, e);
@@ -347,19 +378,86 @@ void vrc_linear_epi(vr_backend *be, const float *x, int m, int k, int ldx, const
         launch_gemv(be, x, m, k, ldx, w, 0.0f, y, gemv_epi{(int)epi, aux});
         return;
     }
-    /* many rows: the GEMM, then the epilogue (GATE_ADD adds into y: the product goes to scratch) */
+    /* many rows: the GEMM, then the epilogue (GATE_ADD and MUL_ADD add into y: the product goes to
+     * scratch) */
     size_t total = (size_t)m * n;
     float *s = y;
-    if (epi == VR_EPI_GATE_ADD && !(s = (float *)vrc_scratch(be, VRC_SCR_EPI, total * sizeof(float)))) return;
+    if ((epi == VR_EPI_GATE_ADD || epi == VR_EPI_MUL_ADD) &&
+        !(s = (float *)vrc_scratch(be, VRC_SCR_EPI, total * sizeof(float))))
+        return;
     vrc_linear(be, x, m, k, ldx, w, NULL, 0.0f, s);
     epilogue_kernel<<<vrc_blocks(total, 256), 256, 0, vrc(be)->stream>>>(s, total, n, (int)epi, aux, y);
     vrc_check_launch(be, "linear (epilogue)");
 }
 
-/* y = x + sx * (maa + mm @ W^T): one thread per element, the k-term dot in order */
+/* One launch for all jobs where they are GEMVs of one weight dtype (few rows); else one
+ * linear_epi (or linear) per job. Each job's results are those of its own call. */
+void vrc_linear_group(vr_backend *be, int m, int k, const vr_linear_job *jobs, int n_jobs) {
+    if (m <= 0 || n_jobs <= 0) return;
+    if (vrc_enter(be)) return;
+    int wt = wt_of(jobs[0].w->dtype), same = n_jobs <= VRC_GROUP_MAX && m <= VRC_SMALL_M && wt >= 0;
+    for (int j = 1; j < n_jobs && same; j++) same = wt_of(jobs[j].w->dtype) == wt;
+    if (!same) {
+        for (int j = 0; j < n_jobs; j++) {
+            if (jobs[j].epi)
+                vrc_linear_epi(be, jobs[j].x, m, k, jobs[j].ldx, jobs[j].w, (vr_epilogue)jobs[j].epi, jobs[j].aux,
+                               jobs[j].y);
+            else
+                vrc_linear(be, jobs[j].x, m, k, jobs[j].ldx, jobs[j].w, NULL, 0.0f, jobs[j].y);
+        }
+        return;
+    }
+    cudaStream_t s = vrc(be)->stream;
+    for (int i0 = 0; i0 < m; i0 += VRC_GEMV_MB) {
+        int mm = m - i0 < VRC_GEMV_MB ? m - i0 : VRC_GEMV_MB;
+        gemv_jobs t;
+        memset(&t, 0, sizeof t);
+        int max_n = 0;
+        for (int j = 0; j < n_jobs; j++) {
+            const vr_linear_job *q = &jobs[j];
+            int n = (int)q->w->shape[0];
+            gemv_job *g = &t.j[j];
+            g->x = q->x + (size_t)i0 * q->ldx;
+            g->ldx = q->ldx;
+            g->n = n;
+            g->vec = k % 8 == 0 && q->ldx % 4 == 0 && ((uintptr_t)q->x & 15) == 0 && ((uintptr_t)q->w->data & 31) == 0;
+            g->epi = q->epi;
+            g->w = q->w->data;
+            g->aux = q->epi == VR_EPI_GATE_ADD || q->epi == VR_EPI_MUL_ADD ? q->aux + (size_t)i0 * n : q->aux;
+            g->y = q->y + (size_t)i0 * n;
+            if (n > max_n) max_n = n;
+        }
+        dim3 grid((unsigned)(((size_t)max_n * 32 + 255) / 256), (unsigned)n_jobs);
+#define VRC_GROUP_LAUNCH(W)                                                                                            \
+    do {                                                                                                              \
+        if (mm == 1) gemv_group_kernel<W, 1><<<grid, 256, 0, s>>>(t, mm, k);                                           \
+        else if (mm <= 4) gemv_group_kernel<W, 4><<<grid, 256, 0, s>>>(t, mm, k);                                      \
+        else gemv_group_kernel<W, VRC_GEMV_MB><<<grid, 256, 0, s>>>(t, mm, k);                                         \
+    } while (0)
+        if (wt == 0) VRC_GROUP_LAUNCH(0);
+        else if (wt == 1) VRC_GROUP_LAUNCH(1);
+        else VRC_GROUP_LAUNCH(2);
+#undef VRC_GROUP_LAUNCH
+    }
+    vrc_check_launch(be, "linear_group (gemv)");
+}
+
+/* y[j] = x + sx * (maa[j] + mm_j @ W[j]^T): one thread per element, the k-term dot in order;
+ * blockIdx.y picks j */
+typedef struct ddlerp_jobs {
+    const float *maa[VRC_GROUP_MAX];
+    const void *w[VRC_GROUP_MAX];
+    float *y[VRC_GROUP_MAX];
+} ddlerp_jobs;
+
 template <int WT>
-__global__ void ddlerp_lora_kernel(const float *x, const float *sx, int n, size_t total, const float *maa,
-                                   const float *mm, int k, int ldm, const void *w, float *y) {
+__global__ void ddlerp_lora_kernel(const float *x, const float *sx, int n, size_t total, ddlerp_jobs jobs,
+                                   const float *mm, int k, int ldm) {
+    const int j = blockIdx.y;
+    const float *maa = jobs.maa[j];
+    const void *w = jobs.w[j];
+    float *y = jobs.y[j];
+    mm += (size_t)j * k;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         size_t r = i / (size_t)n, c = i % (size_t)n;
         const float *mr = mm + r * (size_t)ldm;
@@ -371,18 +469,32 @@ __global__ void ddlerp_lora_kernel(const float *x, const float *sx, int n, size_
     }
 }
 
-void vrc_ddlerp_lora(vr_backend *be, const float *x, const float *sx, int m, int n, const float *maa, const float *mm,
-                     int k, int ldm, const vr_tensor *w, float *y) {
+void vrc_ddlerp_lora(vr_backend *be, const float *x, const float *sx, int m, int n, int count, const float *const *maa,
+                     const float *mm, int k, int ldm, const vr_tensor *const *w, float *const *y) {
     size_t total = (size_t)m * n;
-    if (!total || m < 0) return;
+    if (!total || m < 0 || count <= 0) return;
     if (vrc_enter(be)) return;
-    int wt = wt_of(w->dtype);
+    if (count > VRC_GROUP_MAX) {
+        vrc_fail(be, VR_ERR_UNSUPPORTED, "ddlerp_lora: %d outputs in one call (at most %d)", count, VRC_GROUP_MAX);
+        return;
+    }
+    int wt = wt_of(w[0]->dtype);
+    ddlerp_jobs jobs;
+    memset(&jobs, 0, sizeof jobs);
+    for (int j = 0; j < count; j++) {
+        if (wt_of(w[j]->dtype) != wt || wt < 0) {
+            vrc_fail(be, VR_ERR_UNSUPPORTED, "ddlerp_lora: weight dtypes differ or are not f32, f16 or bf16");
+            return;
+        }
+        jobs.maa[j] = maa[j];
+        jobs.w[j] = w[j]->data;
+        jobs.y[j] = y[j];
+    }
     cudaStream_t s = vrc(be)->stream;
-    unsigned blocks = vrc_blocks(total, 256);
-    if (wt == 0) ddlerp_lora_kernel<0><<<blocks, 256, 0, s>>>(x, sx, n, total, maa, mm, k, ldm, w->data, y);
-    else if (wt == 1) ddlerp_lora_kernel<1><<<blocks, 256, 0, s>>>(x, sx, n, total, maa, mm, k, ldm, w->data, y);
-    else if (wt == 2) ddlerp_lora_kernel<2><<<blocks, 256, 0, s>>>(x, sx, n, total, maa, mm, k, ldm, w->data, y);
-    else vrc_fail(be, VR_ERR_UNSUPPORTED, "ddlerp_lora: weight dtype %d is not f32, f16 or bf16", (int)w->dtype);
+    dim3 grid(vrc_blocks(total, 256), (unsigned)count);
+    if (wt == 0) ddlerp_lora_kernel<0><<<grid, 256, 0, s>>>(x, sx, n, total, jobs, mm, k, ldm);
+    else if (wt == 1) ddlerp_lora_kernel<1><<<grid, 256, 0, s>>>(x, sx, n, total, jobs, mm, k, ldm);
+    else ddlerp_lora_kernel<2><<<grid, 256, 0, s>>>(x, sx, n, total, jobs, mm, k, ldm);
     vrc_check_launch(be, "ddlerp_lora");
 }
 

@@ -32,10 +32,9 @@ __device__ double block_sum_d(double v, double *red) {
 
 /* ---- norms ---- */
 
-__global__ void layer_norm_kernel(const float *x, int n, const float *w, const float *b, float eps, float *y) {
-    __shared__ double red[32];
-    const float *xr = x + (size_t)blockIdx.x * n;
-    float *yr = y + (size_t)blockIdx.x * n;
+/* A row's mean and 1/sqrt(var + eps), as the CPU twin computes them (double sums). Every thread
+ * of the block gets them; every read of the row is done when it returns. */
+__device__ __forceinline__ void ln_stats(const float *xr, int n, float eps, double *red, float *mu, float *inv) {
     double s = 0.0;
     for (int i = threadIdx.x; i < n; i += blockDim.x) s += xr[i];
     double mean = block_sum_d(s, red) / n;
@@ -45,10 +44,50 @@ __global__ void layer_norm_kernel(const float *x, int n, const float *w, const f
         v += d * d;
     }
     double var = block_sum_d(v, red) / n;
-    float inv = (float)(1.0 / sqrt(var + (double)eps));
-    float mu = (float)mean;
+    *inv = (float)(1.0 / sqrt(var + (double)eps));
+    *mu = (float)mean;
     __syncthreads(); /* every read of x is done before y (maybe x) is written */
-    for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = (xr[i] - mu) * inv * w[i] + b[i];
+}
+
+/* (x - mu) * inv * w + b, in that order and unfused, as the CPU's C */
+__device__ __forceinline__ float ln_value(float x, float mu, float inv, float w, float b) {
+    return __fadd_rn(__fmul_rn(__fmul_rn(__fsub_rn(x, mu), inv), w), b);
+}
+
+__global__ void layer_norm_kernel(const float *x, int n, const float *w, const float *b, float eps, float *y) {
+    __shared__ double red[32];
+    const float *xr = x + (size_t)blockIdx.x * n;
+    float *yr = y + (size_t)blockIdx.x * n;
+    float mu, inv;
+    ln_stats(xr, n, eps, red, &mu, &inv);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = ln_value(xr[i], mu, inv, w[i], b[i]);
+}
+
+/* norm_shift_mix for one-row runs: block b is run b (its row runs[b].offset). Each column's
+ * shift-state element is read and then written by one thread. */
+typedef struct mix_outs {
+    const float *maa[2];
+    float *y[2];
+    int n_mix;
+} mix_outs;
+
+__global__ void norm_shift_mix_kernel(const float *x, int n, const float *w, const float *b, float eps,
+                                      const vr_run *runs, float *const *states, mix_outs mo, float *xa, float *sx) {
+    __shared__ double red[32];
+    size_t row = (size_t)runs[blockIdx.x].offset;
+    const float *xr = x + row * n;
+    float *st = states[blockIdx.x];
+    float mu, inv;
+    ln_stats(xr, n, eps, red, &mu, &inv);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        size_t at = row * n + i;
+        float a = ln_value(xr[i], mu, inv, w[i], b[i]);
+        float d = __fsub_rn(st[i], a); /* token_shift: prev - cur */
+        st[i] = a;
+        xa[at] = a;
+        sx[at] = d;
+        for (int j = 0; j < mo.n_mix; j++) mo.y[j][at] = __fadd_rn(a, __fmul_rn(d, mo.maa[j][i])); /* ddlerp */
+    }
 }
 
 void vrc_layer_norm(vr_backend *be, const float *x, int m, int n, const float *w, const float *b, float eps,
@@ -169,6 +208,37 @@ void vrc_token_shift(vr_backend *be, const float *x, int n, const vr_run *runs, 
     dim3 grid(vrc_blocks((size_t)maxlen * n, 256), (unsigned)n_runs);
     token_shift_kernel<<<grid, 256, 0, vrc(be)->stream>>>(x, n, druns, dptrs, sx);
     vrc_check_launch(be, "token_shift");
+}
+
+void vrc_norm_shift_mix(vr_backend *be, const float *x, int m, int n, const float *ln_w, const float *ln_b, float eps,
+                        const vr_run *runs, int n_runs, float *const *shift_states, int n_mix, const float *const *maa,
+                        float *const *y, float *xa, float *sx) {
+    if (n_runs <= 0) return;
+    if (vrc_enter(be)) return;
+    if (m != n_runs || n_mix < 0 || n_mix > 2) {
+        vrc_fail(be, VR_ERR_INVALID, "norm_shift_mix: %d rows in %d runs with %d mixes (one row per run, at most 2)", m,
+                 n_runs, n_mix);
+        return;
+    }
+    for (int i = 0; i < n_runs; i++)
+        if (runs[i].len != 1) {
+            vrc_fail(be, VR_ERR_INVALID, "norm_shift_mix: run %d has %d rows (one row per run)", i, runs[i].len);
+            return;
+        }
+    float *const *dptrs = NULL;
+    const vr_run *druns = upload_runs(be, runs, n_runs, shift_states, &dptrs);
+    if (!druns || vrc_refilling(be)) return;
+    mix_outs mo;
+    memset(&mo, 0, sizeof mo);
+    mo.n_mix = n_mix;
+    for (int j = 0; j < n_mix; j++) {
+        mo.maa[j] = maa[j];
+        mo.y[j] = y[j];
+    }
+    unsigned threads = n >= 1024 ? 256 : n >= 256 ? 128 : 32;
+    norm_shift_mix_kernel<<<(unsigned)n_runs, threads, 0, vrc(be)->stream>>>(x, n, ln_w, ln_b, eps, druns, dptrs, mo,
+                                                                             xa, sx);
+    vrc_check_launch(be, "norm_shift_mix");
 }
 
 /* ---- WKV-6 ---- */

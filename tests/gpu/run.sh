@@ -2,8 +2,8 @@
 # tests/gpu/run.sh [OUTDIR] — the GPU verification in one script: builds with
 # -DVRWKV_CUDA=ON -DVRWKV_SERVICE=OFF, runs the CUDA-vs-CPU op tests, the fixture cases on the
 # cuda backend, the NCCL tests, then `vrwkv bench --backend cuda` (SHAPE:DTYPE list from
-# VRWKV_GPU_BENCH_SHAPES, default "1b6:f16 1b6:bf16 1b6:bf16:split 3b:f16 7b:f16"; a third field sets
-# VRWKV_CUDA_GEMM), and writes its logs and a summary into OUTDIR (at most 8 files: run.log
+# VRWKV_GPU_BENCH_SHAPES, default "1b6:f16 1b6:f16:unfused 1b6:bf16:split 3b:f16 7b:f16"; a third field
+# "split" sets VRWKV_CUDA_GEMM=split, "unfused" VRWKV_CUDA_FUSE=0), and writes its logs and a summary into OUTDIR (at most 8 files: run.log
 # build.log ops.log model.log nccl.log eval.log bench.log summary.txt).
 # Fixtures come from .gpu-fixtures/ in this checkout (tests/gpu/stage-fixtures.sh fills it),
 # because the GPU machine receives the checkout but not ../shared.
@@ -119,6 +119,8 @@ fi
 run_test "fixture cases on cuda" "$OUT/model.log" 240 "$BUILD/tests/gpu/test_cuda_model"
 run_test "fixture cases on cuda, split bf16 GEMMs (VRWKV_CUDA_GEMM=split)" "$OUT/model.log" 240 \
   env VRWKV_CUDA_GEMM=split "$BUILD/tests/gpu/test_cuda_model"
+run_test "fixture cases on cuda, unfused ops (VRWKV_CUDA_FUSE=0)" "$OUT/model.log" 240 \
+  env VRWKV_CUDA_FUSE=0 "$BUILD/tests/gpu/test_cuda_model"
 run_test "nccl" "$OUT/nccl.log" 60 "$BUILD/tests/gpu/test_nccl"
 # in-process eval on the GPU (device argmax in the batched steps): the fixture VQAv2 questions,
 # answered by the cpu and the cuda backends; every question must be answered, and the answers
@@ -154,11 +156,13 @@ grep -E "^(ok|FAIL)" "$OUT/ops.log" | grep -c "^ok" | sed 's/^/op checks passed:
 : > "$OUT/bench.log"
 vocab=()
 [ -f "$STAGE/rwkv_vocab_v20230424.txt" ] && vocab=(--vocab "$STAGE/rwkv_vocab_v20230424.txt")
-for spec in ${VRWKV_GPU_BENCH_SHAPES:-1b6:f16 1b6:bf16 1b6:bf16:split 3b:f16 7b:f16}; do
-  IFS=: read -r shape dtype gemm <<< "$spec"
+for spec in ${VRWKV_GPU_BENCH_SHAPES:-1b6:f16 1b6:f16:unfused 1b6:bf16:split 3b:f16 7b:f16}; do
+  IFS=: read -r shape dtype opt <<< "$spec"
   dtype=${dtype:-f16}
-  echo "== bench --backend cuda --shape $shape --dtype $dtype${gemm:+ (VRWKV_CUDA_GEMM=$gemm)}" | tee -a "$OUT/bench.log"
-  VRWKV_CUDA_GEMM=${gemm:-} timeout "${VRWKV_GPU_BENCH_TIMEOUT:-180}" "$BUILD/vrwkv" bench --backend cuda \
+  gemm=; fuse=
+  case $opt in split) gemm=split;; unfused) fuse=0;; esac
+  echo "== bench --backend cuda --shape $shape --dtype $dtype${gemm:+ (VRWKV_CUDA_GEMM=$gemm)}${fuse:+ (VRWKV_CUDA_FUSE=0)}" | tee -a "$OUT/bench.log"
+  VRWKV_CUDA_GEMM=${gemm:-} VRWKV_CUDA_FUSE=${fuse:-1} timeout "${VRWKV_GPU_BENCH_TIMEOUT:-180}" "$BUILD/vrwkv" bench --backend cuda \
     --shape "$shape" --dtype "$dtype" --cache-dir "${VRWKV_GPU_BENCH_CACHE:-/tmp}" "${vocab[@]}" >> "$OUT/bench.log" 2>&1
   rc=$?
   [ $rc -eq 0 ] || { note "bench $shape $dtype: FAILED (rc $rc)"; fail=1; }

@@ -194,43 +194,60 @@ static void check_norms(void) {
     }
 }
 
+/* want = epi(x @ W^T) on the CPU by the ops the epilogue stands for (want holds y's old values;
+ * epi 0: the plain linear) */
+static void cpu_epi(int epi, const float *x, int m, int k, int ldx, const vr_tensor *wc, const float *aux, float *want) {
+    int n = (int)wc->shape[0];
+    size_t mn = (size_t)m * n;
+    float *tmp = malloc(mn * sizeof(float));
+    float *s = epi == VR_EPI_GATE_ADD || epi == VR_EPI_MUL_ADD ? tmp : want;
+    cpu->ops->linear(cpu, x, m, k, ldx, wc, NULL, 0.0f, s);
+    switch (epi) {
+    case 0: break;
+    case VR_EPI_TANH: cpu->ops->tanh_(cpu, want, mn); break;
+    case VR_EPI_SILU: cpu->ops->silu(cpu, want, mn); break;
+    case VR_EPI_RELU_SQ: cpu->ops->relu_sq(cpu, want, mn); break;
+    case VR_EPI_SIGMOID: cpu->ops->sigmoid(cpu, want, mn); break;
+    case VR_EPI_DECAY: cpu->ops->decay(cpu, want, aux, m, n, want); break;
+    case VR_EPI_GATE_ADD:
+        cpu->ops->sigmoid(cpu, tmp, mn);
+        cpu->ops->mul(cpu, tmp, aux, tmp, mn);
+        cpu->ops->add(cpu, want, tmp, want, mn);
+        break;
+    case VR_EPI_MUL_ADD:
+        cpu->ops->mul(cpu, aux, tmp, tmp, mn);
+        cpu->ops->add(cpu, want, tmp, want, mn);
+        break;
+    }
+    free(tmp);
+}
+
+static int per_row_aux(int epi) { return epi == VR_EPI_GATE_ADD || epi == VR_EPI_MUL_ADD; }
+
 /* The fused ops against the CPU composition of the ops they stand for. */
 static void check_fused(void) {
     static const vr_dtype dts[2] = {VR_BF16, VR_F16};
     static const int ms[3] = {1, 5, 33}; /* GEMV, GEMV, GEMM + epilogue */
-    static const vr_epilogue epis[6] = {VR_EPI_TANH, VR_EPI_SILU, VR_EPI_RELU_SQ, VR_EPI_SIGMOID, VR_EPI_DECAY,
-                                        VR_EPI_GATE_ADD};
-    static const char *names[6] = {"tanh", "silu", "relu_sq", "sigmoid", "decay", "gate_add"};
+    static const vr_epilogue epis[7] = {VR_EPI_TANH, VR_EPI_SILU, VR_EPI_RELU_SQ, VR_EPI_SIGMOID, VR_EPI_DECAY,
+                                        VR_EPI_GATE_ADD, VR_EPI_MUL_ADD};
+    static const char *names[7] = {"tanh", "silu", "relu_sq", "sigmoid", "decay", "gate_add", "mul_add"};
     const int k = 256, n = 300;
     for (int d = 0; d < 2; d++)
         for (int mi = 0; mi < 3; mi++)
-            for (int e = 0; e < 6; e++) {
+            for (int e = 0; e < 7; e++) {
                 int m = ms[mi];
                 float *wv = rand_arr((size_t)n * k, -0.2f, 0.2f);
                 vr_tensor wh, wc, wg;
                 make_weight(dts[d], n, k, wv, &wh);
                 upload_weight(cpu, &wh, &wc);
                 upload_weight(gpu, &wh, &wg);
+                size_t mn = (size_t)m * n, na = per_row_aux(epis[e]) ? mn : (size_t)n;
                 float *x = rand_arr((size_t)m * k, -1, 1);
-                float *aux = rand_arr(epis[e] == VR_EPI_GATE_ADD ? (size_t)m * n : (size_t)n, -2, 1);
-                float *y0 = rand_arr((size_t)m * n, -1, 1);
-                float *want = dup(y0, (size_t)m * n), *tmp = malloc((size_t)m * n * sizeof(float));
-                size_t mn = (size_t)m * n;
-                float *s = epis[e] == VR_EPI_GATE_ADD ? tmp : want;
-                cpu->ops->linear(cpu, x, m, k, k, &wc, NULL, 0.0f, s);
-                switch (epis[e]) {
-                case VR_EPI_TANH: cpu->ops->tanh_(cpu, want, mn); break;
-                case VR_EPI_SILU: cpu->ops->silu(cpu, want, mn); break;
-                case VR_EPI_RELU_SQ: cpu->ops->relu_sq(cpu, want, mn); break;
-                case VR_EPI_SIGMOID: cpu->ops->sigmoid(cpu, want, mn); break;
-                case VR_EPI_DECAY: cpu->ops->decay(cpu, want, aux, m, n, want); break;
-                case VR_EPI_GATE_ADD:
-                    cpu->ops->sigmoid(cpu, tmp, mn);
-                    cpu->ops->mul(cpu, tmp, aux, tmp, mn);
-                    cpu->ops->add(cpu, want, tmp, want, mn);
-                    break;
-                }
-                float *dx = dev(x, (size_t)m * k), *daux = dev(aux, epis[e] == VR_EPI_GATE_ADD ? mn : (size_t)n);
+                float *aux = rand_arr(na, -2, 1);
+                float *y0 = rand_arr(mn, -1, 1);
+                float *want = dup(y0, mn);
+                cpu_epi(epis[e], x, m, k, k, &wc, aux, want);
+                float *dx = dev(x, (size_t)m * k), *daux = dev(aux, na);
                 float *dy = dev(y0, mn);
                 gpu->ops->linear_epi(gpu, dx, m, k, k, &wg, epis[e], daux, dy);
                 float *got = back(dy, mn);
@@ -241,32 +258,141 @@ static void check_fused(void) {
                 gpu->ops->free(gpu, dx);
                 gpu->ops->free(gpu, daux);
                 gpu->ops->free(gpu, dy);
-                free(wv), free(wh.data), free(x), free(aux), free(y0), free(want), free(tmp), free(got);
+                free(wv), free(wh.data), free(x), free(aux), free(y0), free(want), free(got);
             }
-    /* ddlerp_lora: the lora linear (k = 32, strided mm) then ddlerp */
+    /* linear_group: five jobs of one dtype (one launch) as a decode step has them, and a group
+     * of mixed dtypes (one call per job) */
+    for (int mixed = 0; mixed < 2; mixed++)
+        for (int mi = 0; mi < 3; mi++) {
+            enum { J = 5 };
+            static const int jn[J] = {300, 300, 64, 300, 128};
+            static const int jepi[J] = {0, 0, VR_EPI_SILU, VR_EPI_TANH, VR_EPI_MUL_ADD};
+            int m = ms[mi];
+            vr_tensor wh[J], wc[J], wg[J];
+            float *wv[J], *x[J], *aux[J], *y0[J], *want[J], *dx[J], *daux[J], *dy[J];
+            vr_linear_job jobs[J];
+            for (int j = 0; j < J; j++) {
+                size_t mn = (size_t)m * jn[j], na = per_row_aux(jepi[j]) ? mn : (size_t)jn[j];
+                wv[j] = rand_arr((size_t)jn[j] * k, -0.2f, 0.2f);
+                make_weight(mixed && j == 3 ? VR_F16 : VR_BF16, jn[j], k, wv[j], &wh[j]);
+                upload_weight(cpu, &wh[j], &wc[j]);
+                upload_weight(gpu, &wh[j], &wg[j]);
+                x[j] = rand_arr((size_t)m * k, -1, 1);
+                aux[j] = rand_arr(na, -2, 1);
+                y0[j] = rand_arr(mn, -1, 1);
+                want[j] = dup(y0[j], mn);
+                cpu_epi(jepi[j], x[j], m, k, k, &wc[j], aux[j], want[j]);
+                dx[j] = dev(x[j], (size_t)m * k);
+                daux[j] = dev(aux[j], na);
+                dy[j] = jepi[j] == VR_EPI_MUL_ADD ? dev(y0[j], mn) : poisoned(mn);
+                jobs[j] = (vr_linear_job){dx[j], k, &wg[j], jepi[j], daux[j], dy[j]};
+            }
+            gpu->ops->linear_group(gpu, m, k, jobs, J);
+            for (int j = 0; j < J; j++) {
+                size_t mn = (size_t)m * jn[j];
+                float *got = back(dy[j], mn);
+                char what[96];
+                snprintf(what, sizeof what, "linear_group%s m%d job %d (n%d epi %d)", mixed ? " mixed" : "", m, j,
+                         jn[j], jepi[j]);
+                expect(what, got, want[j], mn, 2e-5f);
+                free(got);
+                gpu->ops->weight_free(gpu, &wg[j]);
+                gpu->ops->free(gpu, dx[j]), gpu->ops->free(gpu, daux[j]), gpu->ops->free(gpu, dy[j]);
+                free(wv[j]), free(wh[j].data), free(x[j]), free(aux[j]), free(y0[j]), free(want[j]);
+            }
+        }
+    /* ddlerp_lora: for each of 5 outputs the lora linear (k = 32, its slice of the strided mm)
+     * then ddlerp */
     for (int mi = 0; mi < 3; mi++) {
-        int m = ms[mi], C = 200, K = 32, ldm = 5 * K;
-        float *wv = rand_arr((size_t)C * K, -0.3f, 0.3f);
-        vr_tensor wh, wc, wg;
-        make_weight(VR_BF16, C, K, wv, &wh);
-        upload_weight(cpu, &wh, &wc);
-        upload_weight(gpu, &wh, &wg);
+        enum { J = 5 };
+        int m = ms[mi], C = 200, K = 32, ldm = J * K;
         float *x = rand_arr((size_t)m * C, -1, 1), *sx = rand_arr((size_t)m * C, -1, 1);
-        float *maa = rand_arr((size_t)C, 0, 1), *mm = rand_arr((size_t)m * ldm, -1, 1);
-        float *lora = malloc((size_t)m * C * sizeof(float)), *want = malloc((size_t)m * C * sizeof(float));
-        cpu->ops->linear(cpu, mm + K, m, K, ldm, &wc, NULL, 0.0f, lora);
-        cpu->ops->ddlerp(cpu, x, sx, m, C, maa, lora, C, want);
-        float *dx = dev(x, (size_t)m * C), *dsx = dev(sx, (size_t)m * C), *dmaa = dev(maa, C);
-        float *dmm = dev(mm, (size_t)m * ldm), *dy = poisoned((size_t)m * C);
-        gpu->ops->ddlerp_lora(gpu, dx, dsx, m, C, dmaa, dmm + K, K, ldm, &wg, dy);
-        float *got = back(dy, (size_t)m * C);
+        float *mm = rand_arr((size_t)m * ldm, -1, 1), *lora = malloc((size_t)m * C * sizeof(float));
+        float *dx = dev(x, (size_t)m * C), *dsx = dev(sx, (size_t)m * C), *dmm = dev(mm, (size_t)m * ldm);
+        vr_tensor wh[J], wc[J], wg[J];
+        const vr_tensor *wgp[J];
+        float *wv[J], *maa[J], *want[J], *dmaa[J], *dy[J];
+        const float *dmaap[J];
+        for (int j = 0; j < J; j++) {
+            wv[j] = rand_arr((size_t)C * K, -0.3f, 0.3f);
+            make_weight(VR_BF16, C, K, wv[j], &wh[j]);
+            upload_weight(cpu, &wh[j], &wc[j]);
+            upload_weight(gpu, &wh[j], &wg[j]);
+            wgp[j] = &wg[j];
+            maa[j] = rand_arr((size_t)C, 0, 1);
+            want[j] = malloc((size_t)m * C * sizeof(float));
+            cpu->ops->linear(cpu, mm + (size_t)j * K, m, K, ldm, &wc[j], NULL, 0.0f, lora);
+            cpu->ops->ddlerp(cpu, x, sx, m, C, maa[j], lora, C, want[j]);
+            dmaa[j] = dev(maa[j], C);
+            dmaap[j] = dmaa[j];
+            dy[j] = poisoned((size_t)m * C);
+        }
+        gpu->ops->ddlerp_lora(gpu, dx, dsx, m, C, J, dmaap, dmm, K, ldm, wgp, dy);
+        for (int j = 0; j < J; j++) {
+            float *got = back(dy[j], (size_t)m * C);
+            char what[64];
+            snprintf(what, sizeof what, "ddlerp_lora m%d output %d", m, j);
+            expect(what, got, want[j], (size_t)m * C, 1e-5f);
+            free(got);
+            gpu->ops->weight_free(gpu, &wg[j]);
+            gpu->ops->free(gpu, dmaa[j]), gpu->ops->free(gpu, dy[j]);
+            free(wv[j]), free(wh[j].data), free(maa[j]), free(want[j]);
+        }
+        gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dsx), gpu->ops->free(gpu, dmm);
+        free(x), free(sx), free(mm), free(lora);
+    }
+    /* norm_shift_mix (one-row runs): layer_norm, token_shift (states updated), ddlerp per mix */
+    for (int n_mix = 1; n_mix <= 2; n_mix++) {
+        enum { R = 4 };
+        int n = 200;
+        vr_run runs[R] = {{0, 1}, {1, 1}, {2, 1}, {3, 1}};
+        float *x = rand_arr((size_t)R * n, -2, 3), *w = rand_arr((size_t)n, 0.5f, 1.5f), *b = rand_arr((size_t)n, -1, 1);
+        float *st_h[R], *st_d[R], *maa[2], *dmaa[2], *dy[2], *want_y[2];
+        const float *dmaap[2];
+        for (int i = 0; i < R; i++) {
+            st_h[i] = rand_arr((size_t)n, -1, 1);
+            st_d[i] = dev(st_h[i], n);
+        }
+        float *want_xa = malloc((size_t)R * n * sizeof(float)), *want_sx = malloc((size_t)R * n * sizeof(float));
+        cpu->ops->layer_norm(cpu, x, R, n, w, b, 1e-5f, want_xa);
+        cpu->ops->token_shift(cpu, want_xa, n, runs, R, st_h, want_sx);
+        for (int j = 0; j < n_mix; j++) {
+            maa[j] = rand_arr((size_t)n, 0, 1);
+            want_y[j] = malloc((size_t)R * n * sizeof(float));
+            cpu->ops->ddlerp(cpu, want_xa, want_sx, R, n, maa[j], NULL, 0, want_y[j]);
+            dmaa[j] = dev(maa[j], n);
+            dmaap[j] = dmaa[j];
+            dy[j] = poisoned((size_t)R * n);
+        }
+        float *dx = dev(x, (size_t)R * n), *dw = dev(w, n), *db = dev(b, n);
+        float *dxa = poisoned((size_t)R * n), *dsx = poisoned((size_t)R * n);
+        gpu->ops->norm_shift_mix(gpu, dx, R, n, dw, db, 1e-5f, runs, R, st_d, n_mix, dmaap, dy, dxa, dsx);
         char what[64];
-        snprintf(what, sizeof what, "ddlerp_lora m%d", m);
-        expect(what, got, want, (size_t)m * C, 1e-5f);
-        gpu->ops->weight_free(gpu, &wg);
-        gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dsx), gpu->ops->free(gpu, dmaa), gpu->ops->free(gpu, dmm);
-        gpu->ops->free(gpu, dy);
-        free(wv), free(wh.data), free(x), free(sx), free(maa), free(mm), free(lora), free(want), free(got);
+        float *got = back(dxa, (size_t)R * n);
+        snprintf(what, sizeof what, "norm_shift_mix %d: layer_norm", n_mix);
+        expect(what, got, want_xa, (size_t)R * n, 1e-5f);
+        free(got);
+        got = back(dsx, (size_t)R * n);
+        snprintf(what, sizeof what, "norm_shift_mix %d: token_shift", n_mix);
+        expect(what, got, want_sx, (size_t)R * n, 1e-5f);
+        free(got);
+        for (int j = 0; j < n_mix; j++) {
+            got = back(dy[j], (size_t)R * n);
+            snprintf(what, sizeof what, "norm_shift_mix %d: ddlerp %d", n_mix, j);
+            expect(what, got, want_y[j], (size_t)R * n, 1e-5f);
+            free(got), free(maa[j]), free(want_y[j]);
+            gpu->ops->free(gpu, dmaa[j]), gpu->ops->free(gpu, dy[j]);
+        }
+        for (int i = 0; i < R; i++) {
+            got = back(st_d[i], n);
+            snprintf(what, sizeof what, "norm_shift_mix %d: shift state %d", n_mix, i);
+            expect(what, got, st_h[i], n, 1e-5f);
+            free(got), free(st_h[i]);
+            gpu->ops->free(gpu, st_d[i]);
+        }
+        gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dw), gpu->ops->free(gpu, db), gpu->ops->free(gpu, dxa);
+        gpu->ops->free(gpu, dsx);
+        free(x), free(w), free(b), free(want_xa), free(want_sx);
     }
     /* group_norm_mul: group_norm then mul */
     {
