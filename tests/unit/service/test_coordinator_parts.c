@@ -1,6 +1,6 @@
 /* tests/unit/service/test_coordinator_parts.c — the coordinator's pure parts: tenants config
- * parsing and API-key authentication, and session records (round trip, strict refusal of
- * every kind of corruption). */
+ * parsing and API-key authentication, session records (round trip, strict refusal of every
+ * kind of corruption), and when delivered image features can still be counted on. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,8 +9,10 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "coordinator/internal.h"
 #include "coordinator/session_record.h"
 #include "coordinator/tenants.h"
+#include "worker/feature_delivery.h"
 
 static void test_tenants(void **st) {
     (void)st;
@@ -83,7 +85,46 @@ static void test_session_record(void **st) {
     free(bytes);
 }
 
+/* Delivered features are used only while stage 0 is the worker they went to and they are young
+ * enough that its inbox still holds them; inline features (or none) always. */
+static void test_features_usable(void **st) {
+    (void)st;
+    vr_coordinator *c = calloc(1, sizeof *c);
+    pthread_mutex_init(&c->cluster_mu, NULL);
+    strcpy(c->workers[3].id, "host:1:stage0");
+    c->workers[3].in_use = c->workers[3].alive = 1;
+    strcpy(c->workers[5].id, "host:2:replacement");
+    c->workers[5].in_use = c->workers[5].alive = 1;
+    c->pipeline[0] = 3;
+    c->n_stages = 1;
+    c->pipeline_ok = 1;
+    vr_image_features f;
+    memset(&f, 0, sizeof f);
+    assert_true(vr_cluster_features_usable(c, &f)); /* none */
+    f.n_img = 577;
+    f.data = malloc(4);
+    assert_true(vr_cluster_features_usable(c, &f)); /* inline */
+    vr_image_features_clear(&f);
+    assert_null(f.data);
+    f.n_img = 577;
+    f.key = 42;
+    f.at_ms = vr_now_ms();
+    strcpy(f.stage0, "host:1:stage0");
+    assert_true(vr_cluster_features_usable(c, &f));
+    c->pipeline_ok = 0; /* being re-formed */
+    assert_false(vr_cluster_features_usable(c, &f));
+    c->pipeline_ok = 1;
+    c->pipeline[0] = 5; /* another stage 0 now */
+    assert_false(vr_cluster_features_usable(c, &f));
+    c->pipeline[0] = 3;
+    f.at_ms = vr_now_ms() - VR_FEATURES_TTL_MS / 2 - 1000; /* its inbox may drop them soon */
+    assert_false(vr_cluster_features_usable(c, &f));
+    pthread_mutex_destroy(&c->cluster_mu);
+    free(c);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_tenants), cmocka_unit_test(test_session_record)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_tenants), cmocka_unit_test(test_session_record),
+                                       cmocka_unit_test(test_features_usable)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
