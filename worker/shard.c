@@ -37,8 +37,8 @@ struct vr_shard {
     vr_membership *membership;
     vr_metrics *metrics;
     vr_metrics_http *metrics_http;
-    vr_counter *m_steps, *m_rows, *m_restores;
-    vr_gauge *m_slots;
+    vr_counter *m_steps, *m_rows, *m_restores, *m_handoff;
+    vr_gauge *m_slots, *m_features_bytes;
     vr_histogram *m_step_seconds;
     pthread_mutex_t compute_mu;
     /* device buffers of a step (grow-only, under compute_mu): activations, image features, the
@@ -627,6 +627,11 @@ static void handle_step(vr_rpc_call *call, void *ctx) {
     pthread_mutex_unlock(&s->compute_mu);
     vr_counter_inc(s->m_steps, NULL);
     vr_histogram_observe(s->m_step_seconds, NULL, (double)(now_ms() - t0) / 1000.0);
+    if (s->inbox) {
+        size_t held = 0;
+        vr_feature_inbox_usage(s->inbox, NULL, &held);
+        vr_gauge_set(s->m_features_bytes, NULL, (double)held);
+    }
     if (st != VR_OK) {
         vr_log(VR_LOG_WARN, "step_failed", "shard=%s step=%llu error=%s", s->address, (unsigned long long)req->step_id,
                err.msg);
@@ -689,6 +694,7 @@ static vr_status take_state(void *ctx, const uint8_t *frame, size_t len, uint64_
     }
     vr_gauge_set(s->m_slots, NULL, vr_slot_count(&s->slots));
     pthread_mutex_unlock(&s->compute_mu);
+    vr_counter_inc(s->m_handoff, (const char *[]){st == VR_OK ? "taken" : "refused"});
     vr_log(st == VR_OK ? VR_LOG_INFO : VR_LOG_WARN, "state_received", "shard=%s session=%s turn=%lld%s%s", s->address,
            f.session, (long long)f.turn, st == VR_OK ? "" : " refused=", st == VR_OK ? "" : err->msg);
     return st;
@@ -869,6 +875,13 @@ static vr_status setup_metrics(vr_shard *s, vr_error *err) {
                                 &s->m_restores, err);
     if (st == VR_OK)
         st = vr_metrics_gauge(s->metrics, "vrwkv_shard_live_sessions", "Live state slots", NULL, 0, &s->m_slots, err);
+    if (st == VR_OK)
+        st = vr_metrics_counter(s->metrics, "vrwkv_shard_handoff_states_total",
+                                "Session states handed over by a replaced shard, by result (taken, refused)",
+                                (const char *[]){"result"}, 1, &s->m_handoff, err);
+    if (st == VR_OK)
+        st = vr_metrics_gauge(s->metrics, "vrwkv_shard_features_held_bytes",
+                              "Delivered image features waiting in stage 0's inbox", NULL, 0, &s->m_features_bytes, err);
     if (st == VR_OK)
         st = vr_metrics_histogram(s->metrics, "vrwkv_shard_step_seconds", "Time per step", NULL, 0, NULL, 0,
                                   &s->m_step_seconds, err);
