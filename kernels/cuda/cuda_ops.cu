@@ -214,7 +214,7 @@ void vrc_norm_shift_mix(vr_backend *be, const float *x, int m, int n, const floa
                         const vr_run *runs, int n_runs, float *const *shift_states, int n_mix, const float *const *maa,
                         float *const *y, float *xa, float *sx) {
     if (n_runs <= 0) return;
-    if (vrc_enter(be)) return;
+    vrc_enter(be); /* a refill still stages the state-pointer table (below) */
     if (m != n_runs || n_mix < 0 || n_mix > 2) {
         vrc_fail(be, VR_ERR_INVALID, "norm_shift_mix: %d rows in %d runs with %d mixes (one row per run, at most 2)", m,
                  n_runs, n_mix);
