@@ -171,13 +171,14 @@ static void linear_epi(vr_backend *be, const float *x, int m, int k, int ldx, co
     }
 }
 
-static void linear_group(vr_backend *be, int m, int k, const vr_linear_job *jobs, int n_jobs) {
+/* tmp: room for m rows of the widest job, used when a GATE_ADD or MUL_ADD job is composed */
+static void linear_group(vr_backend *be, int m, int k, const vr_linear_job *jobs, int n_jobs, float *tmp) {
     if (be->ops->linear_group) {
         be->ops->linear_group(be, m, k, jobs, n_jobs);
         return;
     }
     for (int j = 0; j < n_jobs; j++) {
-        if (jobs[j].epi) linear_epi(be, jobs[j].x, m, k, jobs[j].ldx, jobs[j].w, jobs[j].epi, jobs[j].aux, jobs[j].y, NULL);
+        if (jobs[j].epi) linear_epi(be, jobs[j].x, m, k, jobs[j].ldx, jobs[j].w, jobs[j].epi, jobs[j].aux, jobs[j].y, tmp);
         else be->ops->linear(be, jobs[j].x, m, k, jobs[j].ldx, jobs[j].w, NULL, 0.0f, jobs[j].y);
     }
 }
@@ -265,7 +266,7 @@ static vr_status layer_forward(const vr_weights *w, vr_workspace *ws, float *x, 
                                   {xv, C, &L->att_v, 0, NULL, v},
                                   {xg, C, &L->att_g, VR_EPI_SILU, NULL, g},
                                   {xw, C, &L->decay_w1, VR_EPI_TANH, NULL, d1}};
-    linear_group(be, rows, C, att, 5);
+    linear_group(be, rows, C, att, 5, y); /* y is free until the WKV */
     linear_epi(be, d1, rows, DD, DD, &L->decay_w2, VR_EPI_DECAY, L->time_decay, dw, NULL);
     for (int i = 0; i < n_runs; i++) wkv[i] = vr_state_wkv(states[i], li);
     op->wkv6(be, r, k, v, dw, L->time_faaaa, H, N, runs, n_runs, wkv, y);

@@ -19,7 +19,7 @@ enum {
     VRC_SCR_TABLE = 0, VRC_SCR_WTILE, VRC_SCR_PATCH, VRC_SCR_SCORES, VRC_SCR_XCONV, VRC_SCR_SAMPLE,
     /* sample_rows: its tables (rows, penalties, segment offsets), work arrays, CUB's temporary */
     VRC_SCR_SROWS, VRC_SCR_SPEN, VRC_SCR_SOFF, VRC_SCR_SWORK, VRC_SCR_SCUB,
-    VRC_SCR_EPI, /* a fused linear's products (many rows, GATE_ADD) */
+    VRC_SCR_EPI, /* a fused linear's products (many rows, GATE_ADD or MUL_ADD) */
     VRC_SCR_N
 };
 

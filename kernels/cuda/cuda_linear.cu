@@ -390,31 +390,17 @@ void vrc_linear_epi(vr_backend *be, const float *x, int m, int k, int ldx, const
     vrc_check_launch(be, "linear (epilogue)");
 }
 
-/* One launch for all jobs where they are GEMVs of one weight dtype (few rows); else one
- * linear_epi (or linear) per job. Each job's results are those of its own call. */
-void vrc_linear_group(vr_backend *be, int m, int k, const vr_linear_job *jobs, int n_jobs) {
-    if (m <= 0 || n_jobs <= 0) return;
-    if (vrc_enter(be)) return;
-    int wt = wt_of(jobs[0].w->dtype), same = n_jobs <= VRC_GROUP_MAX && m <= VRC_SMALL_M && wt >= 0;
-    for (int j = 1; j < n_jobs && same; j++) same = wt_of(jobs[j].w->dtype) == wt;
-    if (!same) {
-        for (int j = 0; j < n_jobs; j++) {
-            if (jobs[j].epi)
-                vrc_linear_epi(be, jobs[j].x, m, k, jobs[j].ldx, jobs[j].w, (vr_epilogue)jobs[j].epi, jobs[j].aux,
-                               jobs[j].y);
-            else
-                vrc_linear(be, jobs[j].x, m, k, jobs[j].ldx, jobs[j].w, NULL, 0.0f, jobs[j].y);
-        }
-        return;
-    }
+/* The GEMVs of up to VRC_GROUP_MAX jobs whose weights have dtype wt, in one launch per chunk of
+ * VRC_GEMV_MB rows. */
+static void launch_group(vr_backend *be, int wt, int m, int k, const vr_linear_job *const *sel, int ns) {
     cudaStream_t s = vrc(be)->stream;
     for (int i0 = 0; i0 < m; i0 += VRC_GEMV_MB) {
         int mm = m - i0 < VRC_GEMV_MB ? m - i0 : VRC_GEMV_MB;
         gemv_jobs t;
         memset(&t, 0, sizeof t);
         int max_n = 0;
-        for (int j = 0; j < n_jobs; j++) {
-            const vr_linear_job *q = &jobs[j];
+        for (int j = 0; j < ns; j++) {
+            const vr_linear_job *q = sel[j];
             int n = (int)q->w->shape[0];
             gemv_job *g = &t.j[j];
             g->x = q->x + (size_t)i0 * q->ldx;
@@ -427,7 +413,7 @@ void vrc_linear_group(vr_backend *be, int m, int k, const vr_linear_job *jobs, i
             g->y = q->y + (size_t)i0 * n;
             if (n > max_n) max_n = n;
         }
-        dim3 grid((unsigned)(((size_t)max_n * 32 + 255) / 256), (unsigned)n_jobs);
+        dim3 grid((unsigned)(((size_t)max_n * 32 + 255) / 256), (unsigned)ns);
 #define VRC_GROUP_LAUNCH(W)                                                                                            \
     do {                                                                                                              \
         if (mm == 1) gemv_group_kernel<W, 1><<<grid, 256, 0, s>>>(t, mm, k);                                           \
@@ -438,6 +424,42 @@ void vrc_linear_group(vr_backend *be, int m, int k, const vr_linear_job *jobs, i
         else if (wt == 1) VRC_GROUP_LAUNCH(1);
         else VRC_GROUP_LAUNCH(2);
 #undef VRC_GROUP_LAUNCH
+    }
+}
+
+/* Few rows: one launch per weight dtype present (a layer's decay LoRA is f32 beside f16/bf16
+ * projections) and chunk of rows; many rows: one linear_epi (or linear) per job. Each job's
+ * results are those of its own call. */
+void vrc_linear_group(vr_backend *be, int m, int k, const vr_linear_job *jobs, int n_jobs) {
+    if (m <= 0 || n_jobs <= 0) return;
+    if (vrc_enter(be)) return;
+    for (int j = 0; j < n_jobs; j++)
+        if (wt_of(jobs[j].w->dtype) < 0) {
+            vrc_fail(be, VR_ERR_UNSUPPORTED, "linear: weight dtype %d is not f32, f16 or bf16", (int)jobs[j].w->dtype);
+            return;
+        }
+    if (m > VRC_SMALL_M) {
+        for (int j = 0; j < n_jobs; j++) {
+            if (jobs[j].epi)
+                vrc_linear_epi(be, jobs[j].x, m, k, jobs[j].ldx, jobs[j].w, (vr_epilogue)jobs[j].epi, jobs[j].aux,
+                               jobs[j].y);
+            else
+                vrc_linear(be, jobs[j].x, m, k, jobs[j].ldx, jobs[j].w, NULL, 0.0f, jobs[j].y);
+        }
+        return;
+    }
+    for (int wt = 0; wt < 3; wt++) {
+        const vr_linear_job *sel[VRC_GROUP_MAX];
+        int ns = 0;
+        for (int j = 0; j < n_jobs; j++) {
+            if (wt_of(jobs[j].w->dtype) != wt) continue;
+            if (ns == VRC_GROUP_MAX) {
+                launch_group(be, wt, m, k, sel, ns);
+                ns = 0;
+            }
+            sel[ns++] = &jobs[j];
+        }
+        if (ns) launch_group(be, wt, m, k, sel, ns);
     }
     vrc_check_launch(be, "linear_group (gemv)");
 }
@@ -474,8 +496,10 @@ void vrc_ddlerp_lora(vr_backend *be, const float *x, const float *sx, int m, int
     size_t total = (size_t)m * n;
     if (!total || m < 0 || count <= 0) return;
     if (vrc_enter(be)) return;
-    if (count > VRC_GROUP_MAX) {
-        vrc_fail(be, VR_ERR_UNSUPPORTED, "ddlerp_lora: %d outputs in one call (at most %d)", count, VRC_GROUP_MAX);
+    if (count > VRC_GROUP_MAX) { /* in launches of VRC_GROUP_MAX outputs */
+        for (int j0 = 0; j0 < count; j0 += VRC_GROUP_MAX)
+            vrc_ddlerp_lora(be, x, sx, m, n, count - j0 < VRC_GROUP_MAX ? count - j0 : VRC_GROUP_MAX, maa + j0,
+                            mm + (size_t)j0 * k, k, ldm, w + j0, y + j0);
         return;
     }
     int wt = wt_of(w[0]->dtype);

@@ -160,17 +160,23 @@ static void check_embedding(vr_dtype dt) {
 }
 
 static void check_norms(void) {
-    int m = 5, n = 200;
-    float *x = rand_arr((size_t)m * n, 2, 4), *w = rand_arr((size_t)n, -1, 1), *b = rand_arr((size_t)n, -1, 1);
-    float *want = malloc((size_t)m * n * sizeof(float));
-    cpu->ops->layer_norm(cpu, x, m, n, w, b, 1e-5f, want);
-    float *dx = dev(x, (size_t)m * n), *dw = dev(w, n), *db = dev(b, n);
-    gpu->ops->layer_norm(gpu, dx, m, n, dw, db, 1e-5f, dx); /* in place */
-    float *got = back(dx, (size_t)m * n);
-    expect("layer_norm n200 in place", got, want, (size_t)m * n, 1e-5f);
-    free(got), free(want);
-    gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dw), gpu->ops->free(gpu, db);
-    free(x), free(w), free(b);
+    int m = 5;
+    float *x, *w, *b, *want, *dx, *dw, *db, *got;
+    for (int t = 0; t < 2; t++) { /* one warp, and eight (a real width) */
+        int n = t ? 2048 : 200;
+        x = rand_arr((size_t)m * n, 2, 4), w = rand_arr((size_t)n, -1, 1), b = rand_arr((size_t)n, -1, 1);
+        want = malloc((size_t)m * n * sizeof(float));
+        cpu->ops->layer_norm(cpu, x, m, n, w, b, 1e-5f, want);
+        dx = dev(x, (size_t)m * n), dw = dev(w, n), db = dev(b, n);
+        gpu->ops->layer_norm(gpu, dx, m, n, dw, db, 1e-5f, dx); /* in place */
+        got = back(dx, (size_t)m * n);
+        char what[64];
+        snprintf(what, sizeof what, "layer_norm n%d in place", n);
+        expect(what, got, want, (size_t)m * n, 1e-5f);
+        free(got), free(want);
+        gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dw), gpu->ops->free(gpu, db);
+        free(x), free(w), free(b);
+    }
 
     int gs[2] = {64, 40};
     for (int t = 0; t < 2; t++) {
@@ -227,13 +233,20 @@ static int per_row_aux(int epi) { return epi == VR_EPI_GATE_ADD || epi == VR_EPI
 /* The fused ops against the CPU composition of the ops they stand for. */
 static void check_fused(void) {
     static const vr_dtype dts[2] = {VR_BF16, VR_F16};
-    static const int ms[3] = {1, 5, 33}; /* GEMV, GEMV, GEMM + epilogue */
+    /* GEMV with 1, 4 and 8 rows per launch, a second chunk of rows (12), GEMM + epilogue */
+    enum { NM = 5 };
+    static const int ms[NM] = {1, 3, 5, 12, 33};
+    if (!gpu->ops->linear_epi || !gpu->ops->linear_group || !gpu->ops->ddlerp_lora || !gpu->ops->norm_shift_mix ||
+        !gpu->ops->group_norm_mul) {
+        printf("note: the fused ops are off (VRWKV_CUDA_FUSE=0): not checked\n");
+        return;
+    }
     static const vr_epilogue epis[7] = {VR_EPI_TANH, VR_EPI_SILU, VR_EPI_RELU_SQ, VR_EPI_SIGMOID, VR_EPI_DECAY,
                                         VR_EPI_GATE_ADD, VR_EPI_MUL_ADD};
     static const char *names[7] = {"tanh", "silu", "relu_sq", "sigmoid", "decay", "gate_add", "mul_add"};
     const int k = 256, n = 300;
     for (int d = 0; d < 2; d++)
-        for (int mi = 0; mi < 3; mi++)
+        for (int mi = 0; mi < NM; mi++)
             for (int e = 0; e < 7; e++) {
                 int m = ms[mi];
                 float *wv = rand_arr((size_t)n * k, -0.2f, 0.2f);
@@ -260,13 +273,15 @@ static void check_fused(void) {
                 gpu->ops->free(gpu, dy);
                 free(wv), free(wh.data), free(x), free(aux), free(y0), free(want), free(got);
             }
-    /* linear_group: five jobs of one dtype (one launch) as a decode step has them, and a group
-     * of mixed dtypes (one call per job) */
+    /* linear_group: five jobs of one dtype (one launch), and as a decode step has them: bf16
+     * projections beside the f32 decay LoRA (one launch per dtype); job 1 reads x with a row
+     * stride wider than k */
     for (int mixed = 0; mixed < 2; mixed++)
-        for (int mi = 0; mi < 3; mi++) {
+        for (int mi = 0; mi < NM; mi++) {
             enum { J = 5 };
             static const int jn[J] = {300, 300, 64, 300, 128};
             static const int jepi[J] = {0, 0, VR_EPI_SILU, VR_EPI_TANH, VR_EPI_MUL_ADD};
+            static const int jld[J] = {256, 264, 256, 256, 256};
             int m = ms[mi];
             vr_tensor wh[J], wc[J], wg[J];
             float *wv[J], *x[J], *aux[J], *y0[J], *want[J], *dx[J], *daux[J], *dy[J];
@@ -274,18 +289,18 @@ static void check_fused(void) {
             for (int j = 0; j < J; j++) {
                 size_t mn = (size_t)m * jn[j], na = per_row_aux(jepi[j]) ? mn : (size_t)jn[j];
                 wv[j] = rand_arr((size_t)jn[j] * k, -0.2f, 0.2f);
-                make_weight(mixed && j == 3 ? VR_F16 : VR_BF16, jn[j], k, wv[j], &wh[j]);
+                make_weight(mixed && j == 3 ? VR_F32 : VR_BF16, jn[j], k, wv[j], &wh[j]);
                 upload_weight(cpu, &wh[j], &wc[j]);
                 upload_weight(gpu, &wh[j], &wg[j]);
-                x[j] = rand_arr((size_t)m * k, -1, 1);
+                x[j] = rand_arr((size_t)m * jld[j], -1, 1);
                 aux[j] = rand_arr(na, -2, 1);
                 y0[j] = rand_arr(mn, -1, 1);
                 want[j] = dup(y0[j], mn);
-                cpu_epi(jepi[j], x[j], m, k, k, &wc[j], aux[j], want[j]);
-                dx[j] = dev(x[j], (size_t)m * k);
+                cpu_epi(jepi[j], x[j], m, k, jld[j], &wc[j], aux[j], want[j]);
+                dx[j] = dev(x[j], (size_t)m * jld[j]);
                 daux[j] = dev(aux[j], na);
                 dy[j] = jepi[j] == VR_EPI_MUL_ADD ? dev(y0[j], mn) : poisoned(mn);
-                jobs[j] = (vr_linear_job){dx[j], k, &wg[j], jepi[j], daux[j], dy[j]};
+                jobs[j] = (vr_linear_job){dx[j], jld[j], &wg[j], jepi[j], daux[j], dy[j]};
             }
             gpu->ops->linear_group(gpu, m, k, jobs, J);
             for (int j = 0; j < J; j++) {
@@ -303,7 +318,7 @@ static void check_fused(void) {
         }
     /* ddlerp_lora: for each of 5 outputs the lora linear (k = 32, its slice of the strided mm)
      * then ddlerp */
-    for (int mi = 0; mi < 3; mi++) {
+    for (int mi = 0; mi < NM; mi++) {
         enum { J = 5 };
         int m = ms[mi], C = 200, K = 32, ldm = J * K;
         float *x = rand_arr((size_t)m * C, -1, 1), *sx = rand_arr((size_t)m * C, -1, 1);
@@ -341,10 +356,11 @@ static void check_fused(void) {
         gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dsx), gpu->ops->free(gpu, dmm);
         free(x), free(sx), free(mm), free(lora);
     }
-    /* norm_shift_mix (one-row runs): layer_norm, token_shift (states updated), ddlerp per mix */
-    for (int n_mix = 1; n_mix <= 2; n_mix++) {
+    /* norm_shift_mix (one-row runs): layer_norm, token_shift (states updated), ddlerp per mix;
+     * n 200 reduces in one warp, n 2048 (a real width) in eight */
+    for (int t = 0; t < 4; t++) {
         enum { R = 4 };
-        int n = 200;
+        int n_mix = 1 + t % 2, n = t < 2 ? 200 : 2048;
         vr_run runs[R] = {{0, 1}, {1, 1}, {2, 1}, {3, 1}};
         float *x = rand_arr((size_t)R * n, -2, 3), *w = rand_arr((size_t)n, 0.5f, 1.5f), *b = rand_arr((size_t)n, -1, 1);
         float *st_h[R], *st_d[R], *maa[2], *dmaa[2], *dy[2], *want_y[2];
@@ -369,23 +385,23 @@ static void check_fused(void) {
         gpu->ops->norm_shift_mix(gpu, dx, R, n, dw, db, 1e-5f, runs, R, st_d, n_mix, dmaap, dy, dxa, dsx);
         char what[64];
         float *got = back(dxa, (size_t)R * n);
-        snprintf(what, sizeof what, "norm_shift_mix %d: layer_norm", n_mix);
+        snprintf(what, sizeof what, "norm_shift_mix n%d %d: layer_norm", n, n_mix);
         expect(what, got, want_xa, (size_t)R * n, 1e-5f);
         free(got);
         got = back(dsx, (size_t)R * n);
-        snprintf(what, sizeof what, "norm_shift_mix %d: token_shift", n_mix);
+        snprintf(what, sizeof what, "norm_shift_mix n%d %d: token_shift", n, n_mix);
         expect(what, got, want_sx, (size_t)R * n, 1e-5f);
         free(got);
         for (int j = 0; j < n_mix; j++) {
             got = back(dy[j], (size_t)R * n);
-            snprintf(what, sizeof what, "norm_shift_mix %d: ddlerp %d", n_mix, j);
+            snprintf(what, sizeof what, "norm_shift_mix n%d %d: ddlerp %d", n, n_mix, j);
             expect(what, got, want_y[j], (size_t)R * n, 1e-5f);
             free(got), free(maa[j]), free(want_y[j]);
             gpu->ops->free(gpu, dmaa[j]), gpu->ops->free(gpu, dy[j]);
         }
         for (int i = 0; i < R; i++) {
             got = back(st_d[i], n);
-            snprintf(what, sizeof what, "norm_shift_mix %d: shift state %d", n_mix, i);
+            snprintf(what, sizeof what, "norm_shift_mix n%d %d: shift state %d", n, n_mix, i);
             expect(what, got, st_h[i], n, 1e-5f);
             free(got), free(st_h[i]);
             gpu->ops->free(gpu, st_d[i]);
