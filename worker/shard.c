@@ -327,11 +327,13 @@ static void handle_prepare(vr_rpc_call *call, void *ctx) {
                 vr_state_reset(slot->state);
                 slot->turn = 0;
                 slot->tokens = 0;
+                slot->committed = 0;
             } else if (slot->turn != ref->base_turn || slot->tokens != ref->base_tokens) {
                 st = restore_slot(s, slot, ref->base_turn, &err);
                 if (st == VR_OK) {
                     slot->turn = ref->base_turn;
                     slot->tokens = ref->base_tokens;
+                    slot->committed = 1;
                     vr_counter_inc(s->m_restores, NULL);
                     vr_log(VR_LOG_INFO, "state_restored", "shard=%s session=%s turn=%lld", s->address, ref->session,
                            (long long)ref->base_turn);
@@ -378,6 +380,11 @@ static vr_status sample_runs(vr_shard *s, Vrwkv__Internal__StepRequest *req, con
         Vrwkv__Internal__Run *r = req->runs[i];
         if (!r->sample) continue;
         vr_slot *slot = vr_slot_find(&s->slots, r->tenant, r->session);
+        if (!r->reset_sampler && !slot->sampler) { /* a turn's sampler lives here: never start it afresh mid-turn */
+            st = vr_error_set(err, VR_ERR_NOT_FOUND, "session %s has no sampler on this shard (the pipeline changed "
+                              "mid-turn?); retry", r->session);
+            break;
+        }
         if (r->reset_sampler || !slot->sampler) {
             vr_sampling_params p;
             vr_sampling_params_default(&p);
@@ -522,7 +529,9 @@ static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_
         Vrwkv__Internal__Run *r = req->runs[i];
         slots[i] = vr_slot_find(&s->slots, r->tenant, r->session);
         if (!slots[i]) {
-            st = vr_error_set(err, VR_ERR_INVALID, "session %s is not prepared on this shard", r->session);
+            /* the pipeline changed under a turn in flight: retriable, like the turn's other failures */
+            st = vr_error_set(err, VR_ERR_NOT_FOUND, "session %s is not prepared on this shard (the pipeline changed "
+                              "mid-turn?); retry", r->session);
             break;
         }
         if (r->n_ids == 0) st = vr_error_set(err, VR_ERR_INVALID, "run %d has no ids", i);
@@ -601,10 +610,13 @@ static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_
                 free(f);
         }
     if (st == VR_OK)
-        for (int i = 0; i < n; i++) slots[i]->tokens += (int64_t)req->runs[i]->n_ids;
+        for (int i = 0; i < n; i++) {
+            slots[i]->tokens += (int64_t)req->runs[i]->n_ids;
+            slots[i]->committed = 0; /* mid-turn until the next Checkpoint */
+        }
     else
         for (int i = 0; i < n; i++)
-            if (slots && slots[i]) slots[i]->tokens = -1; /* state no longer known: restore next time */
+            if (slots && slots[i]) slots[i]->tokens = -1, slots[i]->committed = 0; /* unknown: restore next time */
     vr_counter_add(s->m_rows, NULL, rows);
     free(frame);
     free(runs);
@@ -689,6 +701,7 @@ static vr_status take_state(void *ctx, const uint8_t *frame, size_t len, uint64_
     if (st == VR_OK) {
         slot->turn = f.turn;
         slot->tokens = f.tokens;
+        slot->committed = 1;
     } else if (slot) {
         vr_slot_release(&s->slots, slot); /* never half a state */
     }
@@ -700,7 +713,7 @@ static vr_status take_state(void *ctx, const uint8_t *frame, size_t len, uint64_
     return st;
 }
 
-/* Makes the handoff frame of one live session (NULL when it is gone or its state unknown). */
+/* Makes the handoff frame of one live session (NULL when it is gone or not at a committed turn). */
 static uint8_t *handoff_frame(vr_shard *s, const char *tenant, const char *session, int first, int last,
                               uint64_t key, size_t *len, vr_error *err) {
     vr_state_frame f;
@@ -708,7 +721,9 @@ static uint8_t *handoff_frame(vr_shard *s, const char *tenant, const char *sessi
     pthread_mutex_lock(&s->checkpoint_mu); /* owns the snapshot buffer */
     pthread_mutex_lock(&s->compute_mu);
     vr_slot *slot = vr_slot_find(&s->slots, tenant, session);
-    vr_status st = slot && slot->tokens >= 0 ? vr_state_snapshot_take(slot->state, &s->snapshot, err) : VR_ERR_NOT_FOUND;
+    /* only a turn's committed state: a turn in flight fails with the pipeline change, and its
+     * retry starts from the committed turn anyway */
+    vr_status st = slot && slot->committed ? vr_state_snapshot_take(slot->state, &s->snapshot, err) : VR_ERR_NOT_FOUND;
     if (st == VR_OK) {
         f.turn = slot->turn;
         f.tokens = slot->tokens;
@@ -761,7 +776,7 @@ static void handle_handoff(vr_rpc_call *call, void *ctx) {
         names = calloc((size_t)s->slots.capacity + 1, sizeof *names);
         for (int i = 0; names && i < s->slots.capacity; i++) {
             const vr_slot *slot = &s->slots.slots[i];
-            if (!slot->in_use || slot->tokens < 0) continue;
+            if (!slot->in_use || !slot->committed) continue;
             snprintf(names[n][0], sizeof names[n][0], "%s", slot->tenant);
             snprintf(names[n][1], sizeof names[n][1], "%s", slot->session);
             n++;
@@ -771,6 +786,10 @@ static void handle_handoff(vr_rpc_call *call, void *ctx) {
     }
     if (st == VR_OK) st = vr_frame_client_create(VR_PEER_SHARD_STATE, VR_STATE_TAG, VR_STATE_ACK_TAG, &fc, &err);
     for (int i = 0; st == VR_OK && i < n; i++) {
+        if (vr_rpc_call_is_cancelled(call)) { /* the coordinator gave up, or this shard is stopping */
+            st = vr_error_set(&err, VR_ERR_CANCELLED, "handoff cancelled after %d of %d states", sent + skipped, n);
+            break;
+        }
         size_t len = 0;
         vr_error ferr = {0};
         uint64_t key = __atomic_add_fetch(&s->handoff_seq, 1, __ATOMIC_RELAXED);
@@ -827,7 +846,10 @@ static void handle_checkpoint(vr_rpc_call *call, void *ctx) {
     pthread_mutex_unlock(&s->checkpoint_mu);
     if (st == VR_OK) {
         pthread_mutex_lock(&s->compute_mu);
-        if ((slot = vr_slot_find(&s->slots, req->tenant, req->session))) slot->turn = req->turn;
+        if ((slot = vr_slot_find(&s->slots, req->tenant, req->session))) {
+            slot->turn = req->turn;
+            slot->committed = 1;
+        }
         pthread_mutex_unlock(&s->compute_mu);
     }
     vrwkv__internal__checkpoint_request__free_unpacked(req, NULL);

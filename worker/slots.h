@@ -16,6 +16,8 @@ typedef struct vr_slot {
     vr_sampler *sampler; /* last stage only; NULL until a turn samples */
     int64_t turn;        /* the committed turn the state started this turn from (or reached) */
     int64_t tokens;      /* ids consumed in total */
+    int committed;       /* the state is exactly committed turn `turn` (checkpointed or restored, not
+                          * advanced since): the only kind a shard hands to its replacement */
     uint64_t last_used;
     int in_use;
 } vr_slot;

@@ -307,7 +307,7 @@ static void *call_step(void *p) {
 /* A step of one greedy run of session; ids may hold -200 (the image: n_img rows, inline
  * features/flen or a delivered key). */
 static uint8_t *pack_step(uint64_t step_id, const char *session, const int32_t *ids, int n_ids, int n_img,
-                          const uint8_t *features, size_t flen, uint64_t key, size_t *len) {
+                          const uint8_t *features, size_t flen, uint64_t key, int reset, size_t *len) {
     Vrwkv__Internal__Run run = VRWKV__INTERNAL__RUN__INIT;
     run.tenant = "t";
     run.session = (char *)session;
@@ -318,7 +318,7 @@ static uint8_t *pack_step(uint64_t step_id, const char *session, const int32_t *
     run.image_features.len = flen;
     run.features_key = key;
     run.sample = 1;
-    run.reset_sampler = 1;
+    run.reset_sampler = reset;
     Vrwkv__Internal__Run *runs[1] = {&run};
     Vrwkv__Internal__StepRequest req = VRWKV__INTERNAL__STEP_REQUEST__INIT;
     req.epoch = 1;
@@ -347,7 +347,7 @@ static void step(const char *a0, const char *a1, uint64_t step_id, const char *s
                  const uint8_t *features, size_t flen, uint64_t key, step_call out[2], int32_t *token) {
     int32_t ids[4] = {-200, 1010, 33, 261};
     size_t n = 0;
-    uint8_t *buf = pack_step(step_id, session, n_img ? ids : ids + 1, n_img ? 4 : 3, n_img, features, flen, key, &n);
+    uint8_t *buf = pack_step(step_id, session, n_img ? ids : ids + 1, n_img ? 4 : 3, n_img, features, flen, key, 1, &n);
     memset(out, 0, 2 * sizeof *out);
     out[0].address = a0;
     out[1].address = a1;
@@ -361,22 +361,44 @@ static void step(const char *a0, const char *a1, uint64_t step_id, const char *s
     *token = out[1].st == VR_OK ? answer_token(&out[1]) : -1;
 }
 
-/* A step of text ids on a single-stage pipeline; the token chosen after them. */
-static int32_t step_single(const char *address, uint64_t step_id, const char *session, const int32_t *ids, int n_ids) {
+/* A step of text ids on a single-stage pipeline (reset: a new turn's fresh sampler); the
+ * caller frees c->msg and c->resp. */
+static void step_raw(const char *address, uint64_t step_id, const char *session, const int32_t *ids, int n_ids,
+                     int reset, step_call *c) {
     size_t n = 0;
-    uint8_t *buf = pack_step(step_id, session, ids, n_ids, 0, NULL, 0, 0, &n);
-    step_call c;
-    memset(&c, 0, sizeof c);
-    c.address = address;
-    c.req = buf;
-    c.len = n;
-    call_step(&c);
+    uint8_t *buf = pack_step(step_id, session, ids, n_ids, 0, NULL, 0, 0, reset, &n);
+    memset(c, 0, sizeof *c);
+    c->address = address;
+    c->req = buf;
+    c->len = n;
+    call_step(c);
     free(buf);
+}
+
+/* The same, which must succeed: the token chosen after the ids. */
+static int32_t step_single(const char *address, uint64_t step_id, const char *session, const int32_t *ids, int n_ids) {
+    step_call c;
+    step_raw(address, step_id, session, ids, n_ids, 1, &c);
     if (c.st != VR_OK) fail_msg("step on %s: %s", address, c.msg ? c.msg : "?");
     int32_t t = answer_token(&c);
     free(c.msg);
     free(c.resp);
     return t;
+}
+
+static void checkpoint(const char *address, const char *session, int64_t turn) {
+    Vrwkv__Internal__CheckpointRequest req = VRWKV__INTERNAL__CHECKPOINT_REQUEST__INIT;
+    req.tenant = "t";
+    req.session = (char *)session;
+    req.turn = turn;
+    uint8_t *resp = NULL;
+    size_t rl = 0;
+    char *msg = NULL;
+    int code = 0;
+    if (unary(address, "/vrwkv.internal.Shard/Checkpoint", &req.base, &resp, &rl, &msg, &code) != VR_OK)
+        fail_msg("checkpoint %s: %s", address, msg ? msg : "?");
+    free(resp);
+    free(msg);
 }
 
 static void step_call_free(step_call c[2]) {
@@ -618,16 +640,23 @@ static void test_state_handoff(void **st) {
     int32_t prompt[5] = {24281, 59, 1010, 33, 261};
     prepare_fresh(aa, "s");
     int32_t t1 = step_single(aa, 1, "s", prompt, 5);
-    /* b has an empty store of its own: only a handed state lets it continue the session */
-    assert_int_not_equal(prepare(ba, "s", 0, 0, 5), 0);
+    /* mid-turn (not checkpointed): nothing to hand over */
     int sent = -1, skipped = -1;
     char *msg = NULL;
     if (handoff(aa, bt, 0, 4, &sent, &skipped, &msg) != VR_OK) fail_msg("handoff: %s", msg ? msg : "?");
     free(msg);
     msg = NULL;
+    assert_int_equal(sent, 0);
+    assert_int_equal(skipped, 0);
+    checkpoint(aa, "s", 1);
+    /* b has an empty store of its own: only a handed state lets it continue the session */
+    assert_int_not_equal(prepare(ba, "s", 0, 1, 5), 0);
+    if (handoff(aa, bt, 0, 4, &sent, &skipped, &msg) != VR_OK) fail_msg("handoff: %s", msg ? msg : "?");
+    free(msg);
+    msg = NULL;
     assert_int_equal(sent, 1);
     assert_int_equal(skipped, 0);
-    assert_int_equal(prepare(ba, "s", 0, 0, 5), 0);
+    assert_int_equal(prepare(ba, "s", 0, 1, 5), 0);
     /* both continue the same way, token for token */
     int32_t ta = t1, tb = t1;
     for (int k = 0; k < 4; k++) {
@@ -635,12 +664,26 @@ static void test_state_handoff(void **st) {
         tb = step_single(ba, 10 + (uint64_t)k, "s", &tb, 1);
         assert_int_equal(ta, tb);
     }
-    /* b now holds s (advanced): a second handoff leaves it alone */
+    /* a second session: b takes it, and refuses s, which is live there already */
+    checkpoint(aa, "s", 2);
+    prepare_fresh(aa, "s2");
+    step_single(aa, 20, "s2", prompt, 5);
+    checkpoint(aa, "s2", 1);
     if (handoff(aa, bt, 0, 4, &sent, &skipped, &msg) != VR_OK) fail_msg("handoff: %s", msg ? msg : "?");
     free(msg);
     msg = NULL;
-    assert_int_equal(sent, 0);
+    assert_int_equal(sent, 1);
     assert_int_equal(skipped, 1);
+    /* a turn's sampler never moves: a decode step that expects one fails (retriable), never
+     * samples with a fresh one */
+    assert_int_equal(prepare(ba, "s2", 0, 1, 5), 0);
+    step_call c;
+    step_raw(ba, 21, "s2", &t1, 1, 0, &c);
+    assert_int_equal(c.st, VR_ERR_NOT_FOUND);
+    assert_non_null(c.msg);
+    assert_non_null(strstr(c.msg, "no sampler"));
+    free(c.msg);
+    free(c.resp);
     /* layers a does not hold, and nobody listening */
     assert_int_not_equal(handoff(aa, bt, 0, 5, &sent, &skipped, &msg), VR_OK);
     assert_non_null(msg);
