@@ -22,7 +22,7 @@
 #include "worker/transport.h"
 
 enum { RECV_TIMEOUT_MS = 60000, CONNECT_TIMEOUT_MS = 5000, NCCL_JOIN_TIMEOUT_MS = 30000, MAX_JOINS = 16,
-       HELLO_TIMEOUT_MS = 2000, INBOX_MAX_PEERS = 64, HANDOFF_FRAME_TIMEOUT_MS = 30000, HANDOFF_MAX_PEERS = 8 };
+       HELLO_TIMEOUT_MS = 2000, HELLO_READ_MS = 200, MAX_PENDING_HELLOS = 32, INBOX_MAX_PEERS = 64, HANDOFF_FRAME_TIMEOUT_MS = 30000, HANDOFF_MAX_PEERS = 8 };
 #define INBOX_MIN_BYTES ((size_t)1 << 30) /* delivered image features held at most (more are refused) */
 
 struct vr_shard {
@@ -72,11 +72,43 @@ static int64_t now_ms(void) {
 
 /* ------------------------------------------------------------------ transport links */
 
+/* A connection whose hello says who it is goes where its role belongs. */
+static void dispatch_peer(vr_shard *s, vr_transport *t, vr_peer_role role) {
+    vr_error err = {0};
+    vr_log(VR_LOG_INFO, "transport_accepted", "shard=%s peer=%s role=%s", s->address, vr_transport_peer_name(t),
+           role == VR_PEER_VISION ? "vision" : role == VR_PEER_SHARD_STATE ? "handoff" : "previous stage");
+    if (role == VR_PEER_SHARD_STATE) {
+        if (vr_frame_server_serve(s->state_server, t, &err) != VR_OK)
+            vr_log(VR_LOG_WARN, "transport_refused", "shard=%s error=%s", s->address, err.msg);
+        return;
+    }
+    if (role == VR_PEER_VISION) {
+        if (!s->inbox) {
+            vr_log(VR_LOG_WARN, "transport_refused", "shard=%s peer=%s error=a vision worker connected, but only "
+                   "stage 0 takes image features", s->address, vr_transport_peer_name(t));
+            vr_transport_close(t);
+        } else if (vr_feature_inbox_serve(s->inbox, t, &err) != VR_OK) {
+            vr_log(VR_LOG_WARN, "transport_refused", "shard=%s error=%s", s->address, err.msg);
+        }
+        return;
+    }
+    pthread_mutex_lock(&s->link_mu);
+    if (s->prev) vr_transport_close(s->prev);
+    s->prev = t; /* the newest predecessor wins: a re-formed pipeline reconnects */
+    pthread_cond_broadcast(&s->link_cv);
+    pthread_mutex_unlock(&s->link_mu);
+}
+
 /* Every connection to the listener starts with a hello that says who connects: the previous
- * stage (its activations; the newest one wins, since a re-formed pipeline reconnects) or, on
- * stage 0, a vision worker delivering image features into the inbox. */
+ * stage (its activations), or, on stage 0, a vision worker (image features), or a shard
+ * handing over session states. New connections wait in a short list until their hello is
+ * readable, so one that says nothing (a port scanner, a stuck peer) never holds up the others;
+ * one that stays silent for HELLO_TIMEOUT_MS, or the oldest when the list is full, is closed. */
 static void *accept_loop(void *p) {
     vr_shard *s = p;
+    vr_transport *pending[MAX_PENDING_HELLOS];
+    int64_t since[MAX_PENDING_HELLOS];
+    int n_pending = 0;
     for (;;) {
         pthread_mutex_lock(&s->link_mu);
         int stop = s->stop;
@@ -84,37 +116,42 @@ static void *accept_loop(void *p) {
         if (stop) break;
         vr_transport *t = NULL;
         vr_error err = {0};
-        if (vr_transport_tcp_accept(s->listener, 200, &t, &err) != VR_OK) continue;
-        vr_peer_role role = 0;
-        if (vr_transport_hello_recv(t, HELLO_TIMEOUT_MS, &role, &err) != VR_OK) {
-            vr_log(VR_LOG_WARN, "transport_refused", "shard=%s peer=%s error=%s", s->address, vr_transport_peer_name(t),
-                   err.msg);
-            vr_transport_close(t);
-            continue;
-        }
-        vr_log(VR_LOG_INFO, "transport_accepted", "shard=%s peer=%s role=%s", s->address, vr_transport_peer_name(t),
-               role == VR_PEER_VISION ? "vision" : role == VR_PEER_SHARD_STATE ? "handoff" : "previous stage");
-        if (role == VR_PEER_SHARD_STATE) {
-            if (vr_frame_server_serve(s->state_server, t, &err) != VR_OK)
-                vr_log(VR_LOG_WARN, "transport_refused", "shard=%s error=%s", s->address, err.msg);
-            continue;
-        }
-        if (role == VR_PEER_VISION) {
-            if (!s->inbox) {
-                vr_log(VR_LOG_WARN, "transport_refused", "shard=%s peer=%s error=a vision worker connected, but only "
-                       "stage 0 takes image features", s->address, vr_transport_peer_name(t));
-                vr_transport_close(t);
-            } else if (vr_feature_inbox_serve(s->inbox, t, &err) != VR_OK) {
-                vr_log(VR_LOG_WARN, "transport_refused", "shard=%s error=%s", s->address, err.msg);
+        if (vr_transport_tcp_accept(s->listener, n_pending ? 20 : 200, &t, &err) == VR_OK) {
+            if (n_pending == MAX_PENDING_HELLOS) {
+                vr_log(VR_LOG_WARN, "transport_refused", "shard=%s peer=%s error=no hello; too many connections waiting",
+                       s->address, vr_transport_peer_name(pending[0]));
+                vr_transport_close(pending[0]);
+                memmove(pending, pending + 1, sizeof pending[0] * (MAX_PENDING_HELLOS - 1));
+                memmove(since, since + 1, sizeof since[0] * (MAX_PENDING_HELLOS - 1));
+                n_pending--;
             }
-            continue;
+            pending[n_pending] = t;
+            since[n_pending++] = now_ms();
         }
-        pthread_mutex_lock(&s->link_mu);
-        if (s->prev) vr_transport_close(s->prev);
-        s->prev = t;
-        pthread_cond_broadcast(&s->link_cv);
-        pthread_mutex_unlock(&s->link_mu);
+        int k = 0;
+        for (int i = 0; i < n_pending; i++) {
+            vr_transport *c = pending[i];
+            vr_peer_role role = 0;
+            if (vr_transport_wait_readable(c, 0)) { /* the hello (one small frame) is arriving: read it */
+                if (vr_transport_hello_recv(c, HELLO_READ_MS, &role, &err) == VR_OK) {
+                    dispatch_peer(s, c, role);
+                } else {
+                    vr_log(VR_LOG_WARN, "transport_refused", "shard=%s peer=%s error=%s", s->address,
+                           vr_transport_peer_name(c), err.msg);
+                    vr_transport_close(c);
+                }
+            } else if (now_ms() - since[i] > HELLO_TIMEOUT_MS) {
+                vr_log(VR_LOG_WARN, "transport_refused", "shard=%s peer=%s error=no hello within %d ms", s->address,
+                       vr_transport_peer_name(c), HELLO_TIMEOUT_MS);
+                vr_transport_close(c);
+            } else {
+                pending[k] = c;
+                since[k++] = since[i];
+            }
+        }
+        n_pending = k;
     }
+    for (int i = 0; i < n_pending; i++) vr_transport_close(pending[i]);
     return NULL;
 }
 

@@ -538,6 +538,23 @@ static void test_real_shards(void **st) {
     assert_true(tok >= 0);
     step_call_free(c);
 
+    /* connections that never say hello (a scanner, a stuck peer) do not hold up a delivery:
+     * each used to block the listener for its 2 s hello timeout */
+    vr_transport *idle[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(vr_transport_tcp_connect_address(t0, 2000, &idle[i], &err), VR_OK);
+    vr_feature_sender *fresh = NULL; /* a new connection, so it goes through the listener */
+    assert_int_equal(vr_feature_sender_create(&fresh, &err), VR_OK);
+    struct timespec w0, w1;
+    clock_gettime(CLOCK_MONOTONIC, &w0);
+    assert_int_equal(vr_feature_sender_deliver(fresh, t0, 0x4242, (const float *)inl->features.data, inl->n_img,
+                                               inl->n_embd, 10000, &err),
+                     VR_OK);
+    clock_gettime(CLOCK_MONOTONIC, &w1);
+    assert_true((double)(w1.tv_sec - w0.tv_sec) + (w1.tv_nsec - w0.tv_nsec) * 1e-9 < 4.0);
+    vr_feature_sender_free(fresh);
+    for (int i = 0; i < 3; i++) vr_transport_close(idle[i]);
+
     /* stage 0 cannot be reached: the vision worker answers the features itself */
     Vrwkv__Internal__EncodeResponse *fb = encode(vision, "127.0.0.1:1", 0x99, image, image_len);
     assert_false(fb->delivered);
