@@ -415,7 +415,9 @@ int vr_cluster_features_usable(vr_coordinator *c, const vr_image_features *f) {
     if (!f->key) return 1;
     if (vr_now_ms() - f->at_ms > VR_FEATURES_TTL_MS / 2) return 0;
     pthread_mutex_lock(&c->cluster_mu);
-    int ok = c->pipeline_ok && c->n_stages > 0 && !strcmp(c->workers[c->pipeline[0]].id, f->stage0);
+    /* a pipeline being re-formed keeps its stage 0 unless that worker changes: only a change
+     * (or the age above) sends the image to the vision worker again */
+    int ok = c->n_stages > 0 && !strcmp(c->workers[c->pipeline[0]].id, f->stage0);
     pthread_mutex_unlock(&c->cluster_mu);
     return ok;
 }

@@ -114,6 +114,7 @@ static void pack_prepare(vr_request **rs, int n, int force_fresh, uint8_t **buf,
         refs[i].base_turn = rs[i]->record.committed_turn;
         refs[i].base_tokens = rs[i]->record.n_transcript;
         refs[i].fresh = force_fresh || rs[i]->fresh;
+        refs[i].features_key = rs[i]->features.key;
         ptrs[i] = &refs[i];
     }
     req.n_sessions = (size_t)n;
@@ -128,6 +129,19 @@ static void pack_prepare(vr_request **rs, int n, int force_fresh, uint8_t **buf,
 /* Makes every shard hold the committed state of each new turn's session. A shard that cannot
  * (evicted and the blob missing or corrupt) makes that turn rebuild its state by recomputing
  * the transcript from a zero state. */
+/* A prefill whose delivered features stage 0 may no longer hold (the pipeline was re-formed
+ * since, or they are old): encode the image again, inline this time. 0 when the turn failed. */
+static int reencode_inline(vr_coordinator *c, vr_request *r) {
+    vr_log(VR_LOG_INFO, "features_reencode", "tenant=%s session=%s key=%016llx", r->tenant, r->session,
+           (unsigned long long)r->features.key);
+    vr_error err = {0};
+    if (vr_cluster_encode_image(c, r->record.image, r->record.image_len, 0, &r->features, &err) != VR_OK) {
+        fail_request(c, r, vr_rpc_code_from_status(err.code == VR_ERR_INVALID ? VR_ERR_INTERNAL : err.code), err.msg);
+        return 0;
+    }
+    return 1;
+}
+
 static void prepare(vr_coordinator *c, vr_request **rs, int n) {
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -144,10 +158,18 @@ static void prepare(vr_coordinator *c, vr_request **rs, int n) {
         for (int i = 0; i < n; i++) fail_request(c, rs[i], vr_rpc_code_from_status(st), err.msg);
         return;
     }
-    int *rebuild = calloc((size_t)n, sizeof *rebuild);
+    int *rebuild = calloc((size_t)n, sizeof *rebuild), *missing = calloc((size_t)n, sizeof *missing);
+    if (!rebuild || !missing) {
+        free(rebuild);
+        free(missing);
+        for (int s = 0; s < stages; s++) free(resps[s]);
+        for (int i = 0; i < n; i++) fail_request(c, rs[i], VR_RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
     for (int s = 0; s < stages; s++) {
         Vrwkv__Internal__PrepareResponse *pr = vrwkv__internal__prepare_response__unpack(NULL, rl[s], resps[s]);
         for (int i = 0; i < n; i++) {
+            if (pr && pr->n_results == (size_t)n && pr->results[i]->features_missing) missing[i] = 1;
             if (!pr || pr->n_results != (size_t)n) rebuild[i] = 2;
             else if (pr->results[i]->status != 0) {
                 rebuild[i] = rebuild[i] ? rebuild[i] : 1;
@@ -166,6 +188,7 @@ static void prepare(vr_coordinator *c, vr_request **rs, int n) {
             fail_request(c, r, VR_RPC_STATUS_INTERNAL, "a shard answered Prepare with a malformed message");
             continue;
         }
+        if (rebuild[i] == 0 && missing[i] && !reencode_inline(c, r)) continue; /* the turn failed */
         if (rebuild[i] == 1) {
             /* recompute: transcript + this turn's prompt from a zero state */
             if (!r->persistent || r->record.committed_turn == 0) {
@@ -203,6 +226,7 @@ static void prepare(vr_coordinator *c, vr_request **rs, int n) {
         r->phase = REQ_PREFILL;
     }
     free(rebuild);
+    free(missing);
     if (n_again) {
         pack_prepare(again, n_again, 1, &buf, &len);
         st = buf ? vr_cluster_broadcast(c, "/vrwkv.internal.Shard/Prepare", buf, len, NULL, NULL, NULL, &err)
@@ -348,18 +372,7 @@ static void complete(vr_coordinator *c, vr_request *r) {
 
 /* ------------------------------------------------------------------ loop */
 
-/* A prefill whose delivered features stage 0 may no longer hold (the pipeline was re-formed
- * since, or they are old): encode the image again, inline this time. 0 when the turn failed. */
-static int reencode_inline(vr_coordinator *c, vr_request *r) {
-    vr_log(VR_LOG_INFO, "features_reencode", "tenant=%s session=%s key=%016llx", r->tenant, r->session,
-           (unsigned long long)r->features.key);
-    vr_error err = {0};
-    if (vr_cluster_encode_image(c, r->record.image, r->record.image_len, 0, &r->features, &err) != VR_OK) {
-        fail_request(c, r, vr_rpc_code_from_status(err.code == VR_ERR_INVALID ? VR_ERR_INTERNAL : err.code), err.msg);
-        return 0;
-    }
-    return 1;
-}
+
 
 static void *scheduler_loop(void *p) {
     vr_coordinator *c = p;

@@ -178,6 +178,15 @@ vr_status vr_feature_inbox_take(vr_feature_inbox *in, uint64_t key, float **feat
                         (unsigned long long)key);
 }
 
+int vr_feature_inbox_has(vr_feature_inbox *in, uint64_t key) {
+    pthread_mutex_lock(&in->mu);
+    expire(in, now_ms());
+    int found = 0;
+    for (const entry *e = in->entries; e && !found; e = e->next) found = e->key == key;
+    pthread_mutex_unlock(&in->mu);
+    return found;
+}
+
 void vr_feature_inbox_usage(vr_feature_inbox *in, int *entries, size_t *bytes) {
     pthread_mutex_lock(&in->mu);
     expire(in, now_ms());

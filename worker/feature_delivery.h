@@ -56,6 +56,8 @@ vr_status vr_feature_inbox_serve(vr_feature_inbox *in, vr_transport *t, vr_error
 /* Moves the features stored under key to the caller (*features malloc'd, [n_img * n_embd]).
  * Absent (never delivered here, taken already, or expired): VR_ERR_NOT_FOUND. */
 vr_status vr_feature_inbox_take(vr_feature_inbox *in, uint64_t key, float **features, vr_error *err);
+/* 1 when features are stored under key (and not expired). */
+int vr_feature_inbox_has(vr_feature_inbox *in, uint64_t key);
 /* Entries and bytes held now (for metrics and tests). */
 void vr_feature_inbox_usage(vr_feature_inbox *in, int *entries, size_t *bytes);
 /* Stops the peer threads, closes their connections and frees every entry. NULL is ignored. */

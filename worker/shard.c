@@ -382,6 +382,8 @@ static void handle_prepare(vr_rpc_call *call, void *ctx) {
             }
         }
         results[i].status = (int32_t)st;
+        /* stage 0 says now, before the prefill step, when the image features it will need are not here */
+        results[i].features_missing = s->inbox && ref->features_key && !vr_feature_inbox_has(s->inbox, ref->features_key);
         snprintf(msgs[i], sizeof msgs[i], "%s", st == VR_OK ? "" : err.msg);
         results[i].message = msgs[i];
     }

@@ -241,14 +241,17 @@ static void assign(const char *address, int stage, int n_stages, const char *nex
     free(msg);
 }
 
-/* Prepare of one session; its result's status (0: ready). */
-static int prepare(const char *address, const char *session, int fresh, int64_t base_turn, int64_t base_tokens) {
+/* Prepare of one session (features_key: what its prefill will take); its result's status (0:
+ * ready), and in *missing whether stage 0 lacks those features. */
+static int prepare_ex(const char *address, const char *session, int fresh, int64_t base_turn, int64_t base_tokens,
+                      uint64_t features_key, int *missing) {
     Vrwkv__Internal__SessionRef ref = VRWKV__INTERNAL__SESSION_REF__INIT;
     ref.tenant = "t";
     ref.session = (char *)session;
     ref.fresh = fresh;
     ref.base_turn = base_turn;
     ref.base_tokens = base_tokens;
+    ref.features_key = features_key;
     Vrwkv__Internal__SessionRef *refs[1] = {&ref};
     Vrwkv__Internal__PrepareRequest req = VRWKV__INTERNAL__PREPARE_REQUEST__INIT;
     req.epoch = 1;
@@ -264,10 +267,15 @@ static int prepare(const char *address, const char *session, int fresh, int64_t 
     assert_non_null(pr);
     assert_int_equal(pr->n_results, 1);
     int status = pr->results[0]->status;
+    if (missing) *missing = pr->results[0]->features_missing;
     vrwkv__internal__prepare_response__free_unpacked(pr, NULL);
     free(resp);
     free(msg);
     return status;
+}
+
+static int prepare(const char *address, const char *session, int fresh, int64_t base_turn, int64_t base_tokens) {
+    return prepare_ex(address, session, fresh, base_turn, base_tokens, 0, NULL);
 }
 
 static void prepare_fresh(const char *address, const char *session) {
@@ -508,6 +516,15 @@ static void test_real_shards(void **st) {
     assert_int_equal(c[0].st, VR_OK);
     assert_int_equal(c[1].st, VR_OK);
     step_call_free(c);
+    /* Prepare tells whether stage 0 holds the features the prefill will take (a later stage
+     * never says so) */
+    int missing = -1;
+    assert_int_equal(prepare_ex(a0, "s-delivered", 1, 0, 0, 0x1234, &missing), 0);
+    assert_int_equal(missing, 0);
+    assert_int_equal(prepare_ex(a0, "s-delivered", 1, 0, 0, 0x777, &missing), 0);
+    assert_int_equal(missing, 1);
+    assert_int_equal(prepare_ex(a1, "s-delivered", 1, 0, 0, 0x777, &missing), 0);
+    assert_int_equal(missing, 0);
     prepare_fresh(a0, "s-delivered");
     prepare_fresh(a1, "s-delivered");
     step(a0, a1, 2, "s-delivered", del->n_img, NULL, 0, 0x1234, c, &tok_delivered);
@@ -518,7 +535,8 @@ static void test_real_shards(void **st) {
     assert_int_equal(tok_delivered, tok_inline);
 
     /* the key was taken: the same step again fails at stage 0 (NOT_FOUND) and at stage 1 at once */
-    prepare_fresh(a0, "s-missing");
+    assert_int_equal(prepare_ex(a0, "s-missing", 1, 0, 0, 0x1234, &missing), 0);
+    assert_int_equal(missing, 1);
     prepare_fresh(a1, "s-missing");
     step(a0, a1, 3, "s-missing", del->n_img, NULL, 0, 0x1234, c, &tok);
     assert_int_equal(c[0].st, VR_ERR_NOT_FOUND);
