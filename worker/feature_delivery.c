@@ -142,7 +142,8 @@ vr_status vr_feature_inbox_create(const vr_feature_inbox_options *o, vr_feature_
     if (!in) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
     in->o = *o;
     pthread_mutex_init(&in->mu, NULL);
-    vr_status st = vr_frame_server_create(VR_FEATURES_TAG, VR_FEATURES_ACK_TAG, o->max_peers, handle_frame, in,
+    size_t max_frame = VR_FEATURES_HEADER_SIZE + (size_t)o->n_img * o->n_embd * sizeof(float);
+    vr_status st = vr_frame_server_create(VR_FEATURES_TAG, VR_FEATURES_ACK_TAG, o->max_peers, max_frame, handle_frame, in,
                                           &in->server, err);
     if (st != VR_OK) {
         vr_feature_inbox_free(in);
@@ -212,9 +213,14 @@ void vr_feature_inbox_free(vr_feature_inbox *in) {
 
 struct vr_feature_sender {
     vr_frame_client *client;
-    pthread_mutex_t mu; /* guards frame */
+    pthread_mutex_t mu; /* guards all below */
     uint8_t *frame;
     size_t frame_cap;
+    /* the last address that could not be reached, and until when it is not tried again: a stage
+     * 0 behind a dropping firewall must not cost every image a connect timeout */
+    char failed[300];
+    int64_t failed_until_ms;
+    char failed_why[200];
 };
 
 vr_status vr_feature_sender_create(vr_feature_sender **out, vr_error *err) {
@@ -238,6 +244,13 @@ vr_status vr_feature_sender_deliver(vr_feature_sender *s, const char *address, u
     size_t bytes = (size_t)n_img * n_embd * sizeof(float), len = VR_FEATURES_HEADER_SIZE + bytes;
     pthread_mutex_lock(&s->mu);
     vr_status st = VR_OK;
+    int64_t now = now_ms();
+    if (!strcmp(s->failed, address) && now < s->failed_until_ms) {
+        st = vr_error_set(err, VR_ERR_UNAVAILABLE, "%s could not be reached just now (%s); tried again in %lld ms",
+                          address, s->failed_why, (long long)(s->failed_until_ms - now));
+        pthread_mutex_unlock(&s->mu);
+        return st;
+    }
     if (len > s->frame_cap) {
         uint8_t *f = realloc(s->frame, len);
         if (!f) st = vr_error_set(err, VR_ERR_NOMEM, "out of memory for a %zu-byte features frame", len);
@@ -251,6 +264,13 @@ vr_status vr_feature_sender_deliver(vr_feature_sender *s, const char *address, u
         vr_put_u32le(s->frame + 20, (uint32_t)n_embd);
         memcpy(s->frame + VR_FEATURES_HEADER_SIZE, features, bytes);
         st = vr_frame_client_send(s->client, address, key, s->frame, len, timeout_ms, err);
+        if (st == VR_OK) {
+            s->failed[0] = 0;
+        } else if (st == VR_ERR_UNAVAILABLE || st == VR_ERR_CANCELLED || st == VR_ERR_FORMAT) { /* not a refusal */
+            snprintf(s->failed, sizeof s->failed, "%s", address);
+            snprintf(s->failed_why, sizeof s->failed_why, "%.150s", err->msg);
+            s->failed_until_ms = now_ms() + VR_FEATURES_RETRY_MS;
+        }
     }
     pthread_mutex_unlock(&s->mu);
     return st;

@@ -72,7 +72,10 @@ vr_status vr_feature_sender_create(vr_feature_sender **out, vr_error *err);
  * listener) under key, and waits up to timeout_ms for the acknowledgement. The connection is kept
  * for the next delivery to the same address; one that turns out broken is replaced once. Fails
  * (and the caller falls back to answering the features itself) when stage 0 cannot be reached,
- * does not answer in time or refuses the frame. One delivery at a time per sender. */
+ * does not answer in time or refuses the frame; an address that could not be reached is not
+ * tried again for VR_FEATURES_RETRY_MS (those deliveries fail at once). One delivery at a time
+ * per sender. */
+#define VR_FEATURES_RETRY_MS 10000
 vr_status vr_feature_sender_deliver(vr_feature_sender *s, const char *address, uint64_t key, const float *features,
                                     int n_img, int n_embd, int timeout_ms, vr_error *err);
 void vr_feature_sender_free(vr_feature_sender *s);

@@ -26,6 +26,7 @@ typedef struct peer {
 struct vr_frame_server {
     uint64_t tag, ack_tag;
     int max_peers;
+    size_t max_frame;
     vr_frame_handler handler;
     void *ctx;
     pthread_mutex_t mu;
@@ -102,15 +103,16 @@ static void reap_peers(vr_frame_server *fs, int all) {
     }
 }
 
-vr_status vr_frame_server_create(uint64_t tag, uint64_t ack_tag, int max_peers, vr_frame_handler handler, void *ctx,
-                                 vr_frame_server **out, vr_error *err) {
+vr_status vr_frame_server_create(uint64_t tag, uint64_t ack_tag, int max_peers, size_t max_frame,
+                                 vr_frame_handler handler, void *ctx, vr_frame_server **out, vr_error *err) {
     *out = NULL;
-    if (max_peers <= 0 || !handler) return vr_error_set(err, VR_ERR_INVALID, "frame server: bad arguments");
+    if (max_peers <= 0 || !handler || !max_frame) return vr_error_set(err, VR_ERR_INVALID, "frame server: bad arguments");
     vr_frame_server *fs = calloc(1, sizeof *fs);
     if (!fs) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
     fs->tag = tag;
     fs->ack_tag = ack_tag;
     fs->max_peers = max_peers;
+    fs->max_frame = max_frame;
     fs->handler = handler;
     fs->ctx = ctx;
     pthread_mutex_init(&fs->mu, NULL);
@@ -126,6 +128,13 @@ vr_status vr_frame_server_serve(vr_frame_server *fs, vr_transport *t, vr_error *
         pthread_mutex_unlock(&fs->mu);
         vr_transport_close(t);
         return vr_error_set(err, VR_ERR_UNAVAILABLE, "too many side-path connections (%d)", n);
+    }
+    vr_error lerr = {0};
+    size_t limit = fs->max_frame > 12 + ACK_MSG_MAX ? fs->max_frame : 12 + ACK_MSG_MAX; /* both ways: acks too */
+    if (vr_transport_tcp_set_limits(t, limit, 0, &lerr) != VR_OK && lerr.code != VR_ERR_INVALID) {
+        pthread_mutex_unlock(&fs->mu); /* INVALID: not TCP, which keeps its own limits */
+        vr_transport_close(t);
+        return vr_error_set(err, lerr.code, "%s", lerr.msg);
     }
     peer *p = calloc(1, sizeof *p);
     if (!p) {
@@ -189,7 +198,8 @@ static vr_status send_once(vr_frame_client *c, const char *address, uint64_t key
         c->t = NULL;
     }
     if (!c->t) {
-        st = vr_transport_tcp_connect_address(address, timeout_ms, &c->t, err);
+        int ct = timeout_ms < 0 || timeout_ms > VR_FRAME_CONNECT_MS ? VR_FRAME_CONNECT_MS : timeout_ms;
+        st = vr_transport_tcp_connect_address(address, ct, &c->t, err);
         if (st == VR_OK) st = vr_transport_hello_send(c->t, c->role, err);
         snprintf(c->address, sizeof c->address, "%s", address);
     }
@@ -222,8 +232,9 @@ vr_status vr_frame_client_send(vr_frame_client *c, const char *address, uint64_t
     pthread_mutex_lock(&c->mu);
     int had_link = c->t != NULL && !strcmp(c->address, address);
     vr_status st = send_once(c, address, key, frame, len, timeout_ms, err);
-    /* a kept connection may have died since (the server restarted): one fresh try */
-    if (st != VR_OK && had_link && !c->t) {
+    /* a kept connection may have died since (the server restarted): the frame was not taken,
+     * one fresh try. Not after a timeout: the server may still take that frame. */
+    if (st == VR_ERR_UNAVAILABLE && had_link && !c->t) {
         vr_error first = *err;
         st = send_once(c, address, key, frame, len, timeout_ms, err);
         if (st != VR_OK) vr_error_wrap(err, "after %s", first.msg);

@@ -24,8 +24,10 @@ typedef struct vr_frame_server vr_frame_server;
  * connection after the ack: a peer that sends garbage is not served further. */
 typedef vr_status (*vr_frame_handler)(void *ctx, const uint8_t *frame, size_t len, uint64_t *key, vr_error *err);
 
-vr_status vr_frame_server_create(uint64_t tag, uint64_t ack_tag, int max_peers, vr_frame_handler handler, void *ctx,
-                                 vr_frame_server **out, vr_error *err);
+/* max_frame: the largest frame a connection may bring (its TCP frame limit); a peer that claims
+ * more is cut off before anything is allocated. */
+vr_status vr_frame_server_create(uint64_t tag, uint64_t ack_tag, int max_peers, size_t max_frame,
+                                 vr_frame_handler handler, void *ctx, vr_frame_server **out, vr_error *err);
 /* Serves a connection (after its hello) from a thread of its own until the peer goes away or the
  * server is freed. Takes ownership of t, also on failure (too many peers). */
 vr_status vr_frame_server_serve(vr_frame_server *fs, vr_transport *t, vr_error *err);
@@ -40,9 +42,12 @@ typedef struct vr_frame_client vr_frame_client;
 vr_status vr_frame_client_create(vr_peer_role role, uint64_t tag, uint64_t ack_tag, vr_frame_client **out,
                                  vr_error *err);
 /* Sends frame to the server behind address ("host:port") and waits up to timeout_ms for its
- * acknowledgement, which must carry key. The connection is kept for the next frame to the same
- * address; one that turns out broken is replaced once. A refusal comes back as its status with
- * the server's message (the connection stays). One frame at a time per client. */
+ * acknowledgement, which must carry key (connecting takes at most VR_FRAME_CONNECT_MS of it).
+ * The connection is kept for the next frame to the same address; one the server turns out to
+ * have closed is replaced once and the frame sent again (a timeout is not retried: the server
+ * may still take the frame). A refusal comes back as its status with the server's message (the
+ * connection stays). One frame at a time per client. */
+#define VR_FRAME_CONNECT_MS 2000
 vr_status vr_frame_client_send(vr_frame_client *c, const char *address, uint64_t key, const void *frame, size_t len,
                                int timeout_ms, vr_error *err);
 void vr_frame_client_free(vr_frame_client *c);

@@ -714,6 +714,13 @@ static void handle_step(vr_rpc_call *call, void *ctx) {
 
 /* ------------------------------------------------------------------ Handoff */
 
+/* The largest state frame this shard takes: its own layers, the longest names. */
+static size_t handoff_frame_limit(const vr_shard *s) {
+    const vr_model_config *c = &s->e->cfg;
+    size_t blob = VR_STATE_HEADER_SIZE + ((size_t)2 * c->n_embd + (size_t)c->n_head * c->head_size * c->head_size) * 4;
+    return VR_STATE_FRAME_HEADER + 2 * VR_STATE_NAME_MAX + (size_t)(s->last - s->first) * blob;
+}
+
 /* Receiving side: one session's state from the shard this one replaces. Taken only into a free
  * slot: a session already live here (restored from the store, maybe advanced since) is newer or
  * equal, and a full table keeps its own sessions. */
@@ -999,8 +1006,8 @@ vr_status vr_shard_start(const vr_shard_options *o, vr_shard **out, vr_error *er
         st = vr_feature_inbox_create(&io, &s->inbox, err);
     }
     if (st == VR_OK)
-        st = vr_frame_server_create(VR_STATE_TAG, VR_STATE_ACK_TAG, HANDOFF_MAX_PEERS, take_state, s, &s->state_server,
-                                    err);
+        st = vr_frame_server_create(VR_STATE_TAG, VR_STATE_ACK_TAG, HANDOFF_MAX_PEERS, handoff_frame_limit(s), take_state,
+                                    s, &s->state_server, err);
     int tport = 0, gport = 0;
     if (st == VR_OK) st = vr_transport_tcp_listen(s->opt.host, o->transport_port, &tport, &s->listener, err);
     if (st == VR_OK && pthread_create(&s->accept_thread, NULL, accept_loop, s) != 0) {
