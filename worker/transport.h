@@ -3,7 +3,7 @@
  *
  * TCP frame (all integers little-endian), 32-byte header then the payload:
  *   0  magic    "VRTF"
- *   4  version  u16 (1)
+ *   4  version  u16 (2: connections to a shard's listener open with a hello frame; 1 had none)
  *   6  flags    u16 (0; reserved)
  *   8  tag      u64  (the caller's: e.g. request id and step)
  *   16 length   u64  payload bytes
@@ -47,7 +47,7 @@ struct vr_transport {
 };
 
 #define VR_TRANSPORT_MAGIC "VRTF"
-#define VR_TRANSPORT_VERSION 1
+#define VR_TRANSPORT_VERSION 2
 #define VR_TRANSPORT_HEADER_SIZE 32
 #define VR_TRANSPORT_DEFAULT_MAX_FRAME ((size_t)1 << 30) /* 1 GiB */
 /* A send that makes no progress for this long gives up (VR_ERR_CANCELLED, connection broken). */

@@ -58,7 +58,7 @@ static void put_le(uint8_t *p, uint64_t v, int n) {
 /* builds a frame by the documented layout (independent of the sender) */
 static size_t build_frame(uint8_t *out, uint64_t tag, const void *data, size_t len) {
     memcpy(out, "VRTF", 4);
-    put_le(out + 4, 1, 2);
+    put_le(out + 4, VR_TRANSPORT_VERSION, 2);
     put_le(out + 6, 0, 2);
     put_le(out + 8, tag, 8);
     put_le(out + 16, len, 8);
@@ -238,7 +238,7 @@ static void c_payload(uint8_t *f, size_t len) { f[len - 1] ^= 0x01; }
 static void c_header(uint8_t *f, size_t len) { (void)len; f[9] ^= 0x10; } /* tag bit: header crc fails */
 static void c_version(uint8_t *f, size_t len) {
     (void)len;
-    f[4] = 2;
+    f[4] = VR_TRANSPORT_VERSION + 1;
     put_le(f + 28, vr_crc32c(0, f, 28), 4);
 }
 
@@ -295,7 +295,7 @@ static void test_length_limit(void **st) {
     close(raw);
     t = raw_pair(&raw);
     memcpy(frame, "VRTF", 4);
-    put_le(frame + 4, 1, 2);
+    put_le(frame + 4, VR_TRANSPORT_VERSION, 2);
     put_le(frame + 6, 0, 2);
     put_le(frame + 8, 3, 8);
     put_le(frame + 16, 1ull << 63, 8);
