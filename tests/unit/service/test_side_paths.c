@@ -237,20 +237,25 @@ static vr_status unary(const char *address, const char *method, const ProtobufCM
     return st;
 }
 
+/* A call that must succeed; its answer is dropped. */
+static void must_call(const char *address, const char *method, const ProtobufCMessage *req) {
+    uint8_t *resp = NULL;
+    size_t rl = 0;
+    char *msg = NULL;
+    int code = 0;
+    if (unary(address, method, req, &resp, &rl, &msg, &code) != VR_OK)
+        fail_msg("%s on %s: %s", method, address, msg ? msg : "?");
+    free(resp);
+    free(msg);
+}
+
 static void assign(const char *address, int stage, int n_stages, const char *next) {
     Vrwkv__Internal__AssignRequest req = VRWKV__INTERNAL__ASSIGN_REQUEST__INIT;
     req.epoch = 1;
     req.stage = stage;
     req.n_stages = n_stages;
     req.next_transport_address = (char *)next;
-    uint8_t *resp = NULL;
-    size_t rl = 0;
-    char *msg = NULL;
-    int code = 0;
-    if (unary(address, "/vrwkv.internal.Shard/Assign", &req.base, &resp, &rl, &msg, &code) != VR_OK)
-        fail_msg("assign %s: %s", address, msg ? msg : "?");
-    free(resp);
-    free(msg);
+    must_call(address, "/vrwkv.internal.Shard/Assign", &req.base);
 }
 
 /* Prepare of one session (features_key: what its prefill will take); its result's status (0:
@@ -411,14 +416,7 @@ static void checkpoint(const char *address, const char *session, int64_t turn) {
     req.tenant = "t";
     req.session = (char *)session;
     req.turn = turn;
-    uint8_t *resp = NULL;
-    size_t rl = 0;
-    char *msg = NULL;
-    int code = 0;
-    if (unary(address, "/vrwkv.internal.Shard/Checkpoint", &req.base, &resp, &rl, &msg, &code) != VR_OK)
-        fail_msg("checkpoint %s: %s", address, msg ? msg : "?");
-    free(resp);
-    free(msg);
+    must_call(address, "/vrwkv.internal.Shard/Checkpoint", &req.base);
 }
 
 static void step_call_free(step_call c[2]) {
