@@ -389,6 +389,11 @@ static void handle_prepare(vr_rpc_call *call, void *ctx) {
     }
     vr_gauge_set(s->m_slots, NULL, vr_slot_count(&s->slots));
     pthread_mutex_unlock(&s->compute_mu);
+    if (s->inbox) { /* once per admission, not per decode step */
+        size_t held = 0;
+        vr_feature_inbox_usage(s->inbox, NULL, &held);
+        vr_gauge_set(s->m_features_bytes, NULL, (double)held);
+    }
     resp.n_results = req->n_sessions;
     resp.results = ptrs;
     finish_packed(call, &resp.base);
@@ -678,11 +683,7 @@ static void handle_step(vr_rpc_call *call, void *ctx) {
     pthread_mutex_unlock(&s->compute_mu);
     vr_counter_inc(s->m_steps, NULL);
     vr_histogram_observe(s->m_step_seconds, NULL, (double)(now_ms() - t0) / 1000.0);
-    if (s->inbox) {
-        size_t held = 0;
-        vr_feature_inbox_usage(s->inbox, NULL, &held);
-        vr_gauge_set(s->m_features_bytes, NULL, (double)held);
-    }
+
     if (st != VR_OK) {
         vr_log(VR_LOG_WARN, "step_failed", "shard=%s step=%llu error=%s", s->address, (unsigned long long)req->step_id,
                err.msg);
