@@ -440,7 +440,7 @@ static void handle_delete_session(vr_rpc_call *call, void *ctx) {
     }
     if (st == VR_OK) {
         st = vr_store_delete_session(c->store, t->name, q->session_id, &err);
-        vr_cluster_evict(c, t->name, q->session_id);
+        vr_cluster_evict(c, t->name, q->session_id, 0, 0);
         vr_session_unclaim(c, t->name, q->session_id);
     }
     if (st != VR_OK) reject(c, call, vr_rpc_code_from_status(st), "%s", err.msg);

@@ -394,10 +394,13 @@ vr_status vr_cluster_broadcast(vr_coordinator *c, const char *method, const uint
     return broadcast(c, method, req, len, resps, resp_lens, n_stages, PIPELINE_WAIT_MS, err);
 }
 
-void vr_cluster_evict(vr_coordinator *c, const char *tenant, const char *session) {
+void vr_cluster_evict(vr_coordinator *c, const char *tenant, const char *session, uint64_t features_key,
+                      int keep_states) {
     Vrwkv__Internal__EvictRequest req = VRWKV__INTERNAL__EVICT_REQUEST__INIT;
     req.tenant = (char *)tenant;
     req.session = (char *)session;
+    req.features_key = features_key;
+    req.keep_states = keep_states;
     uint8_t buf[600];
     size_t len = vrwkv__internal__evict_request__get_packed_size(&req);
     vrwkv__internal__evict_request__pack(&req, buf);

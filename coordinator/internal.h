@@ -138,8 +138,10 @@ void vr_cluster_mark_failed(vr_coordinator *c, const char *why);
 /* Unary call to every pipeline stage at once; resps[i] (malloc'd) per stage. */
 vr_status vr_cluster_broadcast(vr_coordinator *c, const char *method, const uint8_t *req, size_t len,
                                uint8_t **resps, size_t *resp_lens, int *n_stages, vr_error *err);
-/* Tells every stage to drop its in-memory state of a session (best effort, no waiting). */
-void vr_cluster_evict(vr_coordinator *c, const char *tenant, const char *session);
+/* Tells every stage to drop its in-memory state of a session (keep_states: not that) and stage 0
+ * the delivered features under features_key (0: none); best effort, no waiting. */
+void vr_cluster_evict(vr_coordinator *c, const char *tenant, const char *session, uint64_t features_key,
+                      int keep_states);
 /* Image bytes -> features through a vision worker; image NULL: an all-zero pixel tensor. With
  * deliver, the vision worker sends them straight to the current stage 0 where it can (out->key
  * set), else they come back here (out->data). out is reset first (vr_image_features_clear). */

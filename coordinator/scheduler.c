@@ -85,7 +85,9 @@ static int is_cancelled(vr_request *r) {
 /* Ends a turn that will not complete: frees the session for later turns and drops the
  * shards' copy of a state that no longer matches the store. */
 static void fail_request(vr_coordinator *c, vr_request *r, int code, const char *message) {
-    if (r->phase != REQ_PREPARE) vr_cluster_evict(c, r->tenant, r->session);
+    /* the shards drop what the turn left (its state, and on stage 0 features its prefill never took) */
+    if (r->phase != REQ_PREPARE) vr_cluster_evict(c, r->tenant, r->session, r->features.key, 0);
+    else if (r->features.key) vr_cluster_evict(c, r->tenant, r->session, r->features.key, 1);
     r->phase = REQ_DONE;
     vr_request_push(r, EV_ERROR, 0, code, message);
     vr_counter_inc(c->m_requests, (const char *[]){vr_rpc_status_name(code)});
@@ -358,7 +360,7 @@ static void complete(vr_coordinator *c, vr_request *r) {
             free(bytes);
         }
     } else {
-        vr_cluster_evict(c, r->tenant, r->session);
+        vr_cluster_evict(c, r->tenant, r->session, 0, 0);
     }
     if (st != VR_OK) {
         fail_request(c, r, vr_rpc_code_from_status(st == VR_ERR_NOT_FOUND ? VR_ERR_UNAVAILABLE : st), err.msg);

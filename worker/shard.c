@@ -911,14 +911,21 @@ static void handle_checkpoint(vr_rpc_call *call, void *ctx) {
 static void handle_evict(vr_rpc_call *call, void *ctx) {
     vr_shard *s = ctx;
     UNPACK(Vrwkv__Internal__EvictRequest, vrwkv__internal__evict_request, call, req);
-    pthread_mutex_lock(&s->compute_mu);
-    for (int i = 0; i < s->slots.capacity; i++) {
-        vr_slot *slot = &s->slots.slots[i];
-        if (slot->in_use && !strcmp(slot->tenant, req->tenant) && (!*req->session || !strcmp(slot->session, req->session)))
-            vr_slot_release(&s->slots, slot);
+    if (!req->keep_states) {
+        pthread_mutex_lock(&s->compute_mu);
+        for (int i = 0; i < s->slots.capacity; i++) {
+            vr_slot *slot = &s->slots.slots[i];
+            if (slot->in_use && !strcmp(slot->tenant, req->tenant) &&
+                (!*req->session || !strcmp(slot->session, req->session)))
+                vr_slot_release(&s->slots, slot);
+        }
+        vr_gauge_set(s->m_slots, NULL, vr_slot_count(&s->slots));
+        pthread_mutex_unlock(&s->compute_mu);
     }
-    vr_gauge_set(s->m_slots, NULL, vr_slot_count(&s->slots));
-    pthread_mutex_unlock(&s->compute_mu);
+    float *features = NULL;
+    vr_error ignored = {0};
+    if (s->inbox && req->features_key && vr_feature_inbox_take(s->inbox, req->features_key, &features, &ignored) == VR_OK)
+        free(features); /* the turn ended before its prefill took them */
     vrwkv__internal__evict_request__free_unpacked(req, NULL);
     Vrwkv__Internal__EvictResponse resp = VRWKV__INTERNAL__EVICT_RESPONSE__INIT;
     finish_packed(call, &resp.base);

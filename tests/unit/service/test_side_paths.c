@@ -566,6 +566,21 @@ static void test_real_shards(void **st) {
     assert_true(tok >= 0);
     step_call_free(c);
 
+    /* a turn that ends before its prefill: Evict (keep_states) drops its delivered features */
+    Vrwkv__Internal__EncodeResponse *dropped = encode(vision, t0, 0x5151, image, image_len);
+    assert_true(dropped->delivered);
+    vrwkv__internal__encode_response__free_unpacked(dropped, NULL);
+    assert_int_equal(prepare_ex(a0, "s-text", 0, 0, 3, 0x5151, &missing), 0);
+    assert_int_equal(missing, 0);
+    Vrwkv__Internal__EvictRequest ev = VRWKV__INTERNAL__EVICT_REQUEST__INIT;
+    ev.tenant = "t";
+    ev.session = "s-text";
+    ev.features_key = 0x5151;
+    ev.keep_states = 1;
+    must_call(a0, "/vrwkv.internal.Shard/Evict", &ev.base);
+    assert_int_equal(prepare_ex(a0, "s-text", 0, 0, 3, 0x5151, &missing), 0); /* the state stayed */
+    assert_int_equal(missing, 1);
+
     /* connections that never say hello (a scanner, a stuck peer) do not hold up a delivery:
      * each used to block the listener for its 2 s hello timeout */
     vr_transport *idle[3];
