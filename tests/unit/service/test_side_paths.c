@@ -366,24 +366,24 @@ static int32_t answer_token(const step_call *c) {
     return t;
 }
 
-/* Sends one step of one run (image first, then text ids) to both stages; the last stage's token
- * in *token. features/len: inline features, or key: delivered ones. */
-static void step(const char *a0, const char *a1, uint64_t step_id, const char *session, int n_img,
-                 const uint8_t *features, size_t flen, uint64_t key, step_call out[2], int32_t *token) {
+/* Sends one step of one run (image first, then text ids) to every stage of a pipeline at once,
+ * as the coordinator does; the last stage's token in *token. features/len: inline features, or
+ * key: delivered ones. */
+static void step(const char *const *stages, int n_stages, uint64_t step_id, const char *session, int n_img,
+                 const uint8_t *features, size_t flen, uint64_t key, step_call *out, int32_t *token) {
     int32_t ids[4] = {-200, 1010, 33, 261};
     size_t n = 0;
     uint8_t *buf = pack_step(step_id, session, n_img ? ids : ids + 1, n_img ? 4 : 3, n_img, features, flen, key, 1, &n);
-    memset(out, 0, 2 * sizeof *out);
-    out[0].address = a0;
-    out[1].address = a1;
-    for (int i = 0; i < 2; i++) {
+    memset(out, 0, (size_t)n_stages * sizeof *out);
+    for (int i = 0; i < n_stages; i++) {
+        out[i].address = stages[i];
         out[i].req = buf;
         out[i].len = n;
         assert_int_equal(pthread_create(&out[i].thread, NULL, call_step, &out[i]), 0);
     }
-    for (int i = 0; i < 2; i++) pthread_join(out[i].thread, NULL);
+    for (int i = 0; i < n_stages; i++) pthread_join(out[i].thread, NULL);
     free(buf);
-    *token = out[1].st == VR_OK ? answer_token(&out[1]) : -1;
+    *token = out[n_stages - 1].st == VR_OK ? answer_token(&out[n_stages - 1]) : -1;
 }
 
 /* A step of text ids on a single-stage pipeline (reset: a new turn's fresh sampler); the
@@ -419,8 +419,8 @@ static void checkpoint(const char *address, const char *session, int64_t turn) {
     must_call(address, "/vrwkv.internal.Shard/Checkpoint", &req.base);
 }
 
-static void step_call_free(step_call c[2]) {
-    for (int i = 0; i < 2; i++) {
+static void step_call_free(step_call *c, int n) {
+    for (int i = 0; i < n; i++) {
         free(c[i].msg);
         free(c[i].resp);
     }
@@ -519,13 +519,14 @@ static void test_real_shards(void **st) {
     assert_int_equal(del->features.len, 0);
     assert_int_equal(del->n_img, inl->n_img);
     step_call c[2];
+    const char *pipe[2] = {a0, a1};
     int32_t tok_inline = -1, tok_delivered = -1, tok;
     prepare_fresh(a0, "s-inline");
     prepare_fresh(a1, "s-inline");
-    step(a0, a1, 1, "s-inline", inl->n_img, inl->features.data, inl->features.len, 0, c, &tok_inline);
+    step(pipe, 2, 1, "s-inline", inl->n_img, inl->features.data, inl->features.len, 0, c, &tok_inline);
     assert_int_equal(c[0].st, VR_OK);
     assert_int_equal(c[1].st, VR_OK);
-    step_call_free(c);
+    step_call_free(c, 2);
     /* Prepare tells whether stage 0 holds the features the prefill will take (a later stage
      * never says so) */
     int missing = -1;
@@ -537,10 +538,10 @@ static void test_real_shards(void **st) {
     assert_int_equal(missing, 0);
     prepare_fresh(a0, "s-delivered");
     prepare_fresh(a1, "s-delivered");
-    step(a0, a1, 2, "s-delivered", del->n_img, NULL, 0, 0x1234, c, &tok_delivered);
+    step(pipe, 2, 2, "s-delivered", del->n_img, NULL, 0, 0x1234, c, &tok_delivered);
     assert_int_equal(c[0].st, VR_OK);
     assert_int_equal(c[1].st, VR_OK);
-    step_call_free(c);
+    step_call_free(c, 2);
     assert_true(tok_inline >= 0);
     assert_int_equal(tok_delivered, tok_inline);
 
@@ -548,7 +549,7 @@ static void test_real_shards(void **st) {
     assert_int_equal(prepare_ex(a0, "s-missing", 1, 0, 0, 0x1234, &missing), 0);
     assert_int_equal(missing, 1);
     prepare_fresh(a1, "s-missing");
-    step(a0, a1, 3, "s-missing", del->n_img, NULL, 0, 0x1234, c, &tok);
+    step(pipe, 2, 3, "s-missing", del->n_img, NULL, 0, 0x1234, c, &tok);
     assert_int_equal(c[0].st, VR_ERR_NOT_FOUND);
     assert_non_null(c[0].msg);
     assert_non_null(strstr(c[0].msg, "not on this shard"));
@@ -556,15 +557,15 @@ static void test_real_shards(void **st) {
     assert_non_null(c[1].msg);
     assert_non_null(strstr(c[1].msg, "previous stage failed step 3"));
     assert_true(c[1].seconds < 30.0); /* the abort came, not the 60 s receive timeout */
-    step_call_free(c);
+    step_call_free(c, 2);
     /* and the link between the stages is in step: a text step runs */
     prepare_fresh(a0, "s-text");
     prepare_fresh(a1, "s-text");
-    step(a0, a1, 4, "s-text", 0, NULL, 0, 0, c, &tok);
+    step(pipe, 2, 4, "s-text", 0, NULL, 0, 0, c, &tok);
     assert_int_equal(c[0].st, VR_OK);
     assert_int_equal(c[1].st, VR_OK);
     assert_true(tok >= 0);
-    step_call_free(c);
+    step_call_free(c, 2);
 
     /* a turn that ends before its prefill: Evict (keep_states) drops its delivered features */
     Vrwkv__Internal__EncodeResponse *dropped = encode(vision, t0, 0x5151, image, image_len);
@@ -616,6 +617,48 @@ static void test_real_shards(void **st) {
     vr_shard_stop(s0);
     vr_shard_stop(s1);
     free(image);
+}
+
+/* Three stages: stage 0 fails a step (its features are missing); the abort reaches stage 1 and
+ * then stage 2 at once, each saying why, and the next step runs through all three. */
+static void test_abort_chain(void **st) {
+    (void)st;
+    VRT_REQUIRE_SHARED();
+    vr_checkpoint *ck = NULL;
+    vr_model_config cfg;
+    vr_error err = {0};
+    char model[4200];
+    snprintf(model, sizeof model, "%s", vrt_fixture_path("tiny/model.pth"));
+    assert_int_equal(vr_checkpoint_open(model, &ck, &err), VR_OK);
+    assert_int_equal(vr_config_load(ck, vrt_fixture_path("tiny/model.json"), &cfg, &err), VR_OK);
+    vr_checkpoint_free(ck);
+    vr_shard *sh[3] = {start_shard(0, 1), start_shard(1, 3), start_shard(3, 0)};
+    char addr[3][64], tr[3][64];
+    const char *pipe[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(addr[i], sizeof addr[i], "%s", vr_shard_address(sh[i]));
+        snprintf(tr[i], sizeof tr[i], "%s", vr_shard_transport_address(sh[i]));
+        pipe[i] = addr[i];
+    }
+    for (int i = 2; i >= 0; i--) assign(addr[i], i, 3, i < 2 ? tr[i + 1] : ""); /* from the last backwards */
+    for (int i = 0; i < 3; i++) prepare_fresh(addr[i], "chain");
+    step_call c[3];
+    int32_t tok = -1;
+    step(pipe, 3, 1, "chain", cfg.num_image_tokens, NULL, 0, 0xdead, c, &tok);
+    assert_int_equal(c[0].st, VR_ERR_NOT_FOUND);
+    for (int i = 1; i < 3; i++) {
+        assert_int_not_equal(c[i].st, VR_OK);
+        assert_non_null(c[i].msg);
+        assert_non_null(strstr(c[i].msg, "previous stage failed step 1"));
+        assert_true(c[i].seconds < 30.0); /* not the 60 s receive timeout */
+    }
+    step_call_free(c, 3);
+    for (int i = 0; i < 3; i++) prepare_fresh(addr[i], "chain");
+    step(pipe, 3, 2, "chain", 0, NULL, 0, 0, c, &tok);
+    for (int i = 0; i < 3; i++) assert_int_equal(c[i].st, VR_OK);
+    assert_true(tok >= 0);
+    step_call_free(c, 3);
+    for (int i = 2; i >= 0; i--) vr_shard_stop(sh[i]);
 }
 
 static void test_state_frame(void **st) {
@@ -760,7 +803,8 @@ static void test_state_handoff(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_inbox_and_sender), cmocka_unit_test(test_inbox_expiry),
                                        cmocka_unit_test(test_inbox_refuses_garbage),
-                                       cmocka_unit_test(test_real_shards), cmocka_unit_test(test_state_frame),
+                                       cmocka_unit_test(test_real_shards), cmocka_unit_test(test_abort_chain),
+                                       cmocka_unit_test(test_state_frame),
                                        cmocka_unit_test(test_state_handoff)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
