@@ -31,7 +31,9 @@ typedef struct vr_worker_entry {
     vr_rpc_channel *ch;
 } vr_worker_entry;
 
-typedef enum { REQ_PREPARE = 0, REQ_PREFILL, REQ_DECODE, REQ_FINISH, REQ_DONE } vr_req_phase;
+/* REQ_ENCODE: its image is being encoded on the encode thread (encode_queue.c); the scheduler
+ * leaves the turn alone until it comes back. REQ_REPREPARE: a rebuild waits for its fresh Prepare. */
+typedef enum { REQ_PREPARE = 0, REQ_REPREPARE, REQ_ENCODE, REQ_PREFILL, REQ_DECODE, REQ_FINISH, REQ_DONE } vr_req_phase;
 
 typedef enum { EV_TOKEN = 0, EV_FINAL, EV_ERROR } vr_event_kind;
 
@@ -81,6 +83,13 @@ typedef struct vr_request {
     int32_t last_token;
     int stopped;
     float stop_logit, stop_logprob; /* the stop token's, when a stop token ended the turn */
+    /* an encode on the encode thread: asked (deliver, next), answered (status, features, msg) */
+    int enc_deliver;
+    vr_req_phase enc_next;    /* the phase once the features are in */
+    vr_status enc_status;
+    vr_image_features enc_features;
+    char enc_msg[512];
+    struct vr_request *next_enc;
     /* events to the handler */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -116,6 +125,11 @@ struct vr_coordinator {
     vr_request *queue_head, *queue_tail;
     int stop;
     pthread_t scheduler;
+    /* the encode thread (encode_queue.c): its queue and its answers, both under q_mu */
+    pthread_t encoder;
+    pthread_cond_t enc_cv;
+    vr_request *enc_head, *enc_tail, *enc_done;
+    int enc_stop, enc_started;
     uint64_t step_id;
     /* sessions with a turn in flight (one turn at a time per session) */
     char (*busy)[260];
@@ -151,6 +165,16 @@ vr_status vr_cluster_encode_image(vr_coordinator *c, const uint8_t *image, size_
  * are old enough that its inbox may have dropped them. Inline features or none: 1. */
 int vr_cluster_features_usable(vr_coordinator *c, const vr_image_features *f);
 void vr_image_features_clear(vr_image_features *f);
+
+/* encode_queue.c: image encodes the scheduler needs, on a thread of their own so that a slow
+ * or stuck vision worker never holds up the decode of other turns. */
+vr_status vr_encode_queue_start(vr_coordinator *c, vr_error *err);
+/* Waits for the encode in flight; turns still queued come back failed (UNAVAILABLE). */
+void vr_encode_queue_stop(vr_coordinator *c);
+/* Hands r (phase REQ_ENCODE from now) to the encode thread; it comes back on enc_done. */
+void vr_encode_queue_push(vr_coordinator *c, vr_request *r, int deliver, vr_req_phase next);
+/* With q_mu held: the turns whose encode ended, in a list through next_enc. */
+vr_request *vr_encode_queue_take_done_locked(vr_coordinator *c);
 
 /* scheduler.c */
 vr_status vr_scheduler_start(vr_coordinator *c, vr_error *err);

@@ -56,6 +56,7 @@ void vr_request_release(vr_request *r) {
     vr_session_record_free(&r->record);
     free(r->prompt);
     vr_image_features_clear(&r->features);
+    vr_image_features_clear(&r->enc_features);
     free(r->gen);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
@@ -130,20 +131,8 @@ static void pack_prepare(vr_request **rs, int n, int force_fresh, uint8_t **buf,
 
 /* Makes every shard hold the committed state of each new turn's session. A shard that cannot
  * (evicted and the blob missing or corrupt) makes that turn rebuild its state by recomputing
- * the transcript from a zero state. */
-/* A prefill whose delivered features stage 0 may no longer hold (the pipeline was re-formed
- * since, or they are old): encode the image again, inline this time. 0 when the turn failed. */
-static int reencode_inline(vr_coordinator *c, vr_request *r) {
-    vr_log(VR_LOG_INFO, "features_reencode", "tenant=%s session=%s key=%016llx", r->tenant, r->session,
-           (unsigned long long)r->features.key);
-    vr_error err = {0};
-    if (vr_cluster_encode_image(c, r->record.image, r->record.image_len, 0, &r->features, &err) != VR_OK) {
-        fail_request(c, r, vr_rpc_code_from_status(err.code == VR_ERR_INVALID ? VR_ERR_INTERNAL : err.code), err.msg);
-        return 0;
-    }
-    return 1;
-}
-
+ * the transcript from a zero state (REQ_REPREPARE, after its image is encoded again if it has
+ * one). Features stage 0 reports missing are encoded again, inline, on the encode thread. */
 static void prepare(vr_coordinator *c, vr_request **rs, int n) {
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -182,15 +171,16 @@ static void prepare(vr_coordinator *c, vr_request **rs, int n) {
         if (pr) vrwkv__internal__prepare_response__free_unpacked(pr, NULL);
         free(resps[s]);
     }
-    vr_request *again[1024];
-    int n_again = 0;
     for (int i = 0; i < n; i++) {
         vr_request *r = rs[i];
         if (rebuild[i] == 2) {
             fail_request(c, r, VR_RPC_STATUS_INTERNAL, "a shard answered Prepare with a malformed message");
             continue;
         }
-        if (rebuild[i] == 0 && missing[i] && !reencode_inline(c, r)) continue; /* the turn failed */
+        if (rebuild[i] == 0 && missing[i]) {
+            vr_encode_queue_push(c, r, 0, REQ_PREFILL);
+            continue;
+        }
         if (rebuild[i] == 1) {
             /* recompute: transcript + this turn's prompt from a zero state */
             if (!r->persistent || r->record.committed_turn == 0) {
@@ -201,15 +191,6 @@ static void prepare(vr_coordinator *c, vr_request **rs, int n) {
                    (long long)r->record.committed_turn, r->record.n_transcript);
             int has_image = 0;
             for (int k = 0; k < r->record.n_transcript; k++) has_image |= r->record.transcript[k] == VR_IMAGE_TOKEN_ID;
-            if (has_image) {
-                vr_error e2 = {0};
-                if (!r->record.image || vr_cluster_encode_image(c, r->record.image, r->record.image_len,
-                                                                !c->opt.inline_features, &r->features, &e2) != VR_OK) {
-                    fail_request(c, r, VR_RPC_STATUS_UNAVAILABLE,
-                                 r->record.image ? e2.msg : "the session's image is missing: cannot rebuild its state");
-                    continue;
-                }
-            }
             int32_t *ids = malloc(sizeof(int32_t) * (size_t)(r->record.n_transcript + r->n_prompt));
             if (!ids) {
                 fail_request(c, r, VR_RPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -222,23 +203,44 @@ static void prepare(vr_coordinator *c, vr_request **rs, int n) {
             r->prompt = ids;
             r->n_prompt += r->record.n_transcript;
             r->fresh = 1;
-            if (n_again < 1024) again[n_again++] = r;
+            if (has_image) vr_encode_queue_push(c, r, !c->opt.inline_features, REQ_REPREPARE);
+            else r->phase = REQ_REPREPARE;
             continue;
         }
         r->phase = REQ_PREFILL;
     }
     free(rebuild);
     free(missing);
-    if (n_again) {
-        pack_prepare(again, n_again, 1, &buf, &len);
-        st = buf ? vr_cluster_broadcast(c, "/vrwkv.internal.Shard/Prepare", buf, len, NULL, NULL, NULL, &err)
-                 : vr_error_set(&err, VR_ERR_NOMEM, "out of memory");
-        free(buf);
-        for (int i = 0; i < n_again; i++) {
-            if (st != VR_OK) fail_request(c, again[i], vr_rpc_code_from_status(st), err.msg);
-            else again[i]->phase = REQ_PREFILL;
-        }
+}
+
+/* Rebuilds (REQ_REPREPARE): every shard starts the session from a zero state. */
+static void prepare_again(vr_coordinator *c, vr_request **rs, int n) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    vr_error err = {0};
+    pack_prepare(rs, n, 1, &buf, &len);
+    vr_status st = buf ? vr_cluster_broadcast(c, "/vrwkv.internal.Shard/Prepare", buf, len, NULL, NULL, NULL, &err)
+                       : vr_error_set(&err, VR_ERR_NOMEM, "out of memory");
+    free(buf);
+    if (st == VR_ERR_UNAVAILABLE) vr_cluster_mark_failed(c, err.msg);
+    for (int i = 0; i < n; i++) {
+        if (st != VR_OK) fail_request(c, rs[i], vr_rpc_code_from_status(st), err.msg);
+        else rs[i]->phase = REQ_PREFILL;
     }
+}
+
+/* A turn back from the encode thread: its new features in, or the turn failed. */
+static void encode_returned(vr_coordinator *c, vr_request *r) {
+    if (r->enc_status != VR_OK) {
+        /* an image the vision worker took at admission and refuses now is our fault, not the client's */
+        int code = vr_rpc_code_from_status(r->enc_status == VR_ERR_INVALID ? VR_ERR_INTERNAL : r->enc_status);
+        fail_request(c, r, code, r->enc_msg);
+        return;
+    }
+    vr_image_features_clear(&r->features);
+    r->features = r->enc_features;
+    memset(&r->enc_features, 0, sizeof r->enc_features);
+    r->phase = r->enc_next;
 }
 
 /* ------------------------------------------------------------------ step */
@@ -384,10 +386,12 @@ static void *scheduler_loop(void *p) {
     int32_t *tokens = calloc((size_t)cap, sizeof *tokens);
     float *tok_logit = calloc((size_t)cap, sizeof *tok_logit), *tok_logprob = calloc((size_t)cap, sizeof *tok_logprob);
     vr_request **batch = calloc((size_t)cap, sizeof *batch);
+    int n_runnable = 0; /* active turns not away on the encode thread */
     for (;;) {
         pthread_mutex_lock(&c->q_mu);
-        while (!c->stop && n_active == 0 && !c->queue_head) pthread_cond_wait(&c->q_cv, &c->q_mu);
+        while (!c->stop && n_runnable == 0 && !c->queue_head && !c->enc_done) pthread_cond_wait(&c->q_cv, &c->q_mu);
         int stop = c->stop;
+        vr_request *encoded = vr_encode_queue_take_done_locked(c);
         vr_request *fresh[1024];
         int n_fresh = 0;
         while (!stop && c->queue_head && n_active < cap) {
@@ -399,21 +403,33 @@ static void *scheduler_loop(void *p) {
             fresh[n_fresh++] = r;
         }
         pthread_mutex_unlock(&c->q_mu);
+        while (encoded) {
+            vr_request *r = encoded;
+            encoded = r->next_enc;
+            encode_returned(c, r);
+        }
         if (stop) break;
-        /* drop turns whose client went away */
+        /* drop turns whose client went away (a turn on the encode thread: once it is back) */
         for (int i = 0; i < n_active; i++)
-            if (active[i]->phase != REQ_DONE && is_cancelled(active[i]))
+            if (active[i]->phase != REQ_DONE && active[i]->phase != REQ_ENCODE && is_cancelled(active[i]))
                 fail_request(c, active[i], VR_RPC_STATUS_CANCELLED, "the client cancelled the request");
         vr_request *to_prepare[1024];
         int n_prep = 0;
         for (int i = 0; i < n_fresh; i++)
             if (fresh[i]->phase == REQ_PREPARE) to_prepare[n_prep++] = fresh[i];
         if (n_prep) prepare(c, to_prepare, n_prep);
+        n_prep = 0;
+        for (int i = 0; i < n_active; i++)
+            if (active[i]->phase == REQ_REPREPARE) to_prepare[n_prep++] = active[i];
+        if (n_prep) prepare_again(c, to_prepare, n_prep);
         int n = 0;
         for (int i = 0; i < n_active; i++) {
             vr_request *r = active[i];
-            if (r->phase == REQ_PREFILL && !vr_cluster_features_usable(c, &r->features) && !reencode_inline(c, r))
+            /* delivered features stage 0 may no longer hold (re-formed since, or old): inline this time */
+            if (r->phase == REQ_PREFILL && !vr_cluster_features_usable(c, &r->features)) {
+                vr_encode_queue_push(c, r, 0, REQ_PREFILL);
                 continue;
+            }
             if (r->phase == REQ_PREFILL || r->phase == REQ_DECODE || r->phase == REQ_FINISH) batch[n++] = r;
         }
         if (n > 0) {
@@ -476,7 +492,19 @@ static void *scheduler_loop(void *p) {
             else active[k++] = active[i];
         }
         n_active = k;
+        n_runnable = 0;
+        for (int i = 0; i < n_active; i++) n_runnable += active[i]->phase != REQ_ENCODE;
         vr_gauge_set(c->m_live, NULL, n_active);
+    }
+    /* the encode in flight ends (its RPC deadline at worst); what was queued comes back failed */
+    vr_encode_queue_stop(c);
+    pthread_mutex_lock(&c->q_mu);
+    vr_request *encoded = vr_encode_queue_take_done_locked(c);
+    pthread_mutex_unlock(&c->q_mu);
+    while (encoded) {
+        vr_request *r = encoded;
+        encoded = r->next_enc;
+        encode_returned(c, r);
     }
     for (int i = 0; i < n_active; i++) {
         if (active[i]->phase != REQ_DONE) fail_request(c, active[i], VR_RPC_STATUS_UNAVAILABLE, "the server is shutting down");
@@ -500,8 +528,12 @@ static void *scheduler_loop(void *p) {
 }
 
 vr_status vr_scheduler_start(vr_coordinator *c, vr_error *err) {
-    if (pthread_create(&c->scheduler, NULL, scheduler_loop, c) != 0)
+    vr_status st = vr_encode_queue_start(c, err);
+    if (st != VR_OK) return st;
+    if (pthread_create(&c->scheduler, NULL, scheduler_loop, c) != 0) {
+        vr_encode_queue_stop(c);
         return vr_error_set(err, VR_ERR_INTERNAL, "cannot start the scheduler");
+    }
     return VR_OK;
 }
 

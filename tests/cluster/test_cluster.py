@@ -9,7 +9,8 @@ the tiny fixture model) and driven only through `vrwkv client`:
   3. 32 concurrent sessions each equal the same request served alone;
   4. bad input gets the right status with a clear message and leaves the cluster serving
      (auth, another tenant's session, unknown session, bad image, prompt limit, a corrupted state
-     blob in redis), and requests cancelled mid-stream leak no fds or threads;
+     blob in redis), a stopped vision worker holds up only the turn that needs it, and
+     requests cancelled mid-stream leak no fds or threads;
   6. a replacement shard joining beside a live one takes over its sessions' states over the
      transport, and the next turns stay exact.
 Python stdlib only. Usage: test_cluster.py VRWKV SHARED_DIR. Exit 77 (skip) when the fixtures or
@@ -409,19 +410,15 @@ def test_tenants():
     expect_error("get a deleted session", ["--get-session", sid], "NOT_FOUND")
 
 
-def test_corrupt_blob():
-    section("4c. corrupted state blob in redis")
-    mcase = next(c for c in mt["cases"] if c["id"] == "c2_t2")
-    base = CASES["c2"]
-    sid = turn1(mcase, base, "bi", what="corrupt blob")
-    if not sid:
-        return
+def corrupt_upper_blobs(sid):
+    """Corrupts the session's state blobs of shard 1's layers in redis and restarts shard 1, so
+    that its next turn finds no usable state there and must be rebuilt from the transcript."""
     r = Redis(RPORT)
     try:
         keys = sorted(k.decode() for k in r.cmd("KEYS", f"vrwkv:{TENANT_A}:{sid}:blob:*"))
         upper = [k for k in keys if int(k.rsplit(":", 1)[1]) >= N_LAYER // 2]
         if not check(upper, f"no state blobs of layers >= {N_LAYER // 2} in redis for the session (keys: {keys})"):
-            return
+            return False
         for k in upper:
             v = bytearray(r.cmd("GET", k))
             for off in (len(v) // 2, len(v) - 5):  # payload bytes, not only the header
@@ -432,7 +429,66 @@ def test_corrupt_blob():
     rc, out = cluster("kill-shard", "1")
     check(rc == 0, f"kill-shard 1: {out}")
     rc, out = cluster("start-shard", "1")
-    check(rc == 0, f"start-shard 1: {out}")
+    return check(rc == 0, f"start-shard 1: {out}")
+
+
+def test_stuck_vision():
+    """A rebuild that must encode its image again waits for the vision worker on a thread of its
+    own: while the vision worker is stopped (SIGSTOP: a hung process), a text-only turn that
+    arrives after the rebuild's encode began is still served, and the rebuild completes exactly
+    once the vision worker runs again."""
+    section("4e. a stuck vision worker holds up only the turn that needs it")
+    mcase = next(c for c in mt["cases"] if c["id"] == "c2_t2")
+    sid = turn1(mcase, CASES[mcase["base_case"]], "uni", what="stuck vision")
+    text_args = ["--max-tokens", "8", prompts["followup_question"]]
+    alone, rc, err = generate(text_args)
+    if not check(sid and alone is not None, f"stuck vision: setup failed: rc {rc}: {err}"):
+        return
+    if not corrupt_upper_blobs(sid):
+        return
+    with open(os.path.join(RUNDIR, "vision.pid")) as f:
+        vision_pid = int(f.read())
+    def rebuilds():
+        return sum(1 for l in log_text("coordinator").splitlines() if "event=state_rebuild" in l and sid in l)
+
+    os.kill(vision_pid, signal.SIGSTOP)
+    ex = concurrent.futures.ThreadPoolExecutor(2)
+    try:
+        rebuild = ex.submit(generate, ["--session", sid] + text_args)
+        deadline = time.time() + 60
+        while time.time() < deadline and not rebuilds():
+            time.sleep(0.05)
+        if not check(rebuilds(), "stuck vision: the turn after the corrupted blobs was not rebuilt"):
+            return
+        time.sleep(0.2)  # its encode is under way: the rebuild logs just before it asks
+        other = ex.submit(generate, text_args)
+        while not other.done() and not rebuild.done():
+            time.sleep(0.05)
+        check(other.done() and not rebuild.done(),
+              "stuck vision: a text-only turn waited for the stopped vision worker (the rebuild's encode "
+              "blocked the scheduler)")
+        res, rc, err = other.result(timeout=120)
+        check(res is not None and res["tokens"] == alone["tokens"],
+              f"stuck vision: the text-only turn: rc {rc} {err} {res and res['tokens']} (alone {alone['tokens']})")
+    finally:
+        os.kill(vision_pid, signal.SIGCONT)
+        ex.shutdown(wait=True)
+    res, rc, err = rebuild.result()
+    if check(res is not None, f"stuck vision: the rebuilt turn failed once the vision worker ran again: rc {rc}: {err}"):
+        want, complete = expected_run(mcase["modes"]["uni"]["greedy"], 8)
+        check(tokens_match(res["tokens"], want, complete), f"stuck vision: rebuilt turn tokens {res['tokens']}, fixture {want}")
+    good("stuck vision")
+
+
+def test_corrupt_blob():
+    section("4c. corrupted state blob in redis")
+    mcase = next(c for c in mt["cases"] if c["id"] == "c2_t2")
+    base = CASES["c2"]
+    sid = turn1(mcase, base, "bi", what="corrupt blob")
+    if not sid:
+        return
+    if not corrupt_upper_blobs(sid):
+        return
     res, rc, err = generate(["--session", sid, "--max-tokens", "8", prompts["followup_question"]])
     logs = log_text("shard-1") + log_text("coordinator")
     check(any("corrupt" in line and sid in line for line in logs.splitlines()),
@@ -530,7 +586,7 @@ def main():
     rc, out, err = client(["--list-models"])
     check(rc == 0 and json.loads(out or b"{}").get("models", [{}])[0].get("n_layer") == N_LAYER,
           f"list-models: rc {rc} {out!r} {err!r}")
-    for test in (test_forward, test_bad_input, test_multiturn, test_tenants, test_corrupt_blob, test_concurrent,
+    for test in (test_forward, test_bad_input, test_multiturn, test_tenants, test_corrupt_blob, test_stuck_vision, test_concurrent,
                  test_cancel, test_replace_shard):
         try:
             test()
