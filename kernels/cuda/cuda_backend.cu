@@ -141,6 +141,28 @@ void *vrc_upload_table(vr_backend *be, int slot, const void *host, size_t bytes)
     return c->arena_dev + off;
 }
 
+int vrc_upload_tables(vr_backend *be, int n, const int *slots, const void *const *hosts, const size_t *sizes,
+                      void **outs) {
+    vrc_impl *c = vrc(be);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += (sizes[i] + 255) & ~(size_t)255;
+    int via_arena = c->arena_host && total <= c->arena_cap;
+    if (via_arena && c->mode == VRC_EAGER && c->arena_off + total > c->arena_cap) {
+        /* start over now, not between two of them */
+        if (vrc_check(be, cudaStreamSynchronize(c->stream), "waiting for the table arena")) return 0;
+        c->arena_off = 0;
+    }
+    int ok = 1;
+    for (int i = 0; i < n; i++) {
+        outs[i] = NULL;
+        if (!sizes[i]) continue;
+        outs[i] = via_arena ? vrc_upload_table(be, slots[i], hosts[i], sizes[i])
+                            : upload_via_scratch(be, slots[i], hosts[i], sizes[i]);
+        ok &= outs[i] != NULL;
+    }
+    return ok;
+}
+
 vr_status vrc_error_out(vr_backend *be, vr_error *err, vr_status code, const char *fmt, ...) {
     (void)be;
     va_list ap;

@@ -91,6 +91,12 @@ void *vrc_scratch(vr_backend *be, int slot, size_t bytes);
  * capturing; only the staging when refilling), or, for a table larger than the arena, through
  * the scratch slot. */
 void *vrc_upload_table(vr_backend *be, int slot, const void *host, size_t bytes);
+/* Several tables one op reads together (outs[i] NULL where sizes[i] is 0): as vrc_upload_table,
+ * but the arena never starts over between them (it would overwrite the earlier ones before the
+ * op reads them); through their scratch slots when they do not fit the arena together.
+ * 0 after recording a failure. */
+int vrc_upload_tables(vr_backend *be, int n, const int *slots, const void *const *hosts, const size_t *sizes,
+                      void **outs);
 /* Writes a vr_error from the recorded failure. */
 vr_status vrc_error_out(vr_backend *be, vr_error *err, vr_status code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -365,6 +365,19 @@ __global__ void epilogue_kernel(const float *s, size_t total, int n, int epi, co
         y[i] = apply_epi(epi, s[i], y + i, aux, i, (int)(i % (size_t)n), 0.0f);
 }
 
+/* 1 when epi (0: none) and aux suit each other; else records why */
+static int epi_usable(vr_backend *be, const char *op, int epi, const float *aux) {
+    if (epi < 0 || epi > VR_EPI_MUL_ADD) {
+        vrc_fail(be, VR_ERR_INVALID, "%s: unknown epilogue %d", op, epi);
+        return 0;
+    }
+    if (!aux && (epi == VR_EPI_DECAY || epi == VR_EPI_GATE_ADD || epi == VR_EPI_MUL_ADD)) {
+        vrc_fail(be, VR_ERR_INVALID, "%s: epilogue %d needs its aux operand", op, epi);
+        return 0;
+    }
+    return 1;
+}
+
 void vrc_linear_epi(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, vr_epilogue epi,
                     const float *aux, float *y) {
     int n = (int)w->shape[0];
@@ -374,6 +387,7 @@ void vrc_linear_epi(vr_backend *be, const float *x, int m, int k, int ldx, const
         vrc_fail(be, VR_ERR_UNSUPPORTED, "linear: weight dtype %d is not f32, f16 or bf16", (int)w->dtype);
         return;
     }
+    if (!epi_usable(be, "linear_epi", (int)epi, aux)) return;
     if (m <= VRC_SMALL_M) {
         launch_gemv(be, x, m, k, ldx, w, 0.0f, y, gemv_epi{(int)epi, aux});
         return;
@@ -413,6 +427,7 @@ static void launch_group(vr_backend *be, int wt, int m, int k, const vr_linear_j
             g->y = q->y + (size_t)i0 * n;
             if (n > max_n) max_n = n;
         }
+        if (max_n == 0) return; /* every job empty: nothing to launch */
         dim3 grid((unsigned)(((size_t)max_n * 32 + 255) / 256), (unsigned)ns);
 #define VRC_GROUP_LAUNCH(W)                                                                                            \
     do {                                                                                                              \
@@ -433,11 +448,14 @@ static void launch_group(vr_backend *be, int wt, int m, int k, const vr_linear_j
 void vrc_linear_group(vr_backend *be, int m, int k, const vr_linear_job *jobs, int n_jobs) {
     if (m <= 0 || n_jobs <= 0) return;
     if (vrc_enter(be)) return;
-    for (int j = 0; j < n_jobs; j++)
+    for (int j = 0; j < n_jobs; j++) {
         if (wt_of(jobs[j].w->dtype) < 0) {
-            vrc_fail(be, VR_ERR_UNSUPPORTED, "linear: weight dtype %d is not f32, f16 or bf16", (int)jobs[j].w->dtype);
+            vrc_fail(be, VR_ERR_UNSUPPORTED, "linear_group: job %d: weight dtype %d is not f32, f16 or bf16", j,
+                     (int)jobs[j].w->dtype);
             return;
         }
+        if (!epi_usable(be, "linear_group", jobs[j].epi, jobs[j].aux)) return;
+    }
     if (m > VRC_SMALL_M) {
         for (int j = 0; j < n_jobs; j++) {
             if (jobs[j].epi)

@@ -121,7 +121,7 @@ __global__ void group_norm_kernel(const float *x, int m, int groups, int gsize, 
     float mu = (float)mean;
     const float *wg = w + (size_t)g * gsize, *bg = b + (size_t)g * gsize;
     for (int i = lane; i < gsize; i += 32) {
-        float v = (xs[i] - mu) * inv * wg[i] + bg[i];
+        float v = ln_value(xs[i], mu, inv, wg[i], bg[i]); /* unfused, as the CPU's norm_span */
         y[off + i] = gmul ? v * gmul[off + i] : v; /* group_norm_mul: the mul op fused */
     }
 }

@@ -350,11 +350,16 @@ vr_status vrc_sample_rows(vr_backend *be, const float *logits, int m, int n, con
                 pen[np].sub = pen_sub[j];
                 np++;
             }
-        const vr_sample_row *drows =
-            (const vr_sample_row *)vrc_upload_table(be, VRC_SCR_SROWS, rows + i0, (size_t)rc * sizeof(vr_sample_row));
-        const int32_t *doff = (const int32_t *)vrc_upload_table(be, VRC_SCR_SOFF, offsets, (size_t)(rc + 1) * sizeof(int32_t));
-        const vrc_pen *dpen = np ? (const vrc_pen *)vrc_upload_table(be, VRC_SCR_SPEN, pen, (size_t)np * sizeof(vrc_pen)) : NULL;
-        if (!drows || !doff || (np && !dpen)) {
+        static const int slots[3] = {VRC_SCR_SROWS, VRC_SCR_SOFF, VRC_SCR_SPEN};
+        const void *hosts[3] = {rows + i0, offsets, pen};
+        const size_t sizes[3] = {(size_t)rc * sizeof(vr_sample_row), (size_t)(rc + 1) * sizeof(int32_t),
+                                 (size_t)np * sizeof(vrc_pen)};
+        void *dtab[3];
+        int uploaded = vrc_upload_tables(be, 3, slots, hosts, sizes, dtab);
+        const vr_sample_row *drows = (const vr_sample_row *)dtab[0];
+        const int32_t *doff = (const int32_t *)dtab[1];
+        const vrc_pen *dpen = (const vrc_pen *)dtab[2];
+        if (!uploaded) {
             st = vrc_error_out(be, err, c->first_error ? c->first_error : VR_ERR_INTERNAL, "CUDA backend: %s",
                                c->first_msg);
             break;
@@ -369,12 +374,13 @@ vr_status vrc_sample_rows(vr_backend *be, const float *logits, int m, int n, con
         if (e == cudaSuccess && dtemp)
             e = cub::DeviceSegmentedRadixSort::SortPairsDescending(dtemp, temp, keys, keys2, sids, sids2, (int)cn, rc,
                                                                    doff, doff + 1, 0, 32, c->stream);
-        if (e == cudaSuccess) {
+        if (e == cudaSuccess && dtemp) { /* never on unsorted keys: sids2 may hold anything */
             sample_choose_kernel<<<(unsigned)rc, VRC_SAMPLE_THREADS, 0, c->stream>>>(lg, adj, keys2, sids2, kept, n,
                                                                                       drows, dpick);
             e = cudaGetLastError();
         }
-        if (e == cudaSuccess) e = cudaMemcpyAsync(h, dpick, (size_t)rc * sizeof(vrc_pick), cudaMemcpyDeviceToHost, c->stream);
+        if (e == cudaSuccess && dtemp)
+            e = cudaMemcpyAsync(h, dpick, (size_t)rc * sizeof(vrc_pick), cudaMemcpyDeviceToHost, c->stream);
         if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
         if (e == cudaSuccess) vrc_stream_drained(be);
         if (e != cudaSuccess || !dtemp || c->first_error != VR_OK) {

@@ -125,10 +125,18 @@ static void check_linear(vr_backend *g, const char *tag, vr_dtype dt, int m, int
     cpu->ops->linear(cpu, x, m, k, ldx, &wc, with_bias ? &bc : NULL, beta, want);
     float *dx = dev(x, (size_t)m * ldx), *dy = beta != 0.0f ? dev(y0, (size_t)m * n) : poisoned((size_t)m * n);
     g->ops->linear(g, dx, m, k, ldx, &wg, with_bias ? &bg : NULL, beta, dy);
-    float *got = back(dy, (size_t)m * n);
     char what[128];
     snprintf(what, sizeof what, "linear%s %s m%d k%d n%d ldx%d beta%g%s", tag, vr_dtype_name(dt), m, k, n, ldx,
              (double)beta, with_bias ? " bias" : "");
+    /* g may be another backend (own stream): its work must be done, and its errors shown, before
+     * the download through gpu's stream */
+    vr_error gerr = {0};
+    if (g != gpu && g->ops->sync(g, &gerr) != VR_OK) {
+        checks++;
+        failures++;
+        printf("FAIL %-48s backend: %s\n", what, gerr.msg);
+    }
+    float *got = back(dy, (size_t)m * n);
     /* the two sides sum k products in different orders: the rounding grows like sqrt(k) */
     expect(what, got, want, (size_t)m * n, tol * fmaxf(1.0f, sqrtf((float)k / 256.0f)));
     g->ops->weight_free(g, &wg);
@@ -232,7 +240,7 @@ static int per_row_aux(int epi) { return epi == VR_EPI_GATE_ADD || epi == VR_EPI
 
 /* The fused ops against the CPU composition of the ops they stand for. */
 static void check_fused(void) {
-    static const vr_dtype dts[2] = {VR_BF16, VR_F16};
+    static const vr_dtype dts[3] = {VR_F32, VR_BF16, VR_F16}; /* f32: the model's LoRA weights */
     /* GEMV with 1, 4 and 8 rows per launch, a second chunk of rows (12), GEMM + epilogue */
     enum { NM = 5 };
     static const int ms[NM] = {1, 3, 5, 12, 33};
@@ -245,7 +253,7 @@ static void check_fused(void) {
                                         VR_EPI_GATE_ADD, VR_EPI_MUL_ADD};
     static const char *names[7] = {"tanh", "silu", "relu_sq", "sigmoid", "decay", "gate_add", "mul_add"};
     const int k = 256, n = 300;
-    for (int d = 0; d < 2; d++)
+    for (int d = 0; d < 3; d++)
         for (int mi = 0; mi < NM; mi++)
             for (int e = 0; e < 7; e++) {
                 int m = ms[mi];
@@ -275,40 +283,42 @@ static void check_fused(void) {
             }
     /* linear_group: five jobs of one dtype (one launch), and as a decode step has them: bf16
      * projections beside the f32 decay LoRA (one launch per dtype); job 1 reads x with a row
-     * stride wider than k */
-    for (int mixed = 0; mixed < 2; mixed++)
+     * stride wider than k (variant 2: all f16, and an odd stride: job 1 takes the scalar path) */
+    for (int mixed = 0; mixed < 3; mixed++)
         for (int mi = 0; mi < NM; mi++) {
             enum { J = 5 };
             static const int jn[J] = {300, 300, 64, 300, 128};
             static const int jepi[J] = {0, 0, VR_EPI_SILU, VR_EPI_TANH, VR_EPI_MUL_ADD};
             static const int jld[J] = {256, 264, 256, 256, 256};
-            int m = ms[mi];
+            int m = ms[mi], ld1 = mixed == 2 ? 263 : jld[1];
             vr_tensor wh[J], wc[J], wg[J];
             float *wv[J], *x[J], *aux[J], *y0[J], *want[J], *dx[J], *daux[J], *dy[J];
             vr_linear_job jobs[J];
             for (int j = 0; j < J; j++) {
                 size_t mn = (size_t)m * jn[j], na = per_row_aux(jepi[j]) ? mn : (size_t)jn[j];
+                int ld = j == 1 ? ld1 : jld[j];
+                vr_dtype dt = mixed == 2 ? VR_F16 : mixed == 1 && j == 3 ? VR_F32 : VR_BF16;
                 wv[j] = rand_arr((size_t)jn[j] * k, -0.2f, 0.2f);
-                make_weight(mixed && j == 3 ? VR_F32 : VR_BF16, jn[j], k, wv[j], &wh[j]);
+                make_weight(dt, jn[j], k, wv[j], &wh[j]);
                 upload_weight(cpu, &wh[j], &wc[j]);
                 upload_weight(gpu, &wh[j], &wg[j]);
-                x[j] = rand_arr((size_t)m * jld[j], -1, 1);
+                x[j] = rand_arr((size_t)m * ld, -1, 1);
                 aux[j] = rand_arr(na, -2, 1);
                 y0[j] = rand_arr(mn, -1, 1);
                 want[j] = dup(y0[j], mn);
-                cpu_epi(jepi[j], x[j], m, k, jld[j], &wc[j], aux[j], want[j]);
-                dx[j] = dev(x[j], (size_t)m * jld[j]);
+                cpu_epi(jepi[j], x[j], m, k, ld, &wc[j], aux[j], want[j]);
+                dx[j] = dev(x[j], (size_t)m * ld);
                 daux[j] = dev(aux[j], na);
                 dy[j] = jepi[j] == VR_EPI_MUL_ADD ? dev(y0[j], mn) : poisoned(mn);
-                jobs[j] = (vr_linear_job){dx[j], jld[j], &wg[j], jepi[j], daux[j], dy[j]};
+                jobs[j] = (vr_linear_job){dx[j], ld, &wg[j], jepi[j], daux[j], dy[j]};
             }
             gpu->ops->linear_group(gpu, m, k, jobs, J);
             for (int j = 0; j < J; j++) {
                 size_t mn = (size_t)m * jn[j];
                 float *got = back(dy[j], mn);
                 char what[96];
-                snprintf(what, sizeof what, "linear_group%s m%d job %d (n%d epi %d)", mixed ? " mixed" : "", m, j,
-                         jn[j], jepi[j]);
+                snprintf(what, sizeof what, "linear_group%s m%d job %d (n%d epi %d)",
+                         mixed == 2 ? " f16" : mixed ? " mixed" : "", m, j, jn[j], jepi[j]);
                 expect(what, got, want[j], mn, 2e-5f);
                 free(got);
                 gpu->ops->weight_free(gpu, &wg[j]);
@@ -318,9 +328,10 @@ static void check_fused(void) {
         }
     /* ddlerp_lora: for each of 5 outputs the lora linear (k = 32, its slice of the strided mm)
      * then ddlerp */
-    for (int mi = 0; mi < NM; mi++) {
+    for (int mi = 0; mi < 2 * NM; mi++) {
         enum { J = 5 };
-        int m = ms[mi], C = 200, K = 32, ldm = J * K;
+        int m = ms[mi % NM], C = 200, K = 32, ldm = J * K;
+        vr_dtype ldt = mi < NM ? VR_F32 : VR_BF16; /* f32: the model's maa_w2 */
         float *x = rand_arr((size_t)m * C, -1, 1), *sx = rand_arr((size_t)m * C, -1, 1);
         float *mm = rand_arr((size_t)m * ldm, -1, 1), *lora = malloc((size_t)m * C * sizeof(float));
         float *dx = dev(x, (size_t)m * C), *dsx = dev(sx, (size_t)m * C), *dmm = dev(mm, (size_t)m * ldm);
@@ -330,7 +341,7 @@ static void check_fused(void) {
         const float *dmaap[J];
         for (int j = 0; j < J; j++) {
             wv[j] = rand_arr((size_t)C * K, -0.3f, 0.3f);
-            make_weight(VR_BF16, C, K, wv[j], &wh[j]);
+            make_weight(ldt, C, K, wv[j], &wh[j]);
             upload_weight(cpu, &wh[j], &wc[j]);
             upload_weight(gpu, &wh[j], &wg[j]);
             wgp[j] = &wg[j];
@@ -346,7 +357,7 @@ static void check_fused(void) {
         for (int j = 0; j < J; j++) {
             float *got = back(dy[j], (size_t)m * C);
             char what[64];
-            snprintf(what, sizeof what, "ddlerp_lora m%d output %d", m, j);
+            snprintf(what, sizeof what, "ddlerp_lora %s m%d output %d", vr_dtype_name(ldt), m, j);
             expect(what, got, want[j], (size_t)m * C, 1e-5f);
             free(got);
             gpu->ops->weight_free(gpu, &wg[j]);
@@ -609,38 +620,17 @@ static void check_patch_embed(vr_dtype dt) {
     gpu->ops->free(gpu, dp), gpu->ops->free(gpu, dy);
 }
 
-/* sample_rows against the host rule (vr_sample_pick on the same penalised logits and draw):
- * 37 rows (three chunks) of temperature / top-k / top-p / penalty mixes, with ties, a NaN and
- * a -inf row among them; ids must agree exactly, logits and log-probabilities closely. */
-static void check_sampling(void) {
-    const int m = 37, n = 3001;
-    float *l = malloc((size_t)m * n * sizeof(float));
-    for (size_t i = 0; i < (size_t)m * n; i++) l[i] = frand(-6, 6);
-    for (int j = 0; j < n; j++) l[(size_t)5 * n + j] = (float)(int)(l[(size_t)5 * n + j] * 2) * 0.5f; /* ties */
-    l[(size_t)7 * n + 11] = NAN;
-    for (int j = 0; j < n; j++) l[(size_t)9 * n + j] = j % 3 ? -INFINITY : l[(size_t)9 * n + j];
-    static const float temps[4] = {0.0f, 0.7f, 1.0f, 1.6f}, tops[4] = {1.0f, 0.9f, 0.5f, 0.02f};
-    static const int topk[4] = {0, 1, 7, 200};
-    vr_sample_row rows[37];
-    int32_t pen_start[38], pen_ids[37 * 3];
-    float pen_sub[37 * 3];
-    int np = 0;
-    for (int i = 0; i < m; i++) {
-        rows[i].temperature = temps[i % 4];
-        rows[i].top_k = topk[(i / 4) % 4];
-        rows[i].top_p = tops[(i / 2) % 4];
-        rows[i].u = frand(0, 1);
-        pen_start[i] = np;
-        for (int q = 0; q < i % 4; q++) {
-            pen_ids[np] = (i * 131 + q * 977) % n;
-            pen_sub[np] = frand(0, 3);
-            np++;
-        }
-    }
-    pen_start[m] = np;
+static int same_value(double a, double b, double tol) {
+    return (isnan(a) && isnan(b)) || a == b || fabs(a - b) <= tol * (1 + fabs(b));
+}
+
+/* sample_rows on m rows of n logits against the host rule (vr_sample_pick on the same
+ * penalised logits and draw): ids must agree exactly, logits and log-probabilities closely. */
+static void compare_sampling(const char *what, const float *l, int m, int n, const vr_sample_row *rows,
+                             const int32_t *pen_start, const int32_t *pen_ids, const float *pen_sub) {
     float *dl = dev(l, (size_t)m * n);
-    int32_t got[37];
-    float glogit[37], glp[37];
+    int32_t *got = malloc((size_t)m * sizeof *got);
+    float *glogit = malloc((size_t)m * sizeof(float)), *glp = malloc((size_t)m * sizeof(float));
     vr_error err = {0};
     vr_status st = gpu->ops->sample_rows(gpu, dl, m, n, rows, pen_start, pen_ids, pen_sub, got, glogit, glp, &err);
     float *adj = malloc((size_t)n * sizeof(float));
@@ -652,8 +642,8 @@ static void check_sampling(void) {
         memcpy(adj, raw, (size_t)n * sizeof(float));
         for (int j = pen_start[i]; j < pen_start[i + 1]; j++) adj[pen_ids[j]] -= pen_sub[j];
         int32_t want = vr_sample_pick(adj, n, &rows[i], cand, kept);
-        double lp = vr_logprob(raw, n, want);
-        if (got[i] != want || glogit[i] != raw[want] || !(fabs((double)glp[i] - lp) <= 1e-5 * (1 + fabs(lp)))) {
+        double lp = vr_logprob(raw, n, want); /* NaN for a row holding a NaN, on both sides */
+        if (got[i] != want || !same_value(glogit[i], raw[want], 0) || !same_value(glp[i], lp, 1e-5)) {
             if (bad++ < 5)
                 printf("     row %d (T %.2f k %d p %.2f u %.3f): got %d (%g, %g) want %d (%g, %g)\n", i,
                        (double)rows[i].temperature, rows[i].top_k, (double)rows[i].top_p, rows[i].u, got[i],
@@ -663,13 +653,61 @@ static void check_sampling(void) {
     checks++;
     int ok = st == VR_OK && !bad;
     if (!ok) failures++;
-    printf("%s sample_rows equals the host rule (%d rows)%s%s\n", ok ? "ok  " : "FAIL", m,
+    printf("%s sample_rows equals the host rule: %s (%d rows of %d)%s%s\n", ok ? "ok  " : "FAIL", what, m, n,
            st != VR_OK ? ": " : "", st != VR_OK ? err.msg : "");
     gpu->ops->free(gpu, dl);
+    free(got), free(glogit), free(glp), free(adj), free(cand), free(kept);
+}
+
+/* 37 rows (three chunks) of temperature / top-k / top-p / penalty mixes, greedy rows with
+ * penalties among them; sampled rows with ties, a NaN, a +inf, and rows all -inf but a third or
+ * all NaN; then a vocabulary-sized call of coarse (heavily tied) logits that reuses the scratch
+ * at another shape. */
+static void check_sampling(void) {
+    const int m = 37, n = 3001;
+    float *l = malloc((size_t)m * n * sizeof(float));
+    for (size_t i = 0; i < (size_t)m * n; i++) l[i] = frand(-6, 6);
+    for (int j = 0; j < n; j++) l[(size_t)5 * n + j] = (float)(int)(l[(size_t)5 * n + j] * 2) * 0.5f; /* ties */
+    l[(size_t)7 * n + 11] = NAN;
+    for (int j = 0; j < n; j++) l[(size_t)9 * n + j] = j % 3 ? -INFINITY : l[(size_t)9 * n + j];
+    l[(size_t)11 * n + 700] = INFINITY;
+    for (int j = 0; j < n; j++) l[(size_t)13 * n + j] = NAN;
+    static const float temps[4] = {0.0f, 0.7f, 1.0f, 1.6f}, tops[4] = {1.0f, 0.9f, 0.5f, 0.02f};
+    static const int topk[4] = {0, 1, 7, 200};
+    vr_sample_row rows[37];
+    int32_t pen_start[38], pen_ids[37 * 3];
+    float pen_sub[37 * 3];
+    int np = 0;
+    for (int i = 0; i < m; i++) {
+        rows[i].temperature = temps[i % 4];
+        rows[i].top_k = topk[(i / 4) % 4];
+        rows[i].top_p = tops[(i / 2) % 4];
+        rows[i].u = frand(0, 1);
+        if (i == 5 || i == 7 || i == 11 || i == 13) { /* the odd rows go through the sort, not argmax */
+            rows[i].temperature = 1.0f;
+            rows[i].top_k = 200;
+            rows[i].top_p = 0.9f;
+        }
+        pen_start[i] = np;
+        for (int q = 0; q < (i / 3) % 4; q++) { /* greedy rows (i % 4 == 0) too */
+            pen_ids[np] = (i * 131 + q * 977) % n;
+            pen_sub[np] = frand(0, 3);
+            np++;
+        }
+    }
+    pen_start[m] = np;
+    compare_sampling("mixed rows", l, m, n, rows, pen_start, pen_ids, pen_sub);
     free(l);
-    free(adj);
-    free(cand);
-    free(kept);
+
+    const int m2 = 3, n2 = 65536;
+    float *l2 = malloc((size_t)m2 * n2 * sizeof(float));
+    for (size_t i = 0; i < (size_t)m2 * n2; i++) l2[i] = (float)(int)frand(-8, 8); /* 16 values: ties everywhere */
+    /* temperature, top_p, top_k, u */
+    vr_sample_row rows2[3] = {{1.0f, 1.0f, 0, 0.37}, {0.8f, 0.95f, 50, 0.99}, {1.3f, 0.3f, 0, 0.01}};
+    int32_t ps2[4] = {0, 0, 2, 2}, pid2[2] = {65535, 0};
+    float psub2[2] = {1.5f, 0.25f};
+    compare_sampling("65536-token vocabulary, coarse logits", l2, m2, n2, rows2, ps2, pid2, psub2);
+    free(l2);
 }
 
 static void check_argmax(void) {
@@ -726,7 +764,8 @@ int main(void) {
     for (int d = 0; d < 3; d++)
         for (int i = 0; i < 6; i++) {
             check_linear(gpu, "", dts[d], ms[i], 512, 130, 512, 0.0f, 0, 1e-5f);
-            check_linear(gpu, "", dts[d], ms[i], 200, 96, 1000, 1.0f, 1, 1e-5f); /* odd k, strided x: scalar path */
+            check_linear(gpu, "", dts[d], ms[i], 200, 96, 1000, 1.0f, 1, 1e-5f); /* strided x */
+            check_linear(gpu, "", dts[d], ms[i], 199, 96, 1001, 1.0f, 1, 1e-5f); /* odd k and ldx: scalar path */
         }
     check_linear(gpu, "", VR_BF16, 1, 4096, 1024, 4096, 0.0f, 0, 1e-5f);
     /* tall matrices: 2 and 4 weight rows per warp (row counts not multiples of them) */
@@ -760,7 +799,7 @@ int main(void) {
     if (vr_backend_create("cuda", 0, &split, &err) == VR_OK) {
         check_linear(split, " split", VR_BF16, 40, 512, 130, 512, 0.0f, 0, 1e-5f);
         check_linear(split, " split", VR_BF16, 300, 1024, 700, 1024, 1.0f, 1, 1e-5f);
-        check_linear(split, " split", VR_BF16, 577, 200, 96, 1000, 0.0f, 1, 1e-5f); /* odd k, strided x */
+        check_linear(split, " split", VR_BF16, 577, 199, 96, 1001, 0.0f, 1, 1e-5f); /* odd k, strided x */
         vr_backend_free(split);
     }
     unsetenv("VRWKV_CUDA_GEMM");
