@@ -130,6 +130,11 @@ int vr_cmd_bench(int argc, char **argv) {
         goto fail;
     }
     if (gpu && !args[7].value) steps = 64; /* GPU steps are short: more of them */
+    if (gpu) { /* no device: say so now, not after writing gigabytes of random weights */
+        vr_backend *probe = NULL;
+        if (vr_backend_create(backend, 0, &probe, &err) != VR_OK) goto fail;
+        vr_backend_free(probe);
+    }
     rc = 1;
     if (args[1].value) {
         const vr_synthetic_shape *shape = vr_synthetic_shape_find(args[1].value);

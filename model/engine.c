@@ -223,48 +223,47 @@ static vr_status step_forward(vr_engine *e, vr_state *const *states, const vr_ru
     return st;
 }
 
-/* How a step of `key` sessions runs: eagerly, recorded (its second time at this key: the first
- * grows every buffer to size), or replayed. */
+/* How a step of `key` sessions runs: eagerly, recorded (after an eager step at this key has
+ * succeeded: it grew every buffer to size, so the recording allocates nothing), or replayed. */
 enum { STEP_EAGER, STEP_RECORD, STEP_REPLAY };
+static int graph_key(int key) { return key >= 1 && key <= VR_ENGINE_GRAPH_MAX_BATCH; }
 static int step_mode(vr_engine *e, int key) {
     const vr_backend_ops *op = e->be->ops;
-    if (!e->graphs || !op->graph_begin || key < 1 || key > VR_ENGINE_GRAPH_MAX_BATCH || e->graph_fail[key] >= 3)
-        return STEP_EAGER;
+    if (!e->graphs || !op->graph_begin || !graph_key(key) || e->graph_fail[key] >= 3) return STEP_EAGER;
     if (op->graph_ready(e->be, key)) return STEP_REPLAY;
-    if (e->graph_seen[key]) return STEP_RECORD;
-    e->graph_seen[key] = 1;
-    return STEP_EAGER;
+    return e->graph_seen[key] ? STEP_RECORD : STEP_EAGER;
 }
 
 vr_status vr_engine_run_step(vr_engine *e, int key, vr_status (*fn)(void *ctx, vr_error *err), void *ctx,
                              vr_error *err) {
     int mode = step_mode(e, key);
-    vr_status st = VR_OK;
     if (mode != STEP_EAGER) {
         vr_error gerr = {0};
         const vr_backend_ops *op = e->be->ops;
         vr_status gs = op->graph_begin(e->be, key, mode == STEP_REPLAY, &gerr);
         if (gs == VR_OK) {
-            st = fn(ctx, err);
-            gs = op->graph_end(e->be, st == VR_OK, &gerr);
-            if (st == VR_OK && gs != VR_OK && gs != VR_ERR_UNAVAILABLE) { /* the launch itself failed */
+            vr_status st = fn(ctx, &gerr);
+            vr_status ge = op->graph_end(e->be, st == VR_OK, &gerr);
+            if (st == VR_OK && ge == VR_OK) {
+                e->graph_fail[key] = 0;
+                return VR_OK;
+            }
+            if (st == VR_OK && ge != VR_ERR_UNAVAILABLE) { /* the launch itself failed */
                 if (err) *err = gerr;
-                return gs;
+                return ge;
             }
         }
-        if (st != VR_OK) return st;
-        if (gs == VR_OK) {
-            e->graph_fail[key] = 0;
-            return VR_OK;
-        }
-        /* not recorded or not replayable: this step runs eagerly, and is recorded again after
-         * another eager step (three failures in a row: never at this key) */
+        /* not recorded, not replayable, or an op refused while recording (nothing has run): the
+         * step runs eagerly now, and is recorded again after it; three failures in a row: never
+         * at this key */
         e->graph_fail[key]++;
         e->graph_seen[key] = 0;
         vr_log(VR_LOG_WARN, "step_not_recorded", "sessions=%d failure=%d/3 error=%s", key, e->graph_fail[key],
                gerr.msg);
     }
-    return fn(ctx, err);
+    vr_status st = fn(ctx, err);
+    if (st == VR_OK && graph_key(key)) e->graph_seen[key] = 1;
+    return st;
 }
 
 typedef struct step_args {

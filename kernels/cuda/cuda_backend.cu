@@ -176,6 +176,10 @@ vr_status vrc_error_out(vr_backend *be, vr_error *err, vr_status code, const cha
 
 static void *cu_alloc(vr_backend *be, size_t bytes) {
     vrc_enter(be);
+    if (vrc(be)->mode == VRC_CAPTURE) { /* not allowed while capturing: the recording fails instead */
+        vrc_fail(be, VR_ERR_INTERNAL, "device memory was allocated while a step was being recorded");
+        return NULL;
+    }
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
     if (e != cudaSuccess) {

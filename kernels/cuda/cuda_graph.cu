@@ -26,8 +26,22 @@ static void graph_release(vrc_graph *g) {
 
 int vrc_graph_ready(vr_backend *be, int key) { return find(vrc(be), key) != NULL; }
 
+/* the recording of key is gone (its replay was refused: the next eager step records it anew) */
+static void forget(vrc_impl *c, int key) {
+    for (int i = 0; i < c->n_graphs; i++)
+        if (c->graphs[i].key == key) {
+            graph_release(&c->graphs[i]);
+            c->graphs[i] = c->graphs[--c->n_graphs];
+            return;
+        }
+}
+
 void vrc_graph_drop(vr_backend *be) {
     vrc_impl *c = vrc(be);
+    if (c->mode == VRC_CAPTURE) { /* no wait may be recorded: the recording fails instead */
+        vrc_fail(be, VR_ERR_INTERNAL, "a device buffer grew while a step was being recorded");
+        return;
+    }
     cudaSetDevice(c->device);
     if (c->n_graphs) cudaStreamSynchronize(c->stream); /* none may still run */
     for (int i = 0; i < c->n_graphs; i++) graph_release(&c->graphs[i]);
@@ -122,7 +136,11 @@ vr_status vrc_graph_end(vr_backend *be, int run, vr_error *err) {
     if (c->mode == VRC_REFILL) {
         vrc_graph *g = find(c, c->mode_key);
         int ok = g && !c->refill_mismatch && c->refill_index == g->n_tables && c->first_error == c->error_before;
-        if (!ok) return give_up(be, err, "replaying a recorded step", "the step's ops differ from the recording");
+        if (!ok) {
+            vr_status st = give_up(be, err, "replaying a recorded step", "the step's ops differ from the recording");
+            forget(c, c->mode_key); /* give_up waited: it is not running */
+            return st;
+        }
         c->mode = VRC_EAGER;
         return launch(be, g, err);
     }

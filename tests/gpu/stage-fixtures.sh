@@ -29,7 +29,12 @@ fi
 # deps: cJSON and cmocka from this machine (Debian/Ubuntu x86-64 layout)
 DEPS=$DEST/deps
 mkdir -p "$DEPS/include" "$DEPS/lib/pkgconfig"
-libdir=$(dirname "$(ls /usr/lib/*/libcjson.so.1 /usr/lib/libcjson.so.1 2>/dev/null | head -1)" 2>/dev/null || true)
+lib_dir_of() { # the folder holding $1, or nothing (dirname "" would say ".")
+  local f; f=$(ls /usr/lib/*/"$1" /usr/lib/"$1" 2>/dev/null | head -1)
+  [ -n "$f" ] && dirname "$f"
+  return 0
+}
+libdir=$(lib_dir_of libcjson.so.1)
 if [ -n "$libdir" ] && [ -d /usr/include/cjson ]; then
   cp -r /usr/include/cjson "$DEPS/include/"
   cp -P "$libdir"/libcjson.so* "$DEPS/lib/"
@@ -46,7 +51,7 @@ PC
 else
   echo "stage-fixtures: note: no libcjson here to stage (the GPU machine must have libcjson-dev)" >&2
 fi
-libdir=$(dirname "$(ls /usr/lib/*/libcmocka.so.0 /usr/lib/libcmocka.so.0 2>/dev/null | head -1)" 2>/dev/null || true)
+libdir=$(lib_dir_of libcmocka.so.0)
 if [ -n "$libdir" ] && [ -f /usr/include/cmocka.h ]; then
   cp /usr/include/cmocka.h "$DEPS/include/"
   [ -f /usr/include/cmocka_pbc.h ] && cp /usr/include/cmocka_pbc.h "$DEPS/include/"
