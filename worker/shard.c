@@ -53,6 +53,10 @@ struct vr_shard {
     pthread_mutex_t link_mu;
     pthread_cond_t link_cv;
     vr_transport *prev, *next;
+    /* links replaced while the step thread may still be blocked in them: interrupted at once,
+     * closed by the step thread (under compute_mu) before its next step */
+    vr_transport **retired;
+    int n_retired, cap_retired;
     vr_feature_inbox *inbox; /* stage 0: image features delivered by vision workers */
     vr_frame_server *state_server; /* session states handed over by the shard this one replaces */
     uint64_t handoff_seq;
@@ -71,6 +75,33 @@ static int64_t now_ms(void) {
 }
 
 /* ------------------------------------------------------------------ transport links */
+
+/* With link_mu held: t, the link being replaced, is no longer used. The step thread may be
+ * blocked in it right now, so it is interrupted (that step fails at once) and closed later. */
+static void retire_link(vr_shard *s, vr_transport *t) {
+    if (!t) return;
+    vr_transport_interrupt(t, "replaced by a newer link");
+    if (s->n_retired == s->cap_retired) {
+        int cap = s->cap_retired ? 2 * s->cap_retired : 4;
+        vr_transport **r = realloc(s->retired, (size_t)cap * sizeof *r);
+        if (!r) { /* closing it now could pull it from under the step thread: keep it open */
+            vr_log(VR_LOG_ERROR, "link_leaked", "shard=%s peer=%s error=out of memory", s->address,
+                   vr_transport_peer_name(t));
+            return;
+        }
+        s->retired = r;
+        s->cap_retired = cap;
+    }
+    s->retired[s->n_retired++] = t;
+}
+
+/* With compute_mu held (no step is using a link): closes the retired links. */
+static void close_retired(vr_shard *s) {
+    pthread_mutex_lock(&s->link_mu);
+    for (int i = 0; i < s->n_retired; i++) vr_transport_close(s->retired[i]);
+    s->n_retired = 0;
+    pthread_mutex_unlock(&s->link_mu);
+}
 
 /* A connection whose hello says who it is goes where its role belongs. */
 static void dispatch_peer(vr_shard *s, vr_transport *t, vr_peer_role role) {
@@ -93,7 +124,7 @@ static void dispatch_peer(vr_shard *s, vr_transport *t, vr_peer_role role) {
         return;
     }
     pthread_mutex_lock(&s->link_mu);
-    if (s->prev) vr_transport_close(s->prev);
+    retire_link(s, s->prev);
     s->prev = t; /* the newest predecessor wins: a re-formed pipeline reconnects */
     pthread_cond_broadcast(&s->link_cv);
     pthread_mutex_unlock(&s->link_mu);
@@ -202,7 +233,7 @@ static void *join_link(void *p) {
     int current = s->epoch == j->epoch && !s->stop;
     if (st == VR_OK && current) {
         vr_transport **slot = j->rank == 1 ? &s->prev : &s->next;
-        if (*slot) vr_transport_close(*slot);
+        retire_link(s, *slot);
         *slot = t;
         t = NULL;
         pthread_cond_broadcast(&s->link_cv);
@@ -266,6 +297,7 @@ static void handle_assign(vr_rpc_call *call, void *ctx) {
     vr_error err = {0};
     vr_status st = VR_OK;
     pthread_mutex_lock(&s->compute_mu);
+    close_retired(s);
     pthread_mutex_lock(&s->link_mu);
     if (s->next) vr_transport_close(s->next);
     s->next = NULL;
@@ -557,6 +589,7 @@ static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_
     int n = (int)req->n_runs;
     void *frame = NULL;
     size_t frame_len = 0;
+    close_retired(s); /* under compute_mu: no step is in them now */
     /* a later stage takes the step's activations before anything else: whatever fails after, the
      * frame must not stay in the stream for the next step to trip over */
     vr_status st = s->is_first ? VR_OK : recv_activations(s, req->step_id, &frame, &frame_len, err);
@@ -1073,6 +1106,8 @@ void vr_shard_stop(vr_shard *s) {
     }
     if (s->prev) vr_transport_close(s->prev);
     if (s->next) vr_transport_close(s->next);
+    close_retired(s); /* every thread that used them is gone */
+    free(s->retired);
     vr_feature_inbox_free(s->inbox); /* after the accept thread: nothing adds peers now */
     vr_frame_server_free(s->state_server); /* before the slots: its handler fills them */
     vr_metrics_http_stop(s->metrics_http);

@@ -35,6 +35,10 @@ const char *vr_transport_peer_name(vr_transport *t) {
     return n ? n : "(unknown peer)";
 }
 
+void vr_transport_interrupt(vr_transport *t, const char *why) {
+    if (t && t->ops->interrupt) t->ops->interrupt(t, why ? why : "interrupted");
+}
+
 void vr_transport_close(vr_transport *t) {
     if (t) t->ops->close(t);
 }

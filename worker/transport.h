@@ -39,6 +39,9 @@ typedef struct vr_transport_ops {
     /* optional: 1 once a frame (or the peer's close or an error) can be received, 0 after
      * timeout_ms without; consumes nothing */
     int (*wait_readable)(vr_transport *t, int timeout_ms);
+    /* breaks the link (why: for later calls' errors): a send or recv blocked in another thread
+     * fails at once; safe to call while another thread uses the transport */
+    void (*interrupt)(vr_transport *t, const char *why);
 } vr_transport_ops;
 
 /* Implementations embed this as their first member. */
@@ -66,7 +69,12 @@ vr_status vr_transport_recv(vr_transport *t, uint64_t expected_tag, void **data,
 int vr_transport_wait_readable(vr_transport *t, int timeout_ms);
 /* "host:port" of the peer (for messages); never NULL. */
 const char *vr_transport_peer_name(vr_transport *t);
-/* Closes and frees; NULL is ignored. */
+/* Breaks the link for good: a thread blocked in send or recv on it fails at once, and every
+ * later call fails saying why. Unlike close it frees nothing, so it may be called while
+ * another thread uses the transport (which the caller closes once that thread is done with it).
+ * NULL is ignored. */
+void vr_transport_interrupt(vr_transport *t, const char *why);
+/* Closes and frees; NULL is ignored. No other thread may be using t. */
 void vr_transport_close(vr_transport *t);
 
 /* ---- TCP ---- */
@@ -115,8 +123,12 @@ vr_status vr_transport_hello_recv(vr_transport *t, int timeout_ms, vr_peer_role 
  * to one's own rank (peer == rank, e.g. a one-rank communicator) goes through one grouped
  * ncclSend+ncclRecv at send time and waits in a queue for recv. A recv timeout aborts the
  * communicator (VR_ERR_CANCELLED, then VR_ERR_UNAVAILABLE): NCCL cannot withdraw a posted
- * receive. One thread may send while another receives (enqueues are serialised inside). In
- * builds without NCCL both calls return VR_ERR_UNAVAILABLE saying so. */
+ * receive. Frames go one way at a time: NCCL runs a communicator's operations in the order
+ * they were issued, so a receive still waiting holds up a later send of the same rank (a
+ * pipeline link only sends forward; the peer must not send while this rank waits to send).
+ * Threads may call send and recv concurrently without harm (enqueues are serialised inside,
+ * and an abort takes the same lock). The recv timeout covers the whole frame. In builds
+ * without NCCL both calls return VR_ERR_UNAVAILABLE saying so. */
 #define VR_NCCL_UNIQUE_ID_BYTES 128
 /* Writes a fresh ncclUniqueId (VR_NCCL_UNIQUE_ID_BYTES bytes) into id: rank 0 makes it and the
  * coordinator hands it to the other ranks. */

@@ -2,7 +2,12 @@
  * the framing and the rules): ncclSend/ncclRecv between two ranks of one communicator, host
  * frames staged through device buffers. Compiled in every build; without VRWKV_HAVE_NCCL the
  * create calls only report that this build has no NCCL. Must not interpret payloads, and must
- * not bootstrap itself: the unique id comes from the caller (the coordinator). */
+ * not bootstrap itself: the unique id comes from the caller (the coordinator).
+ *
+ * A link carries frames one way (a pipeline link: activations to the next stage): NCCL runs the
+ * operations of one communicator in the order they were issued, so a receive still waiting
+ * would hold up a later send of the same rank. A timeout or a communicator error aborts the
+ * communicator under the enqueue lock; every later call finds the link broken. */
 #include "worker/transport.h"
 
 #include <stdio.h>
@@ -32,6 +37,7 @@ vr_status vr_transport_nccl_create(const void *unique_id, int nranks, int rank, 
 #include <cuda_runtime.h>
 #include <nccl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <time.h>
 
 _Static_assert(sizeof(ncclUniqueId) == VR_NCCL_UNIQUE_ID_BYTES, "ncclUniqueId size");
@@ -67,9 +73,17 @@ static vr_status nccl_fail(vr_error *err, vr_status code, const char *what, nccl
  * being enqueued; wait until it is (or failed) before anything else touches the communicator. */
 static ncclResult_t settle(ncclComm_t comm, ncclResult_t r) {
     while (r == ncclInProgress) {
+        sched_yield();
         if (ncclCommGetAsyncError(comm, &r) != ncclSuccess) return ncclInternalError;
     }
     return r;
+}
+
+/* With t->enqueue held: the communicator goes (the link is broken from now on). */
+static void abort_locked(nccl_transport *t) {
+    t->broken = 1;
+    if (t->comm) ncclCommAbort(t->comm);
+    t->comm = NULL;
 }
 
 static double now_ms(void) {
@@ -94,10 +108,10 @@ static vr_status grow(void **buf, size_t *cap, size_t need, vr_error *err) {
     return VR_OK;
 }
 
-/* Waits for the stream, watching the communicator; timeout_ms < 0 waits forever. On timeout or
- * a communicator error the communicator is aborted and the transport broken. */
-static vr_status wait_stream(nccl_transport *t, cudaStream_t s, int timeout_ms, vr_error *err) {
-    double start = now_ms();
+/* Waits for the stream until deadline_ms (now_ms() clock; < 0: forever), watching the
+ * communicator. On timeout or a communicator error the communicator is aborted and the
+ * transport broken. */
+static vr_status wait_stream(nccl_transport *t, cudaStream_t s, double deadline_ms, vr_error *err) {
     for (;;) {
         cudaError_t q = cudaStreamQuery(s);
         if (q == cudaSuccess) return VR_OK;
@@ -106,25 +120,48 @@ static vr_status wait_stream(nccl_transport *t, cudaStream_t s, int timeout_ms, 
             return vr_error_set(err, VR_ERR_UNAVAILABLE, "NCCL transport to rank %d: %s", t->peer,
                                 cudaGetErrorString(q));
         }
+        int late = deadline_ms >= 0 && now_ms() > deadline_ms;
+        pthread_mutex_lock(&t->enqueue);
         ncclResult_t async = ncclSuccess;
-        ncclCommGetAsyncError(t->comm, &async);
-        if (async != ncclSuccess && async != ncclInProgress) {
-            t->broken = 1;
-            ncclCommAbort(t->comm);
-            t->comm = NULL;
-            return nccl_fail(err, VR_ERR_UNAVAILABLE, "communicator failed", async);
-        }
-        if (timeout_ms >= 0 && now_ms() - start > timeout_ms) {
-            t->broken = 1;
-            ncclCommAbort(t->comm);
-            t->comm = NULL;
+        int gone = !t->comm;
+        if (!gone) ncclCommGetAsyncError(t->comm, &async);
+        int failed = async != ncclSuccess && async != ncclInProgress;
+        if (!gone && (failed || late)) abort_locked(t);
+        pthread_mutex_unlock(&t->enqueue);
+        if (gone) return vr_error_set(err, VR_ERR_UNAVAILABLE, "NCCL transport to rank %d was aborted", t->peer);
+        if (failed) return nccl_fail(err, VR_ERR_UNAVAILABLE, "communicator failed", async);
+        if (late)
             return vr_error_set(err, VR_ERR_CANCELLED,
-                                "NCCL transport: no frame from rank %d within %d ms; the communicator was aborted",
-                                t->peer, timeout_ms);
-        }
+                                "NCCL transport: the frame to or from rank %d did not complete in time; the "
+                                "communicator was aborted",
+                                t->peer);
         struct timespec ts = {0, 20000};
         nanosleep(&ts, NULL);
     }
+}
+
+static double deadline_after(int timeout_ms) { return timeout_ms < 0 ? -1.0 : now_ms() + timeout_ms; }
+
+/* header then payload into the send buffer, ordered on the send stream before the ncclSend that
+ * follows (a plain cudaMemcpy from pageable memory may return before its data has landed) */
+static vr_status stage_frame(nccl_transport *t, uint64_t tag, const void *data, size_t len, vr_error *err) {
+    uint8_t hdr[HDR];
+    vr_put_u64le(hdr, tag);
+    vr_put_u64le(hdr + 8, (uint64_t)len);
+    cudaError_t e = cudaMemcpyAsync(t->send_buf, hdr, HDR, cudaMemcpyHostToDevice, t->send_stream);
+    if (e == cudaSuccess && len)
+        e = cudaMemcpyAsync((uint8_t *)t->send_buf + HDR, data, len, cudaMemcpyHostToDevice, t->send_stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(t->send_stream); /* hdr lives on this stack */
+    if (e != cudaSuccess)
+        return vr_error_set(err, VR_ERR_INTERNAL, "NCCL transport: staging a frame: %s", cudaGetErrorString(e));
+    return VR_OK;
+}
+
+static vr_status fetch(void *host, const void *dev, size_t n, vr_error *err) {
+    cudaError_t e = cudaMemcpy(host, dev, n, cudaMemcpyDeviceToHost);
+    if (e != cudaSuccess)
+        return vr_error_set(err, VR_ERR_INTERNAL, "NCCL transport: reading a frame back: %s", cudaGetErrorString(e));
+    return VR_OK;
 }
 
 
@@ -134,23 +171,21 @@ static vr_status send_self(nccl_transport *t, uint64_t tag, const void *data, si
     vr_status st = grow(&t->send_buf, &t->send_cap, total, err);
     if (st == VR_OK) st = grow(&t->recv_buf, &t->recv_cap, total, err);
     if (st != VR_OK) return st;
-    uint8_t hdr[HDR];
-    vr_put_u64le(hdr, tag);
-    vr_put_u64le(hdr + 8, (uint64_t)len);
-    cudaMemcpy(t->send_buf, hdr, HDR, cudaMemcpyHostToDevice);
-    if (len) cudaMemcpy((uint8_t *)t->send_buf + HDR, data, len, cudaMemcpyHostToDevice);
+    if ((st = stage_frame(t, tag, data, len, err)) != VR_OK) return st;
     pthread_mutex_lock(&t->enqueue);
-    ncclResult_t r = ncclGroupStart();
-    if (r == ncclSuccess) r = ncclSend(t->send_buf, total, ncclUint8, t->peer, t->comm, t->send_stream);
-    if (r == ncclSuccess) r = ncclRecv(t->recv_buf, total, ncclUint8, t->peer, t->comm, t->send_stream);
-    ncclResult_t r2 = settle(t->comm, ncclGroupEnd());
-    pthread_mutex_unlock(&t->enqueue);
-    if (r == ncclSuccess) r = r2;
-    if (r != ncclSuccess) {
-        t->broken = 1;
-        return nccl_fail(err, VR_ERR_UNAVAILABLE, "self send/recv", r);
+    ncclResult_t r = ncclInvalidUsage;
+    if (t->comm) {
+        r = ncclGroupStart();
+        if (r == ncclSuccess) r = ncclSend(t->send_buf, total, ncclUint8, t->peer, t->comm, t->send_stream);
+        if (r == ncclSuccess) r = ncclRecv(t->recv_buf, total, ncclUint8, t->peer, t->comm, t->send_stream);
+        ncclResult_t r2 = settle(t->comm, ncclGroupEnd());
+        if (r == ncclSuccess) r = r2;
+        if (r != ncclSuccess) abort_locked(t);
     }
-    if ((st = wait_stream(t, t->send_stream, VR_TRANSPORT_DEFAULT_SEND_STALL_MS, err)) != VR_OK) return st;
+    pthread_mutex_unlock(&t->enqueue);
+    if (r != ncclSuccess) return nccl_fail(err, VR_ERR_UNAVAILABLE, "self send/recv", r);
+    st = wait_stream(t, t->send_stream, deadline_after(VR_TRANSPORT_DEFAULT_SEND_STALL_MS), err);
+    if (st != VR_OK) return st;
     self_frame *f = calloc(1, sizeof *f);
     uint8_t got[HDR];
     void *host = malloc(len ? len : 1);
@@ -159,8 +194,13 @@ static vr_status send_self(nccl_transport *t, uint64_t tag, const void *data, si
         free(host);
         return vr_error_set(err, VR_ERR_NOMEM, "out of memory queueing a %zu-byte frame", len);
     }
-    cudaMemcpy(got, t->recv_buf, HDR, cudaMemcpyDeviceToHost);
-    if (len) cudaMemcpy(host, (uint8_t *)t->recv_buf + HDR, len, cudaMemcpyDeviceToHost);
+    st = fetch(got, t->recv_buf, HDR, err);
+    if (st == VR_OK && len) st = fetch(host, (uint8_t *)t->recv_buf + HDR, len, err);
+    if (st != VR_OK) {
+        free(f);
+        free(host);
+        return st;
+    }
     f->tag = vr_get_u64le(got);
     f->len = (size_t)vr_get_u64le(got + 8);
     f->data = host;
@@ -182,24 +222,32 @@ static vr_status nccl_send(vr_transport *base, uint64_t tag, const void *data, s
     cudaSetDevice(t->device);
     if (t->peer == t->rank) return send_self(t, tag, data, len, err);
     vr_status st = grow(&t->send_buf, &t->send_cap, HDR + len, err);
+    if (st == VR_OK) st = stage_frame(t, tag, data, len, err);
     if (st != VR_OK) return st;
-    uint8_t hdr[HDR];
-    vr_put_u64le(hdr, tag);
-    vr_put_u64le(hdr + 8, (uint64_t)len);
-    cudaError_t e = cudaMemcpy(t->send_buf, hdr, HDR, cudaMemcpyHostToDevice);
-    if (e == cudaSuccess && len) e = cudaMemcpy((uint8_t *)t->send_buf + HDR, data, len, cudaMemcpyHostToDevice);
-    if (e != cudaSuccess)
-        return vr_error_set(err, VR_ERR_INTERNAL, "NCCL transport: staging a frame: %s", cudaGetErrorString(e));
     pthread_mutex_lock(&t->enqueue);
-    ncclResult_t r = settle(t->comm, ncclSend(t->send_buf, HDR, ncclUint8, t->peer, t->comm, t->send_stream));
-    if (r == ncclSuccess && len)
-        r = settle(t->comm, ncclSend((uint8_t *)t->send_buf + HDR, len, ncclUint8, t->peer, t->comm, t->send_stream));
-    pthread_mutex_unlock(&t->enqueue);
-    if (r != ncclSuccess) {
-        t->broken = 1;
-        return nccl_fail(err, VR_ERR_UNAVAILABLE, "send", r);
+    ncclResult_t r = ncclInvalidUsage;
+    if (t->comm) {
+        r = settle(t->comm, ncclSend(t->send_buf, HDR, ncclUint8, t->peer, t->comm, t->send_stream));
+        if (r == ncclSuccess && len)
+            r = settle(t->comm,
+                       ncclSend((uint8_t *)t->send_buf + HDR, len, ncclUint8, t->peer, t->comm, t->send_stream));
+        if (r != ncclSuccess) abort_locked(t);
     }
-    return wait_stream(t, t->send_stream, VR_TRANSPORT_DEFAULT_SEND_STALL_MS, err);
+    pthread_mutex_unlock(&t->enqueue);
+    if (r != ncclSuccess) return nccl_fail(err, VR_ERR_UNAVAILABLE, "send", r);
+    return wait_stream(t, t->send_stream, deadline_after(VR_TRANSPORT_DEFAULT_SEND_STALL_MS), err);
+}
+
+/* posts a receive of n bytes on the receive stream; an enqueue failure aborts the link */
+static ncclResult_t post_recv(nccl_transport *t, void *buf, size_t n) {
+    pthread_mutex_lock(&t->enqueue);
+    ncclResult_t r = ncclInvalidUsage;
+    if (t->comm) {
+        r = settle(t->comm, ncclRecv(buf, n, ncclUint8, t->peer, t->comm, t->recv_stream));
+        if (r != ncclSuccess) abort_locked(t);
+    }
+    pthread_mutex_unlock(&t->enqueue);
+    return r;
 }
 
 static vr_status nccl_recv(vr_transport *base, uint64_t expected_tag, void **data, size_t *len, int timeout_ms,
@@ -229,18 +277,17 @@ static vr_status nccl_recv(vr_transport *base, uint64_t expected_tag, void **dat
     if (t->broken || !t->comm)
         return vr_error_set(err, VR_ERR_UNAVAILABLE, "NCCL transport to rank %d is broken", t->peer);
     cudaSetDevice(t->device);
+    double deadline = deadline_after(timeout_ms); /* for the whole frame: header and payload */
     vr_status st = grow(&t->recv_buf, &t->recv_cap, HDR, err);
     if (st != VR_OK) return st;
-    pthread_mutex_lock(&t->enqueue);
-    ncclResult_t r = settle(t->comm, ncclRecv(t->recv_buf, HDR, ncclUint8, t->peer, t->comm, t->recv_stream));
-    pthread_mutex_unlock(&t->enqueue);
-    if (r != ncclSuccess) {
-        t->broken = 1;
-        return nccl_fail(err, VR_ERR_UNAVAILABLE, "recv", r);
-    }
-    if ((st = wait_stream(t, t->recv_stream, timeout_ms, err)) != VR_OK) return st;
+    ncclResult_t r = post_recv(t, t->recv_buf, HDR);
+    if (r != ncclSuccess) return nccl_fail(err, VR_ERR_UNAVAILABLE, "recv", r);
+    if ((st = wait_stream(t, t->recv_stream, deadline, err)) != VR_OK) return st;
     uint8_t hdr[HDR];
-    cudaMemcpy(hdr, t->recv_buf, HDR, cudaMemcpyDeviceToHost);
+    if ((st = fetch(hdr, t->recv_buf, HDR, err)) != VR_OK) {
+        t->broken = 1;
+        return st;
+    }
     uint64_t tag = vr_get_u64le(hdr), n = vr_get_u64le(hdr + 8);
     if (n > VR_TRANSPORT_DEFAULT_MAX_FRAME) {
         t->broken = 1;
@@ -257,19 +304,17 @@ static vr_status nccl_recv(vr_transport *base, uint64_t expected_tag, void **dat
             t->broken = 1;
             return st;
         }
-        pthread_mutex_lock(&t->enqueue);
-        r = settle(t->comm, ncclRecv(t->recv_buf, (size_t)n, ncclUint8, t->peer, t->comm, t->recv_stream));
-        pthread_mutex_unlock(&t->enqueue);
+        r = post_recv(t, t->recv_buf, (size_t)n);
         if (r != ncclSuccess) {
             free(host);
-            t->broken = 1;
             return nccl_fail(err, VR_ERR_UNAVAILABLE, "recv", r);
         }
-        if ((st = wait_stream(t, t->recv_stream, timeout_ms, err)) != VR_OK) {
+        if ((st = wait_stream(t, t->recv_stream, deadline, err)) != VR_OK ||
+            (st = fetch(host, t->recv_buf, (size_t)n, err)) != VR_OK) {
             free(host);
+            t->broken = 1;
             return st;
         }
-        cudaMemcpy(host, t->recv_buf, (size_t)n, cudaMemcpyDeviceToHost);
     }
     if (tag != expected_tag) {
         free(host);
@@ -303,7 +348,17 @@ static void nccl_close(vr_transport *base) {
     free(t);
 }
 
-static const vr_transport_ops nccl_ops = {nccl_send, nccl_recv, nccl_peer_name, nccl_close, NULL};
+/* the communicator is aborted: a wait in another thread sees it gone and fails */
+static void nccl_interrupt(vr_transport *base, const char *why) {
+    nccl_transport *t = (nccl_transport *)base;
+    (void)why;
+    if (t->peer == t->rank) return; /* frames to oneself never block */
+    pthread_mutex_lock(&t->enqueue);
+    abort_locked(t);
+    pthread_mutex_unlock(&t->enqueue);
+}
+
+static const vr_transport_ops nccl_ops = {nccl_send, nccl_recv, nccl_peer_name, nccl_close, NULL, nccl_interrupt};
 
 vr_status vr_nccl_unique_id(void *id, vr_error *err) {
     ncclUniqueId u;

@@ -233,6 +233,7 @@ static vr_status read_full(tcp_transport *t, uint8_t *buf, size_t n, size_t *got
             continue;
         }
         if (r == 0) {
+            if (atomic_load(&t->broken)) return check_usable(t, err); /* interrupted here: say why */
             if (*got == 0)
                 return vr_error_set(err, VR_ERR_UNAVAILABLE, "peer %s closed the connection", t->peer);
             return vr_error_set(err, VR_ERR_UNAVAILABLE, "peer %s closed the connection mid-frame (after %zu of %s)",
@@ -341,7 +342,10 @@ static int tcp_wait_readable(vr_transport *base, int timeout_ms) {
     return wait_fd(t->fd, POLLIN, timeout_ms) != 0;
 }
 
-static const vr_transport_ops tcp_ops = {tcp_send, tcp_recv, tcp_peer_name, tcp_close, tcp_wait_readable};
+static void tcp_interrupt(vr_transport *base, const char *why) { break_conn((tcp_transport *)base, why); }
+
+static const vr_transport_ops tcp_ops = {tcp_send, tcp_recv, tcp_peer_name, tcp_close, tcp_wait_readable,
+                                         tcp_interrupt};
 
 /* ---- construction ---- */
 

@@ -1,5 +1,6 @@
 /* tests/gpu/test_nccl.c — the NCCL transport: a one-rank communicator on GPU 0 sending frames
- * to itself (empty, small, 8 MiB), checking bytes and tags, and the refusal of a wrong tag.
+ * to itself (empty, small, 8 MiB), checking bytes and tags, and the refusal of a wrong tag; a
+ * peer that never joins is given up after the timeout.
  * With two or more GPUs, also two ranks in two threads (one per GPU) exchanging frames both
  * ways. Plain C; 77 without a GPU or without NCCL in this build. */
 #include <cuda_runtime.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "worker/transport.h"
 
@@ -65,6 +67,27 @@ static void one_rank(void) {
     vr_transport_close(t);
 }
 
+/* A peer that never joins costs the timeout, not a hung thread: rank 0 of 2 alone. */
+static void peer_never_joins(void) {
+    uint8_t id[VR_NCCL_UNIQUE_ID_BYTES];
+    vr_error err = {0};
+    vr_transport *t = NULL;
+    if (vr_nccl_unique_id(id, &err) != VR_OK) {
+        CHECK(0, "unique id: %s", err.msg);
+        return;
+    }
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    vr_status st = vr_transport_nccl_create(id, 2, 0, 1, 0, 2000, &t, &err);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+    CHECK(st == VR_ERR_CANCELLED && !t, "a 2-rank communicator whose peer never joins gave %s (%s), expected CANCELLED",
+          vr_status_name(st), err.msg);
+    if (t) vr_transport_close(t);
+    printf("%s nccl: a peer that never joins is given up after %.1f s: %s\n", st == VR_ERR_CANCELLED ? "ok  " : "FAIL",
+           s, err.msg);
+}
+
 typedef struct two_rank_arg {
     const uint8_t *id;
     int rank;
@@ -119,6 +142,7 @@ int main(void) {
         return 77;
     }
     one_rank();
+    peer_never_joins();
     if (count >= 2) {
         vr_nccl_unique_id(id, &err);
         two_rank_arg a[2] = {{id, 0, 0, ""}, {id, 1, 0, ""}};

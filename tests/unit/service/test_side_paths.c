@@ -9,6 +9,8 @@
  *     sent inline give; a delivery stage 0 cannot take falls back to the answer; a step whose
  *     features are missing fails at stage 0 with NOT_FOUND and at stage 1 at once ("previous
  *     stage failed"), never by its 60 s receive timeout, and the next step runs normally;
+ *   - a predecessor replaced while a step waits for its activations: that step fails at once,
+ *     the next reads from the new link;
  *   - the state frame: round trip and malformed frames;
  *   - a real shard hands its live state to another (Handoff): the replacement continues the
  *     session in memory (its own store is empty, so nothing else could) with the very tokens
@@ -661,6 +663,61 @@ static void test_abort_chain(void **st) {
     for (int i = 2; i >= 0; i--) vr_shard_stop(sh[i]);
 }
 
+/* A new predecessor connecting while a step waits for the old one's activations (a re-formed
+ * pipeline): the old link is interrupted, so that step fails at once (not by its 60 s receive
+ * timeout, and the link is not freed under it: ASan would see that), and the next step reads
+ * from the new link. */
+static void *step_thread(void *p) {
+    step_call *c = p;
+    call_step(c);
+    return NULL;
+}
+
+static void test_replaced_predecessor(void **st) {
+    (void)st;
+    VRT_REQUIRE_SHARED();
+    vr_shard *sh = start_shard(1, 0); /* stage 1 of 2: layer 1 to the last */
+    char addr[64], tr[64];
+    snprintf(addr, sizeof addr, "%s", vr_shard_address(sh));
+    snprintf(tr, sizeof tr, "%s", vr_shard_transport_address(sh));
+    assign(addr, 1, 2, "");
+    prepare_fresh(addr, "rp");
+    vr_error err = {0};
+    vr_transport *old_link = NULL, *new_link = NULL;
+    assert_int_equal(vr_transport_tcp_connect_address(tr, 2000, &old_link, &err), VR_OK);
+    assert_int_equal(vr_transport_hello_send(old_link, VR_PEER_PREV_STAGE, &err), VR_OK);
+    int32_t ids[1] = {1010};
+    size_t n = 0;
+    uint8_t *req5 = pack_step(5, "rp", ids, 1, 0, NULL, 0, 0, 1, &n);
+    step_call c5 = {.address = addr, .req = req5, .len = n};
+    assert_int_equal(pthread_create(&c5.thread, NULL, step_thread, &c5), 0);
+    usleep(300 * 1000); /* step 5 now waits for the old link's activations */
+    assert_int_equal(vr_transport_tcp_connect_address(tr, 2000, &new_link, &err), VR_OK);
+    assert_int_equal(vr_transport_hello_send(new_link, VR_PEER_PREV_STAGE, &err), VR_OK);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 10;
+    if (pthread_timedjoin_np(c5.thread, NULL, &deadline) != 0) {
+        /* step 5 had not reached its receive and waits on the new link: end it from there */
+        assert_int_equal(vr_transport_send(new_link, 5, NULL, 0, &err), VR_OK);
+        pthread_join(c5.thread, NULL);
+    }
+    assert_int_not_equal(c5.st, VR_OK);
+    assert_true(c5.seconds < 30.0); /* not the 60 s receive timeout */
+    free(c5.msg), free(c5.resp), free(req5);
+    /* the next step reads from the new link: its abort frame ends it at once, with its message */
+    assert_int_equal(vr_transport_send(new_link, 6, NULL, 0, &err), VR_OK);
+    step_call c6;
+    step_raw(addr, 6, "rp", ids, 1, 0, &c6);
+    assert_int_not_equal(c6.st, VR_OK);
+    assert_non_null(c6.msg);
+    assert_non_null(strstr(c6.msg, "previous stage failed step 6"));
+    free(c6.msg), free(c6.resp);
+    vr_transport_close(old_link);
+    vr_transport_close(new_link);
+    vr_shard_stop(sh);
+}
+
 static void test_state_frame(void **st) {
     (void)st;
     vr_state_frame f, g;
@@ -804,6 +861,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_inbox_and_sender), cmocka_unit_test(test_inbox_expiry),
                                        cmocka_unit_test(test_inbox_refuses_garbage),
                                        cmocka_unit_test(test_real_shards), cmocka_unit_test(test_abort_chain),
+                                       cmocka_unit_test(test_replaced_predecessor),
                                        cmocka_unit_test(test_state_frame),
                                        cmocka_unit_test(test_state_handoff)};
     return cmocka_run_group_tests(tests, NULL, NULL);
