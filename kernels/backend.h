@@ -53,7 +53,7 @@ typedef struct vr_backend_ops {
     void (*free)(vr_backend *be, void *p);
     void (*upload)(vr_backend *be, void *dst, const void *src, size_t bytes);
     void (*download)(vr_backend *be, void *dst, const void *src, size_t bytes);
-    void (*copy)(vr_backend *be, void *dst, const void *src, size_t bytes);
+    void (*copy)(vr_backend *be, void *dst, const void *src, size_t bytes); /* ranges must not overlap */
     /* Makes a weight matrix usable by the ops, in its loaded dtype: the CPU backend uses the
      * host (mapped) bytes in place; a GPU backend copies them to the device. weight_free
      * releases what weight_upload made (nothing on the CPU). */

@@ -248,6 +248,8 @@ static vr_status cu_weight_upload(vr_backend *be, const vr_tensor *host, vr_tens
     size_t bytes = dtype_size(host->dtype);
     for (int i = 0; i < host->ndim; i++) bytes *= (size_t)host->shape[i];
     vrc_enter(be);
+    if (refuse_while_recording(be, "a weight upload"))
+        return err_set(err, VR_ERR_INTERNAL, "a weight cannot be uploaded while a step is being recorded");
     void *d = NULL;
     cudaError_t e = cudaMalloc(&d, bytes ? bytes : 1);
     if (e != cudaSuccess) {

@@ -251,6 +251,7 @@ __global__ void __launch_bounds__(N) wkv6_reg_kernel(const float *__restrict__ r
     __shared__ float sr[N], sk[N], sw[N], su[N];
     int ri = blockIdx.x / H, h = blockIdx.x % H, i = threadIdx.x;
     vr_run run = runs[ri];
+    if (run.len <= 0) return; /* the whole block: an empty run leaves its state alone, as on the CPU */
     const size_t C = (size_t)H * N;
     float *S = states[ri] + (size_t)h * N * N; /* S[j][i]: thread i owns column i */
     float s[N];

@@ -113,7 +113,7 @@ static void check_linear(vr_backend *g, const char *tag, vr_dtype dt, int m, int
     vr_tensor wh, wc, wg, bh, bc, bg;
     make_weight(dt, n, k, wv, &wh);
     float *bv = rand_arr((size_t)n, -1, 1);
-    make_weight(VR_BF16, n, 1, bv, &bh);
+    make_weight(dt, n, 1, bv, &bh); /* the bias in the weight's dtype: every bias kernel runs */
     bh.ndim = 1; /* shape [n] */
     upload_weight(cpu, &wh, &wc);
     upload_weight(g, &wh, &wg);
@@ -170,8 +170,8 @@ static void check_embedding(vr_dtype dt) {
 static void check_norms(void) {
     int m = 5;
     float *x, *w, *b, *want, *dx, *dw, *db, *got;
-    for (int t = 0; t < 2; t++) { /* one warp, and eight (a real width) */
-        int n = t ? 2048 : 200;
+    for (int t = 0; t < 3; t++) { /* one warp, four, and eight (a real width) */
+        int n = t == 2 ? 2048 : t ? 768 : 200;
         x = rand_arr((size_t)m * n, 2, 4), w = rand_arr((size_t)n, -1, 1), b = rand_arr((size_t)n, -1, 1);
         want = malloc((size_t)m * n * sizeof(float));
         cpu->ops->layer_norm(cpu, x, m, n, w, b, 1e-5f, want);
@@ -572,7 +572,13 @@ static void check_pointwise(void) {
     g = back(dy, (size_t)m * c);
     expect("copy", g, b, (size_t)m * c, 0);
     free(g);
-    float *z = gpu->ops->alloc(gpu, 4096 * 4), zero[4096] = {0};
+    /* fresh device memory is often zero anyway: dirty a block, free it, and allocate the same
+     * size again (usually the same block) */
+    float *z = gpu->ops->alloc(gpu, 4096 * 4), zero[4096] = {0}, ones[4096];
+    for (int i = 0; i < 4096; i++) ones[i] = 1.0f;
+    gpu->ops->upload(gpu, z, ones, sizeof ones);
+    gpu->ops->free(gpu, z);
+    z = gpu->ops->alloc(gpu, 4096 * 4);
     g = back(z, 4096);
     expect("alloc is zeroed", g, zero, 4096, 0);
     free(g);
@@ -598,8 +604,8 @@ static void check_attention(int L, int heads, int hd) {
     gpu->ops->free(gpu, dq), gpu->ops->free(gpu, dk), gpu->ops->free(gpu, dv), gpu->ops->free(gpu, dy);
 }
 
-static void check_patch_embed(vr_dtype dt) {
-    int S = 28, P = 14, D = 48, G = S / P, K = 3 * P * P;
+static void check_patch_embed(vr_dtype dt, int S) { /* S 28: 4 patches (GEMV); 70: 25 (GEMM) */
+    int P = 14, D = 48, G = S / P, K = 3 * P * P;
     float *px = rand_arr((size_t)3 * S * S, -2, 2), *wv = rand_arr((size_t)D * K, -0.1f, 0.1f);
     vr_tensor wh, wc, wg;
     make_weight(dt, D, K, wv, &wh);
@@ -613,7 +619,7 @@ static void check_patch_embed(vr_dtype dt) {
     gpu->ops->patch_embed(gpu, dp, S, P, &wg, dy);
     float *got = back(dy, (size_t)G * G * D);
     char what[64];
-    snprintf(what, sizeof what, "patch_embed %s", vr_dtype_name(dt));
+    snprintf(what, sizeof what, "patch_embed %s S%d", vr_dtype_name(dt), S);
     expect(what, got, want, (size_t)G * G * D, 1e-5f);
     gpu->ops->weight_free(gpu, &wg);
     free(wh.data), free(px), free(wv), free(want), free(got);
@@ -809,13 +815,49 @@ int main(void) {
     check_token_shift_ddlerp();
     check_wkv6(3, 64);
     check_wkv6(2, 32);
+    check_wkv6(2, 48);
+    check_wkv6(1, 320);
     check_pointwise();
     check_attention(50, 3, 32);
     check_attention(577, 2, 64);
-    check_patch_embed(VR_F32);
-    check_patch_embed(VR_BF16);
+    check_attention(577, 16, 64); /* ViT-L/14-336's shape */
+    check_patch_embed(VR_F32, 28);
+    check_patch_embed(VR_BF16, 28);
+    check_patch_embed(VR_F32, 70);
+    check_patch_embed(VR_BF16, 70);
     check_argmax();
     check_sampling();
+    /* a failed op's error is reported by the next sync, once; the backend goes on */
+    {
+        float *d1 = poisoned(2000);
+        vr_run run1 = {0, 1};
+        float *sp = d1;
+        gpu->ops->wkv6(gpu, d1, d1, d1, d1, d1, 1, 2000, &run1, 1, &sp, d1); /* head size 2000: refused */
+        vr_status s1 = gpu->ops->sync(gpu, &err);
+        vr_error e2 = {0};
+        vr_status s2 = gpu->ops->sync(gpu, &e2);
+        checks++;
+        int ok = s1 == VR_ERR_UNSUPPORTED && s2 == VR_OK;
+        failures += !ok;
+        printf("%s a refused op: sync says %s (%s), then %s\n", ok ? "ok  " : "FAIL", vr_status_name(s1), err.msg,
+               vr_status_name(s2));
+        gpu->ops->free(gpu, d1);
+    }
+    /* memory_in_use sees an allocation; pinned host memory is writable */
+    {
+        size_t before = gpu->ops->memory_in_use(gpu);
+        void *big = gpu->ops->alloc(gpu, (size_t)64 << 20);
+        size_t after = gpu->ops->memory_in_use(gpu);
+        uint8_t *h = gpu->ops->host_alloc(gpu, (size_t)1 << 20);
+        if (h) memset(h, 0x5a, (size_t)1 << 20);
+        checks++;
+        int ok = big && h && after >= before + ((size_t)60 << 20) && h[12345] == 0x5a;
+        failures += !ok;
+        printf("%s memory_in_use %zu -> %zu MiB around a 64 MiB allocation; host_alloc %s\n", ok ? "ok  " : "FAIL",
+               before >> 20, after >> 20, h ? "ok" : "failed");
+        gpu->ops->free(gpu, big);
+        if (h) gpu->ops->host_free(gpu, h);
+    }
     /* a weight dtype the backend refuses, with a message */
     vr_tensor bad = {VR_I32, VR_DEVICE_CPU, 2, {2, 2}, (int32_t[4]){0}}, out;
     checks++;
