@@ -4,8 +4,10 @@
 # cuda backend, the NCCL tests, then `vrwkv bench --backend cuda` (SHAPE:DTYPE list from
 # VRWKV_GPU_BENCH_SHAPES, default "1b6:f16 7b:f16 1b6:f16:unfused 1b6:bf16:split 3b:f16", the
 # most telling first; a third field "split" sets VRWKV_CUDA_GEMM=split, "unfused"
-# VRWKV_CUDA_FUSE=0), and writes its logs and a summary into OUTDIR (at most 8 files: run.log
-# build.log ops.log model.log nccl.log eval.log bench.log summary.txt).
+# VRWKV_CUDA_FUSE=0), and writes its logs and a summary into OUTDIR (at most 9 files: run.log
+# build.log ops.log model.log nccl.log eval.log service.log bench.log summary.txt). The service
+# check runs `vrwkv serve --backend cuda` from a bundle stage-fixtures.sh built (the GPU machine
+# has no gRPC): tests/gpu/service_cases.py.
 # Time: everything ends within VRWKV_GPU_DEADLINE_S (default 420) seconds of the start: what
 # no longer fits is reported NOT RUN and the summary still gets its result line. Call it as
 # `tests/gpu/run.sh $OUT` with the device call's timeout a minute above the deadline.
@@ -109,7 +111,7 @@ note "build: ok in $(( $(date +%s) - t0 )) s ($(grep -c 'warning:' "$OUT/build.l
 # ---- tests ----
 fail=0
 skipped=0
-rm -f "$OUT/ops.log" "$OUT/model.log" "$OUT/nccl.log" "$OUT/eval.log"
+rm -f "$OUT/ops.log" "$OUT/model.log" "$OUT/nccl.log" "$OUT/eval.log" "$OUT/service.log"
 run_test() { # name log timeout cmd...   (appends to log: several tests may share one)
   local name=$1 log=$2 limit=$3; shift 3
   local t=$(date +%s) part have
@@ -172,6 +174,22 @@ PY
   export BUILD STAGE VQA VRWKV_EVAL_OTHER=${VRWKV_EVAL_OTHER:-cuda}
   export -f eval_answers compare_answers
   run_test "eval in-process on cuda (fixture VQAv2 questions)" "$OUT/eval.log" 180 bash -c compare_answers
+fi
+# the service on the GPU: `serve --backend cuda --shards 2` driven by `vrwkv client`, from the
+# bundle stage-fixtures.sh built (this machine has no gRPC, protobuf-c or hiredis to build it)
+if [ -f "$STAGE/service.tar.gz" ] && [ -f "$STAGE/fixtures/tiny/model.pth" ]; then
+  rm -rf "$BUILD/service" && tar -C "$BUILD" -xzf "$STAGE/service.tar.gz"
+  # CUDA, cuBLAS and NCCL of this machine: where its own build found them
+  cudalibs=$(ldd "$BUILD/vrwkv" | awk '$3 ~ /^\// && $1 ~ /^lib(cublas|cudart|nccl)/ {print $3}' |
+    xargs -r -n1 dirname | sort -u | tr '\n' ':')
+  svc_path="$BUILD/service/lib:$cudalibs${LD_LIBRARY_PATH:-}"
+  { echo "== ldd of the service bundle"; LD_LIBRARY_PATH=$svc_path ldd "$BUILD/service/vrwkv" | grep -E "not found|=> /"; } \
+    >> "$OUT/service.log" 2>&1
+  VRWKV_SERVICE_LOG=$OUT/service.log run_test "service on cuda (serve --shards 2, vrwkv client)" "$OUT/service.log" 150 \
+    env LD_LIBRARY_PATH="$svc_path" python3 "$ROOT/tests/gpu/service_cases.py" "$BUILD/service/vrwkv" "$STAGE" \
+    "${VRWKV_GPU_SERVICE_BACKEND:-cuda}" # cpu: a dry run of this section without a GPU
+else
+  note "service on cuda: not staged (tests/gpu/stage-fixtures.sh with VRWKV_GPU_SERVICE=1 builds the bundle)"
 fi
 grep -E "^(ok|FAIL)" "$OUT/ops.log" | grep -c "^ok" | sed 's/^/op checks passed: /' | tee -a "$SUMMARY"
 

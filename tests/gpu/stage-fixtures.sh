@@ -57,5 +57,26 @@ if [ -n "$libdir" ] && [ -f /usr/include/cmocka.h ]; then
   [ -f /usr/include/cmocka_pbc.h ] && cp /usr/include/cmocka_pbc.h "$DEPS/include/"
   cp -P "$libdir"/libcmocka.so* "$DEPS/lib/"
 fi
+# the service, built here (the GPU machine has no gRPC, protobuf-c or hiredis): vrwkv with
+# CUDA and the service parts, for a generic x86-64 (-DVRWKV_NATIVE=OFF), and the libraries it
+# needs that the GPU machine lacks, as one archive; run.sh runs `serve --backend cuda` from it.
+# VRWKV_GPU_SERVICE=0 skips this (it builds for a few minutes the first time).
+if [ "${VRWKV_GPU_SERVICE:-1}" != 0 ]; then
+  SVC_BUILD=$ROOT/build-gpu-svc
+  cmake -S "$ROOT" -B "$SVC_BUILD" -DCMAKE_BUILD_TYPE=Release -DVRWKV_CUDA=ON -DVRWKV_SERVICE=ON \
+    -DVRWKV_NATIVE=OFF -DVRWKV_TESTS=OFF -DVRWKV_GPU_TESTS=OFF > "$SVC_BUILD.log" 2>&1 &&
+    cmake --build "$SVC_BUILD" -j"$(nproc)" --target vrwkv >> "$SVC_BUILD.log" 2>&1 ||
+    { echo "stage-fixtures: the service build failed (see $SVC_BUILD.log)" >&2; exit 1; }
+  pack=$(mktemp -d)
+  mkdir -p "$pack/service/lib"
+  cp "$SVC_BUILD/vrwkv" "$pack/service/"
+  # what the GPU machine (Ubuntu 24.04 with CUDA, libpng, OpenBLAS, OpenSSL 3) lacks
+  ldd "$SVC_BUILD/vrwkv" | awk '$3 ~ /^\// {print $3}' |
+    grep -E '/lib(absl_|address_sorting|cares|cjson|gpr|grpc|hiredis|jpeg\.so\.62|protobuf-c|re2|upb)' |
+    while read -r lib; do cp -L "$lib" "$pack/service/lib/"; done
+  tar -C "$pack" -czf "$DEST/service.tar.gz" service
+  rm -rf "$pack"
+  echo "stage-fixtures: service bundle $(du -h "$DEST/service.tar.gz" | cut -f1)"
+fi
 du -sh "$DEST"
 echo "staged into $DEST; on the GPU machine: tests/gpu/run.sh OUTDIR (carry .gpu-fixtures)"
