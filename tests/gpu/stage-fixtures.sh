@@ -63,10 +63,11 @@ fi
 # VRWKV_GPU_SERVICE=0 skips this (it builds for a few minutes the first time).
 if [ "${VRWKV_GPU_SERVICE:-1}" != 0 ]; then
   SVC_BUILD=$ROOT/build-gpu-svc
+  mkdir -p "$SVC_BUILD"
   cmake -S "$ROOT" -B "$SVC_BUILD" -DCMAKE_BUILD_TYPE=Release -DVRWKV_CUDA=ON -DVRWKV_SERVICE=ON \
-    -DVRWKV_NATIVE=OFF -DVRWKV_TESTS=OFF -DVRWKV_GPU_TESTS=OFF > "$SVC_BUILD.log" 2>&1 &&
-    cmake --build "$SVC_BUILD" -j"$(nproc)" --target vrwkv >> "$SVC_BUILD.log" 2>&1 ||
-    { echo "stage-fixtures: the service build failed (see $SVC_BUILD.log)" >&2; exit 1; }
+    -DVRWKV_NATIVE=OFF -DVRWKV_TESTS=OFF -DVRWKV_GPU_TESTS=OFF > "$SVC_BUILD/stage.log" 2>&1 &&
+    cmake --build "$SVC_BUILD" -j"$(nproc)" --target vrwkv >> "$SVC_BUILD/stage.log" 2>&1 ||
+    { echo "stage-fixtures: the service build failed (see $SVC_BUILD/stage.log)" >&2; exit 1; }
   pack=$(mktemp -d)
   mkdir -p "$pack/service/lib"
   cp "$SVC_BUILD/vrwkv" "$pack/service/"
