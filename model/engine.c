@@ -47,10 +47,15 @@ void vr_engine_free(vr_engine *e) {
     free(e);
 }
 
-/* Reports a device backend's recorded failure (its ops return nothing). */
+/* Reports a device backend's recorded failure (its ops return nothing). After a failure that is
+ * already in st, the backend's record is cleared all the same, so it is charged to this call
+ * and not to the next. */
 static vr_status backend_check(vr_engine *e, vr_status st, vr_error *err) {
-    if (st != VR_OK || !e->be->ops->sync) return st;
-    return e->be->ops->sync(e->be, err);
+    if (!e->be->ops->sync) return st;
+    if (st == VR_OK) return e->be->ops->sync(e->be, err);
+    vr_error ignored = {0};
+    e->be->ops->sync(e->be, &ignored);
+    return st;
 }
 
 float *vr_engine_buffer(vr_engine *e, float **buf, size_t *cap, size_t n) {
@@ -182,7 +187,7 @@ vr_status vr_session_prefill(vr_engine *e, vr_session *s, const int32_t *ids, in
     }
     vr_status st = vr_rwkv_embed(e->w, ids, n, dfeat, n_img, x, err);
     if (dfeat) e->be->ops->free(e->be, dfeat);
-    if (st != VR_OK) return st;
+    if (st != VR_OK) return backend_check(e, st, err);
     vr_run run = {0, rows};
     vr_scan_plan plan = {s->scan, -1, -1};
     if (img_at >= 0) {
@@ -201,12 +206,12 @@ vr_status vr_session_prefill(vr_engine *e, vr_session *s, const int32_t *ids, in
     } else {
         st = vr_rwkv_layers(e->w, e->ws, x, &run, 1, &st_ptr, &plan, 0, NL, err);
     }
-    if (st != VR_OK) return st;
+    if (st != VR_OK) return backend_check(e, st, err);
     if (logits) {
         float *dl = vr_engine_buffer(e, &e->logits, &e->logits_cap, (size_t)V);
         if (!dl) return vr_error_set(err, VR_ERR_NOMEM, "out of memory");
         st = vr_rwkv_head(e->w, e->ws, x + (size_t)(rows - 1) * C, 1, dl, err);
-        if (st != VR_OK) return st;
+        if (st != VR_OK) return backend_check(e, st, err);
         e->be->ops->download(e->be, logits, dl, (size_t)V * sizeof(float));
     }
     if ((st = backend_check(e, st, err)) != VR_OK) return st;
@@ -237,8 +242,9 @@ static int step_mode(vr_engine *e, int key) {
 vr_status vr_engine_run_step(vr_engine *e, int key, vr_status (*fn)(void *ctx, vr_error *err), void *ctx,
                              vr_error *err) {
     int mode = step_mode(e, key);
+    vr_error gerr = {0};
+    int graph_failed = 0;
     if (mode != STEP_EAGER) {
-        vr_error gerr = {0};
         const vr_backend_ops *op = e->be->ops;
         vr_status gs = op->graph_begin(e->be, key, mode == STEP_REPLAY, &gerr);
         if (gs == VR_OK) {
@@ -253,16 +259,19 @@ vr_status vr_engine_run_step(vr_engine *e, int key, vr_status (*fn)(void *ctx, v
                 return ge;
             }
         }
-        /* not recorded, not replayable, or an op refused while recording (nothing has run): the
-         * step runs eagerly now, and is recorded again after it; three failures in a row: never
-         * at this key */
+        graph_failed = 1;
+    }
+    /* eagerly; after a failed recording or replay too (nothing of it has run) */
+    vr_status st = fn(ctx, err);
+    if (st != VR_OK) return st; /* the step itself fails: no fault of recording */
+    if (graph_failed) {
+        /* the step runs, but not as a graph: recorded again next time; three in a row: never at
+         * this key */
         e->graph_fail[key]++;
-        e->graph_seen[key] = 0;
         vr_log(VR_LOG_WARN, "step_not_recorded", "sessions=%d failure=%d/3 error=%s", key, e->graph_fail[key],
                gerr.msg);
     }
-    vr_status st = fn(ctx, err);
-    if (st == VR_OK && graph_key(key)) e->graph_seen[key] = 1;
+    if (graph_key(key)) e->graph_seen[key] = 1;
     return st;
 }
 
@@ -360,7 +369,7 @@ vr_status vr_engine_sample(vr_engine *e, const float *logits, int m, vr_sampler 
             free(sub);
         }
         for (int i = 0; st == VR_OK && i < m; i++) vr_sampler_accept(samplers[i], next[i]);
-        return st;
+        return backend_check(e, st, err);
     }
     /* on the host: the cpu backend's logits are host memory already; others download a row */
     int in_place = e->be->device == VR_DEVICE_CPU;

@@ -365,6 +365,9 @@ static vr_status restore_slot(vr_shard *s, vr_slot *slot, int64_t turn, vr_error
         if (st != VR_OK) return vr_error_wrap(err, "restoring session %s turn %lld layer %d", slot->session,
                                               (long long)turn, layer);
     }
+    /* the uploads to a device state arrived */
+    if (vr_engine_check(s->e, err) != VR_OK)
+        return vr_error_wrap(err, "restoring session %s turn %lld", slot->session, (long long)turn);
     return VR_OK;
 }
 
@@ -397,6 +400,8 @@ static void handle_prepare(vr_rpc_call *call, void *ctx) {
                 slot->turn = 0;
                 slot->tokens = 0;
                 slot->committed = 0;
+                st = vr_engine_check(s->e, &err); /* a device state's zeroing arrived */
+                if (st != VR_OK) vr_slot_release(&s->slots, slot);
             } else if (slot->turn != ref->base_turn || slot->tokens != ref->base_tokens) {
                 st = restore_slot(s, slot, ref->base_turn, &err);
                 if (st == VR_OK) {
@@ -695,6 +700,10 @@ static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_
         for (int i = 0; i < n; i++)
             if (slots && slots[i]) slots[i]->tokens = -1, slots[i]->committed = 0; /* unknown: restore next time */
     vr_counter_add(s->m_rows, NULL, rows);
+    if (st != VR_OK) { /* a device failure is this step's: clear it, or the next step would report it */
+        vr_error ignored = {0};
+        vr_engine_check(e, &ignored);
+    }
     free(frame);
     free(runs);
     free(plans);
@@ -778,6 +787,7 @@ static vr_status take_state(void *ctx, const uint8_t *frame, size_t len, uint64_
     for (int layer = s->first; st == VR_OK && layer < s->last; layer++)
         st = vr_state_deserialize_layer(slot->state, layer, s->e->w->fingerprint, vr_state_frame_blob(&f, layer),
                                         f.blob_size, err);
+    if (st == VR_OK) st = vr_engine_check(s->e, err); /* the uploads to a device state arrived */
     if (st == VR_OK) {
         slot->turn = f.turn;
         slot->tokens = f.tokens;

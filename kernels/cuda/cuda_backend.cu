@@ -163,6 +163,18 @@ int vrc_upload_tables(vr_backend *be, int n, const int *slots, const void *const
     return ok;
 }
 
+vr_status vrc_error_take(vr_backend *be, vr_error *err, vr_status fallback, const char *what) {
+    vrc_impl *c = vrc(be);
+    vr_status st = c->first_error != VR_OK
+                       ? vrc_error_out(be, err, c->first_error, "CUDA backend: %s", c->first_msg)
+                       : vrc_error_out(be, err, fallback, "CUDA backend: %s", what);
+    if (c->mode == VRC_EAGER) {
+        c->first_error = VR_OK;
+        c->first_msg[0] = 0;
+    }
+    return st;
+}
+
 vr_status vrc_error_out(vr_backend *be, vr_error *err, vr_status code, const char *fmt, ...) {
     (void)be;
     va_list ap;

@@ -95,6 +95,9 @@ void *vrc_upload_table(vr_backend *be, int slot, const void *host, size_t bytes)
  * but the arena never starts over between them (it would overwrite the earlier ones before the
  * op reads them); through their scratch slots when they do not fit the arena together.
  * 0 after recording a failure. */
+/* For ops that return a status: the recorded failure (else fallback with what) as that
+ * status, and the record cleared, as sync does, so the failure is charged to this call only. */
+vr_status vrc_error_take(vr_backend *be, vr_error *err, vr_status fallback, const char *what);
 int vrc_upload_tables(vr_backend *be, int n, const int *slots, const void *const *hosts, const size_t *sizes,
                       void **outs);
 /* Writes a vr_error from the recorded failure. */

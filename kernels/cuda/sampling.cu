@@ -117,14 +117,10 @@ vr_status vrc_argmax_rows(vr_backend *be, const float *logits, int m, int n, int
     if (e == cudaSuccess) e = cudaMemcpyAsync(h, d, (size_t)m * sizeof(vrc_pick), cudaMemcpyDeviceToHost, c->stream);
     if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
     if (e == cudaSuccess) vrc_stream_drained(be);
-    if (e != cudaSuccess) {
+    if (e != cudaSuccess || c->first_error != VR_OK) {
         free(h);
-        vrc_check(be, e, "argmax on the GPU");
-        return vrc_error_out(be, err, VR_ERR_INTERNAL, "argmax on the GPU: %s", cudaGetErrorString(e));
-    }
-    if (c->first_error != VR_OK) {
-        free(h);
-        return vrc_error_out(be, err, c->first_error, "CUDA backend: %s", c->first_msg);
+        if (e != cudaSuccess) vrc_check(be, e, "argmax on the GPU");
+        return vrc_error_take(be, err, VR_ERR_INTERNAL, "argmax on the GPU failed");
     }
     for (int i = 0; i < m; i++) {
         ids[i] = h[i].id;
@@ -360,8 +356,7 @@ vr_status vrc_sample_rows(vr_backend *be, const float *logits, int m, int n, con
         const int32_t *doff = (const int32_t *)dtab[1];
         const vrc_pen *dpen = (const vrc_pen *)dtab[2];
         if (!uploaded) {
-            st = vrc_error_out(be, err, c->first_error ? c->first_error : VR_ERR_INTERNAL, "CUDA backend: %s",
-                               c->first_msg);
+            st = vrc_error_take(be, err, VR_ERR_INTERNAL, "sampling: the tables did not reach the GPU");
             break;
         }
         const float *lg = logits + (size_t)i0 * n;
@@ -385,8 +380,7 @@ vr_status vrc_sample_rows(vr_backend *be, const float *logits, int m, int n, con
         if (e == cudaSuccess) vrc_stream_drained(be);
         if (e != cudaSuccess || !dtemp || c->first_error != VR_OK) {
             if (e != cudaSuccess) vrc_check(be, e, "sampling on the GPU");
-            st = vrc_error_out(be, err, c->first_error ? c->first_error : VR_ERR_INTERNAL, "CUDA backend: %s",
-                               c->first_msg);
+            st = vrc_error_take(be, err, VR_ERR_NOMEM, "sampling: no GPU memory for the sort");
             break;
         }
         for (int r = 0; r < rc; r++) {
