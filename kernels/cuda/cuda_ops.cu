@@ -279,6 +279,53 @@ __global__ void __launch_bounds__(N) wkv6_reg_kernel(const float *__restrict__ r
     for (int j = 0; j < N; j++) S[(size_t)j * N + i] = s[j];
 }
 
+/* Sequences (prefill): the same recurrence, token for token and in the same order as
+ * wkv6_reg_kernel, with the r, k, w and v of TC tokens staged in shared memory at once: two
+ * barriers and one round of loads per chunk instead of per token, so a long prompt is bound by
+ * the arithmetic, not by the latency of each token's loads. */
+template <int N, int TC>
+__global__ void __launch_bounds__(N) wkv6_chunk_kernel(const float *__restrict__ r, const float *__restrict__ k,
+                                                       const float *__restrict__ v, const float *__restrict__ w,
+                                                       const float *__restrict__ u, int H, const vr_run *runs,
+                                                       float *const *states, float *__restrict__ y) {
+    __shared__ float sr[TC * N], sk[TC * N], sw[TC * N], sv[TC * N], su[N];
+    int ri = blockIdx.x / H, h = blockIdx.x % H, i = threadIdx.x;
+    vr_run run = runs[ri];
+    if (run.len <= 0) return; /* the whole block: an empty run leaves its state alone, as on the CPU */
+    const size_t C = (size_t)H * N;
+    float *S = states[ri] + (size_t)h * N * N; /* S[j][i]: thread i owns column i */
+    float s[N];
+#pragma unroll
+    for (int j = 0; j < N; j++) s[j] = S[(size_t)j * N + i];
+    su[i] = u[h * N + i];
+    for (int t0 = 0; t0 < run.len; t0 += TC) {
+        int tc = run.len - t0 < TC ? run.len - t0 : TC;
+        __syncthreads(); /* the previous chunk is consumed */
+        for (int q = 0; q < tc; q++) {
+            size_t base = (size_t)(run.offset + t0 + q) * C + (size_t)h * N;
+            sr[q * N + i] = r[base + i];
+            sk[q * N + i] = k[base + i];
+            sw[q * N + i] = w[base + i];
+            sv[q * N + i] = v[base + i];
+        }
+        __syncthreads();
+        for (int q = 0; q < tc; q++) {
+            const float *qr = sr + q * N, *qk = sk + q * N, *qw = sw + q * N;
+            float vi = sv[q * N + i];
+            float out = 0.0f;
+#pragma unroll
+            for (int j = 0; j < N; j++) {
+                float kv = qk[j] * vi;
+                out += qr[j] * (su[j] * kv + s[j]);
+                s[j] = kv + qw[j] * s[j];
+            }
+            y[(size_t)(run.offset + t0 + q) * C + (size_t)h * N + i] = out;
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < N; j++) S[(size_t)j * N + i] = s[j];
+}
+
 /* any N up to 1024: the state stays in global memory (each thread its own column) */
 __global__ void wkv6_global_kernel(const float *r, const float *k, const float *v, const float *w, const float *u,
                                    int H, int N, const vr_run *runs, float *const *states, float *y) {
@@ -325,7 +372,11 @@ void vrc_wkv6(vr_backend *be, const float *r, const float *k, const float *v, co
     if (!druns || vrc_refilling(be)) return;
     cudaStream_t s = vrc(be)->stream;
     unsigned blocks = (unsigned)(n_runs * H);
-    if (N == 64)
+    int max_len = 0;
+    for (int i = 0; i < n_runs; i++) max_len = runs[i].len > max_len ? runs[i].len : max_len;
+    if (N == 64 && max_len > 1)
+        wkv6_chunk_kernel<64, 16><<<blocks, 64, 0, s>>>(r, k, v, w, u, H, druns, dptrs, y);
+    else if (N == 64)
         wkv6_reg_kernel<64><<<blocks, 64, 0, s>>>(r, k, v, w, u, H, druns, dptrs, y);
     else
         wkv6_global_kernel<<<blocks, (unsigned)N, 4 * (size_t)N * sizeof(float), s>>>(r, k, v, w, u, H, N, druns,

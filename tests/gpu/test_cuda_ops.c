@@ -476,9 +476,16 @@ static void check_token_shift_ddlerp(void) {
     gpu->ops->free(gpu, dy);
 }
 
-static void check_wkv6(int H, int N) {
+/* long: runs of 40, 1 and 17 tokens (chunks of 16 and their remainders; decode-only steps
+ * take another kernel than sequences) */
+static void check_wkv6(int H, int N, int long_runs) {
     vr_run runs[3] = {{0, 7}, {7, 1}, {8, 4}};
-    int rows = 12, C = H * N;
+    int rows = 12;
+    if (long_runs) {
+        runs[0] = (vr_run){0, 40}, runs[1] = (vr_run){40, 1}, runs[2] = (vr_run){41, 17};
+        rows = 58;
+    }
+    int C = H * N;
     size_t RC = (size_t)rows * C, SS = (size_t)H * N * N;
     float *r = rand_arr(RC, -1, 1), *k = rand_arr(RC, -1, 1), *v = rand_arr(RC, -1, 1), *w = rand_arr(RC, -2, 1);
     for (size_t i = 0; i < RC; i++) w[i] = expf(-expf(w[i]));
@@ -495,11 +502,11 @@ static void check_wkv6(int H, int N) {
     gpu->ops->wkv6(gpu, dr, dk, dv, dw, du, H, N, runs, 3, sd, dy);
     float *got = back(dy, RC);
     char what[64];
-    snprintf(what, sizeof what, "wkv6 H%d N%d y", H, N);
+    snprintf(what, sizeof what, "wkv6 H%d N%d%s y", H, N, long_runs ? " long runs" : "");
     expect(what, got, want, RC, 1e-5f);
     for (int i = 0; i < 3; i++) {
         float *s = back(sd[i], SS);
-        snprintf(what, sizeof what, "wkv6 H%d N%d state %d", H, N, i);
+        snprintf(what, sizeof what, "wkv6 H%d N%d%s state %d", H, N, long_runs ? " long runs" : "", i);
         expect(what, s, sh[i], SS, 1e-5f);
         free(s);
         free(sh[i]);
@@ -813,10 +820,11 @@ int main(void) {
     check_norms();
     check_fused();
     check_token_shift_ddlerp();
-    check_wkv6(3, 64);
-    check_wkv6(2, 32);
-    check_wkv6(2, 48);
-    check_wkv6(1, 320);
+    check_wkv6(3, 64, 0);
+    check_wkv6(3, 64, 1);
+    check_wkv6(2, 32, 0);
+    check_wkv6(2, 48, 1);
+    check_wkv6(1, 320, 0);
     check_pointwise();
     check_attention(50, 3, 32);
     check_attention(577, 2, 64);
