@@ -62,8 +62,12 @@ float *vr_engine_buffer(vr_engine *e, float **buf, size_t *cap, size_t n) {
     if (*cap < n) {
         if (e->be->ops->graph_drop) e->be->ops->graph_drop(e->be); /* recordings refer to the old buffer */
         if (*buf) e->be->ops->free(e->be, *buf);
-        *buf = e->be->ops->alloc(e->be, n * sizeof(float));
-        *cap = *buf ? n : 0;
+        /* with room to spare: a batch that keeps growing by a session re-records every CUDA graph
+         * only now and then, not at each new size */
+        size_t want = *cap ? n + n / 4 : n;
+        *buf = e->be->ops->alloc(e->be, want * sizeof(float));
+        if (!*buf && want > n) *buf = e->be->ops->alloc(e->be, (want = n) * sizeof(float));
+        *cap = *buf ? want : 0;
     }
     return *buf;
 }
