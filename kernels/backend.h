@@ -76,7 +76,7 @@ typedef struct vr_backend_ops {
 
     /* RWKV token shift over runs: sx[r] = prev(r) - x[r] where prev is the previous row of the
      * same run, or shift_state[run] for a run's first row; then shift_state[run] = x[last row].
-     * shift_states[i] points at run i's n-float state. */
+     * shift_states[i] points at run i's n-float state. Rows outside every run: sx undefined. */
     void (*token_shift)(vr_backend *be, const float *x, int n, const vr_run *runs, int n_runs, float *const *shift_states,
                         float *sx);
     /* y = x + sx * (maa + (lora ? lora[r] : 0))  row-wise; maa has n entries, lora [m, n] with row

@@ -169,24 +169,27 @@ static const vr_run *upload_runs(vr_backend *be, const vr_run *runs, int n_runs,
 
 /* ---- token shift ---- */
 
-/* grid.y = run; element (t, c) of the run. The thread of (0, c) alone reads and then writes
- * state[c], so no other thread races with the state update. */
-__global__ void token_shift_kernel(const float *x, int n, const vr_run *runs, float *const *states, float *sx) {
+/* Every row's difference to the row before it, over all rows at once (a step with one long
+ * prefill beside many one-row runs launches blocks for its rows, not runs x longest run); the
+ * first row of each run is then redone by shift_first_kernel, later on the same stream. */
+__global__ void shift_diff_kernel(const float *x, size_t total, int n, float *sx) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x + (size_t)n; i < total;
+         i += (size_t)gridDim.x * blockDim.x)
+        sx[i] = x[i - (size_t)n] - x[i];
+}
+
+/* grid.y = run: its first row against the state, and the state becomes its last row. The thread
+ * of column c alone reads and then writes state[c], so nothing races with the update. */
+__global__ void shift_first_kernel(const float *x, int n, const vr_run *runs, float *const *states, float *sx) {
     vr_run run = runs[blockIdx.y];
     if (run.len <= 0) return;
-    size_t total = (size_t)run.len * n;
     float *st = states[blockIdx.y];
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-        int t = (int)(i / (size_t)n), c = (int)(i % (size_t)n);
-        size_t row = (size_t)(run.offset + t);
+    size_t row = (size_t)run.offset, last = (size_t)(run.offset + run.len - 1);
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < n; c += gridDim.x * blockDim.x) {
         float cur = x[row * n + c];
-        if (t == 0) {
-            float prev = st[c];
-            sx[row * n + c] = prev - cur;
-            st[c] = x[(size_t)(run.offset + run.len - 1) * n + c];
-        } else {
-            sx[row * n + c] = x[(row - 1) * n + c] - cur;
-        }
+        float prev = st[c];
+        sx[row * n + c] = prev - cur;
+        st[c] = x[last * n + c];
     }
 }
 
@@ -198,15 +201,18 @@ void vrc_token_shift(vr_backend *be, const float *x, int n, const vr_run *runs, 
         return;
     }
     vrc_enter(be);
-    int maxlen = 0;
+    size_t rows = 0; /* rows [0, rows) hold every run */
     for (int i = 0; i < n_runs; i++)
-        if (runs[i].len > maxlen) maxlen = runs[i].len;
-    if (maxlen <= 0) return;
+        if (runs[i].len > 0 && (size_t)runs[i].offset + (size_t)runs[i].len > rows)
+            rows = (size_t)runs[i].offset + (size_t)runs[i].len;
+    if (rows == 0) return;
     float *const *dptrs = NULL;
     const vr_run *druns = upload_runs(be, runs, n_runs, shift_states, &dptrs);
     if (!druns || vrc_refilling(be)) return;
-    dim3 grid(vrc_blocks((size_t)maxlen * n, 256), (unsigned)n_runs);
-    token_shift_kernel<<<grid, 256, 0, vrc(be)->stream>>>(x, n, druns, dptrs, sx);
+    cudaStream_t s = vrc(be)->stream;
+    size_t total = rows * (size_t)n;
+    if (rows > 1) shift_diff_kernel<<<vrc_blocks(total - (size_t)n, 256), 256, 0, s>>>(x, total, n, sx);
+    shift_first_kernel<<<dim3(vrc_blocks((size_t)n, 256), (unsigned)n_runs), 256, 0, s>>>(x, n, druns, dptrs, sx);
     vrc_check_launch(be, "token_shift");
 }
 
