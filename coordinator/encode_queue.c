@@ -32,10 +32,14 @@ static void *encode_loop(void *p) {
 
         vr_error err = {0};
         vr_image_features f = {0};
-        vr_status st = r->record.image ? vr_cluster_encode_image(c, r->record.image, r->record.image_len,
-                                                                 r->enc_deliver, &f, &err)
-                                       : vr_error_set(&err, VR_ERR_UNAVAILABLE,
-                                                      "the session's image is missing: cannot encode it again");
+        pthread_mutex_lock(&r->mu);
+        int cancelled = r->cancelled; /* its client went away while it waited here: no encode */
+        pthread_mutex_unlock(&r->mu);
+        vr_status st = cancelled ? vr_error_set(&err, VR_ERR_CANCELLED, "the client cancelled the request")
+                       : r->record.image
+                           ? vr_cluster_encode_image(c, r->record.image, r->record.image_len, r->enc_deliver, &f, &err)
+                           : vr_error_set(&err, VR_ERR_UNAVAILABLE,
+                                          "the session's image is missing: cannot encode it again");
         pthread_mutex_lock(&c->q_mu);
         r->enc_status = st;
         r->enc_features = f;

@@ -31,9 +31,11 @@ typedef struct vr_worker_entry {
     vr_rpc_channel *ch;
 } vr_worker_entry;
 
-/* REQ_ENCODE: its image is being encoded on the encode thread (encode_queue.c); the scheduler
- * leaves the turn alone until it comes back. REQ_REPREPARE: a rebuild waits for its fresh Prepare. */
-typedef enum { REQ_PREPARE = 0, REQ_REPREPARE, REQ_ENCODE, REQ_PREFILL, REQ_DECODE, REQ_FINISH, REQ_DONE } vr_req_phase;
+/* REQ_PREPARE: the shards are to hold the turn's starting state (a new turn, a rebuild, or a turn
+ * back from the encode thread, whose slot may have been evicted meanwhile). REQ_ENCODE: its image
+ * is being encoded on the encode thread (encode_queue.c); the scheduler leaves the turn alone
+ * until it comes back. */
+typedef enum { REQ_PREPARE = 0, REQ_ENCODE, REQ_PREFILL, REQ_DECODE, REQ_FINISH, REQ_DONE } vr_req_phase;
 
 typedef enum { EV_TOKEN = 0, EV_FINAL, EV_ERROR } vr_event_kind;
 

@@ -106,7 +106,7 @@ static int is_stop(const vr_request *r, int32_t t) {
 
 /* ------------------------------------------------------------------ prepare */
 
-static void pack_prepare(vr_request **rs, int n, int force_fresh, uint8_t **buf, size_t *len) {
+static void pack_prepare(vr_request **rs, int n, uint8_t **buf, size_t *len) {
     Vrwkv__Internal__PrepareRequest req = VRWKV__INTERNAL__PREPARE_REQUEST__INIT;
     Vrwkv__Internal__SessionRef *refs = calloc((size_t)n, sizeof *refs);
     Vrwkv__Internal__SessionRef **ptrs = calloc((size_t)n, sizeof *ptrs);
@@ -116,7 +116,7 @@ static void pack_prepare(vr_request **rs, int n, int force_fresh, uint8_t **buf,
         refs[i].session = rs[i]->session;
         refs[i].base_turn = rs[i]->record.committed_turn;
         refs[i].base_tokens = rs[i]->record.n_transcript;
-        refs[i].fresh = force_fresh || rs[i]->fresh;
+        refs[i].fresh = rs[i]->fresh;
         refs[i].features_key = rs[i]->features.key;
         ptrs[i] = &refs[i];
     }
@@ -131,12 +131,13 @@ static void pack_prepare(vr_request **rs, int n, int force_fresh, uint8_t **buf,
 
 /* Makes every shard hold the committed state of each new turn's session. A shard that cannot
  * (evicted and the blob missing or corrupt) makes that turn rebuild its state by recomputing
- * the transcript from a zero state (REQ_REPREPARE, after its image is encoded again if it has
- * one). Features stage 0 reports missing are encoded again, inline, on the encode thread. */
+ * the transcript from a zero state (prepared in a later pass, after its image is encoded again
+ * if it has one). Features stage 0 reports missing are encoded again, inline, on the encode
+ * thread, and the turn prepared again. */
 static void prepare(vr_coordinator *c, vr_request **rs, int n) {
     uint8_t *buf = NULL;
     size_t len = 0;
-    pack_prepare(rs, n, 0, &buf, &len);
+    pack_prepare(rs, n, &buf, &len);
     uint8_t *resps[VR_MAX_WORKERS] = {0};
     size_t rl[VR_MAX_WORKERS] = {0};
     int stages = 0;
@@ -177,13 +178,14 @@ static void prepare(vr_coordinator *c, vr_request **rs, int n) {
             fail_request(c, r, VR_RPC_STATUS_INTERNAL, "a shard answered Prepare with a malformed message");
             continue;
         }
-        if (rebuild[i] == 0 && missing[i]) {
-            vr_encode_queue_push(c, r, 0, REQ_PREFILL);
+        if (rebuild[i] == 0 && missing[i]) { /* then Prepare again: its slot may go meanwhile */
+            vr_encode_queue_push(c, r, 0, REQ_PREPARE);
             continue;
         }
         if (rebuild[i] == 1) {
-            /* recompute: transcript + this turn's prompt from a zero state */
-            if (!r->persistent || r->record.committed_turn == 0) {
+            /* recompute: transcript + this turn's prompt from a zero state (once: a turn that
+             * already starts from zero, new or rebuilt, has nothing to recompute) */
+            if (r->fresh || !r->persistent || r->record.committed_turn == 0) {
                 fail_request(c, r, VR_RPC_STATUS_INTERNAL, "a shard could not start a fresh state");
                 continue;
             }
@@ -203,8 +205,8 @@ static void prepare(vr_coordinator *c, vr_request **rs, int n) {
             r->prompt = ids;
             r->n_prompt += r->record.n_transcript;
             r->fresh = 1;
-            if (has_image) vr_encode_queue_push(c, r, !c->opt.inline_features, REQ_REPREPARE);
-            else r->phase = REQ_REPREPARE;
+            if (has_image) vr_encode_queue_push(c, r, !c->opt.inline_features, REQ_PREPARE);
+            else r->phase = REQ_PREPARE; /* the next pass prepares it from zero */
             continue;
         }
         r->phase = REQ_PREFILL;
@@ -213,27 +215,13 @@ static void prepare(vr_coordinator *c, vr_request **rs, int n) {
     free(missing);
 }
 
-/* Rebuilds (REQ_REPREPARE): every shard starts the session from a zero state. */
-static void prepare_again(vr_coordinator *c, vr_request **rs, int n) {
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    vr_error err = {0};
-    pack_prepare(rs, n, 1, &buf, &len);
-    vr_status st = buf ? vr_cluster_broadcast(c, "/vrwkv.internal.Shard/Prepare", buf, len, NULL, NULL, NULL, &err)
-                       : vr_error_set(&err, VR_ERR_NOMEM, "out of memory");
-    free(buf);
-    if (st == VR_ERR_UNAVAILABLE) vr_cluster_mark_failed(c, err.msg);
-    for (int i = 0; i < n; i++) {
-        if (st != VR_OK) fail_request(c, rs[i], vr_rpc_code_from_status(st), err.msg);
-        else rs[i]->phase = REQ_PREFILL;
-    }
-}
-
 /* A turn back from the encode thread: its new features in, or the turn failed. */
 static void encode_returned(vr_coordinator *c, vr_request *r) {
     if (r->enc_status != VR_OK) {
         /* an image the vision worker took at admission and refuses now is our fault, not the client's */
-        int code = vr_rpc_code_from_status(r->enc_status == VR_ERR_INVALID ? VR_ERR_INTERNAL : r->enc_status);
+        int code = r->enc_status == VR_ERR_CANCELLED
+                       ? VR_RPC_STATUS_CANCELLED
+                       : vr_rpc_code_from_status(r->enc_status == VR_ERR_INVALID ? VR_ERR_INTERNAL : r->enc_status);
         fail_request(c, r, code, r->enc_msg);
         return;
     }
@@ -381,26 +369,47 @@ static void complete(vr_coordinator *c, vr_request *r) {
 static void *scheduler_loop(void *p) {
     vr_coordinator *c = p;
     int cap = c->opt.max_batch;
-    vr_request **active = calloc((size_t)cap, sizeof *active);
+    /* turns away on the encode thread do not hold up others: room for as many again beside the
+     * batch (a full batch of stuck encodes still admits new turns) */
+    int acap = 2 * cap;
+    vr_request **active = calloc((size_t)acap, sizeof *active), **work = calloc((size_t)acap, sizeof *work);
+    vr_request **batch = calloc((size_t)acap, sizeof *batch);
+    int32_t *tokens = calloc((size_t)acap, sizeof *tokens);
+    float *tok_logit = calloc((size_t)acap, sizeof *tok_logit), *tok_logprob = calloc((size_t)acap, sizeof *tok_logprob);
+    if (!active || !work || !batch || !tokens || !tok_logit || !tok_logprob) {
+        vr_log(VR_LOG_ERROR, "scheduler_failed", "error=out of memory for %d turns", acap);
+        acap = 0; /* every turn is refused, with that reason */
+    }
     int n_active = 0;
-    int32_t *tokens = calloc((size_t)cap, sizeof *tokens);
-    float *tok_logit = calloc((size_t)cap, sizeof *tok_logit), *tok_logprob = calloc((size_t)cap, sizeof *tok_logprob);
-    vr_request **batch = calloc((size_t)cap, sizeof *batch);
     int n_runnable = 0; /* active turns not away on the encode thread */
     for (;;) {
         pthread_mutex_lock(&c->q_mu);
-        while (!c->stop && n_runnable == 0 && !c->queue_head && !c->enc_done) pthread_cond_wait(&c->q_cv, &c->q_mu);
+        for (;;) {
+            int room = (n_runnable < cap && n_active < acap) || acap == 0;
+            if (c->stop || n_runnable > 0 || c->enc_done || (c->queue_head && room)) break;
+            pthread_cond_wait(&c->q_cv, &c->q_mu);
+        }
         int stop = c->stop;
+        if (acap == 0 && !stop) {
+            vr_request *r = c->queue_head;
+            c->queue_head = c->queue_tail = NULL;
+            pthread_mutex_unlock(&c->q_mu);
+            while (r) {
+                vr_request *next = r->next_queued;
+                fail_request(c, r, VR_RPC_STATUS_RESOURCE_EXHAUSTED, "the scheduler is out of memory");
+                vr_request_release(r);
+                r = next;
+            }
+            continue;
+        }
         vr_request *encoded = vr_encode_queue_take_done_locked(c);
-        vr_request *fresh[1024];
-        int n_fresh = 0;
-        while (!stop && c->queue_head && n_active < cap) {
+        while (!stop && c->queue_head && n_runnable < cap && n_active < acap) {
             vr_request *r = c->queue_head;
             c->queue_head = r->next_queued;
             if (!c->queue_head) c->queue_tail = NULL;
             r->t_admit_ms = vr_now_ms();
             active[n_active++] = r;
-            fresh[n_fresh++] = r;
+            n_runnable++;
         }
         pthread_mutex_unlock(&c->q_mu);
         while (encoded) {
@@ -413,21 +422,17 @@ static void *scheduler_loop(void *p) {
         for (int i = 0; i < n_active; i++)
             if (active[i]->phase != REQ_DONE && active[i]->phase != REQ_ENCODE && is_cancelled(active[i]))
                 fail_request(c, active[i], VR_RPC_STATUS_CANCELLED, "the client cancelled the request");
-        vr_request *to_prepare[1024];
-        int n_prep = 0;
-        for (int i = 0; i < n_fresh; i++)
-            if (fresh[i]->phase == REQ_PREPARE) to_prepare[n_prep++] = fresh[i];
-        if (n_prep) prepare(c, to_prepare, n_prep);
-        n_prep = 0;
+        int n_prep = 0; /* new turns, rebuilds, turns back from the encode thread */
         for (int i = 0; i < n_active; i++)
-            if (active[i]->phase == REQ_REPREPARE) to_prepare[n_prep++] = active[i];
-        if (n_prep) prepare_again(c, to_prepare, n_prep);
+            if (active[i]->phase == REQ_PREPARE) work[n_prep++] = active[i];
+        if (n_prep) prepare(c, work, n_prep);
         int n = 0;
         for (int i = 0; i < n_active; i++) {
             vr_request *r = active[i];
-            /* delivered features stage 0 may no longer hold (re-formed since, or old): inline this time */
+            /* delivered features stage 0 may no longer hold (re-formed since, or old): inline this
+             * time, then prepared again (the slot may go while the turn waits) */
             if (r->phase == REQ_PREFILL && !vr_cluster_features_usable(c, &r->features)) {
-                vr_encode_queue_push(c, r, 0, REQ_PREFILL);
+                vr_encode_queue_push(c, r, 0, REQ_PREPARE);
                 continue;
             }
             if (r->phase == REQ_PREFILL || r->phase == REQ_DECODE || r->phase == REQ_FINISH) batch[n++] = r;
@@ -520,6 +525,7 @@ static void *scheduler_loop(void *p) {
     c->queue_tail = NULL;
     pthread_mutex_unlock(&c->q_mu);
     free(active);
+    free(work);
     free(tokens);
     free(tok_logit);
     free(tok_logprob);

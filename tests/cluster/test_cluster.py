@@ -410,20 +410,21 @@ def test_tenants():
     expect_error("get a deleted session", ["--get-session", sid], "NOT_FOUND")
 
 
-def corrupt_upper_blobs(sid):
-    """Corrupts the session's state blobs of shard 1's layers in redis and restarts shard 1, so
-    that its next turn finds no usable state there and must be rebuilt from the transcript."""
+def corrupt_upper_blobs(*sids):
+    """Corrupts the sessions' state blobs of shard 1's layers in redis and restarts shard 1, so
+    that their next turns find no usable state there and must be rebuilt from the transcript."""
     r = Redis(RPORT)
     try:
-        keys = sorted(k.decode() for k in r.cmd("KEYS", f"vrwkv:{TENANT_A}:{sid}:blob:*"))
-        upper = [k for k in keys if int(k.rsplit(":", 1)[1]) >= N_LAYER // 2]
-        if not check(upper, f"no state blobs of layers >= {N_LAYER // 2} in redis for the session (keys: {keys})"):
-            return False
-        for k in upper:
-            v = bytearray(r.cmd("GET", k))
-            for off in (len(v) // 2, len(v) - 5):  # payload bytes, not only the header
-                v[off] ^= 0x5A
-            check(r.cmd("SET", k, bytes(v), "KEEPTTL") == b"OK", f"SET {k} failed")
+        for sid in sids:
+            keys = sorted(k.decode() for k in r.cmd("KEYS", f"vrwkv:{TENANT_A}:{sid}:blob:*"))
+            upper = [k for k in keys if int(k.rsplit(":", 1)[1]) >= N_LAYER // 2]
+            if not check(upper, f"no state blobs of layers >= {N_LAYER // 2} in redis for {sid} (keys: {keys})"):
+                return False
+            for k in upper:
+                v = bytearray(r.cmd("GET", k))
+                for off in (len(v) // 2, len(v) - 5):  # payload bytes, not only the header
+                    v[off] ^= 0x5A
+                check(r.cmd("SET", k, bytes(v), "KEEPTTL") == b"OK", f"SET {k} failed")
     finally:
         r.close()
     rc, out = cluster("kill-shard", "1")
@@ -432,51 +433,75 @@ def corrupt_upper_blobs(sid):
     return check(rc == 0, f"start-shard 1: {out}")
 
 
+def restart_coordinator_with(extra):
+    """Restarts the coordinator with extra arguments (none: as it was started)."""
+    path = os.path.join(RUNDIR, "coordinator.cmd")
+    orig = path + ".orig"
+    if not os.path.exists(orig):
+        shutil.copy(path, orig)
+    with open(orig) as f:
+        cmd = f.read().rstrip("\n")
+    with open(path, "w") as f:
+        f.write(cmd + (" " + extra if extra else "") + "\n")
+    rc, out = cluster("restart-coordinator")
+    return check(rc == 0, f"restart-coordinator {extra}: {out}")
+
+
 def test_stuck_vision():
-    """A rebuild that must encode its image again waits for the vision worker on a thread of its
-    own: while the vision worker is stopped (SIGSTOP: a hung process), a text-only turn that
-    arrives after the rebuild's encode began is still served, and the rebuild completes exactly
-    once the vision worker runs again."""
-    section("4e. a stuck vision worker holds up only the turn that needs it")
+    """Rebuilds that must encode their image again wait for the vision worker on a thread of
+    their own. With the batch full of them (the coordinator restarted with --max-batch 2) and the
+    vision worker stopped (SIGSTOP: a hung process), a text-only turn that arrives after their
+    encodes began is still admitted and served; the rebuilds complete exactly once the vision
+    worker runs again (within its heartbeat timeout)."""
+    section("4e. stuck vision worker: only the turns that need it wait (a full batch of them)")
     mcase = next(c for c in mt["cases"] if c["id"] == "c2_t2")
-    sid = turn1(mcase, CASES[mcase["base_case"]], "uni", what="stuck vision")
+    modes = ("uni", "bi")
+    sids = [turn1(mcase, CASES[mcase["base_case"]], m, what=f"stuck vision {m}") for m in modes]
     text_args = ["--max-tokens", "8", prompts["followup_question"]]
     alone, rc, err = generate(text_args)
-    if not check(sid and alone is not None, f"stuck vision: setup failed: rc {rc}: {err}"):
+    if not check(all(sids) and alone is not None, f"stuck vision: setup failed: rc {rc}: {err}"):
         return
-    if not corrupt_upper_blobs(sid):
+    if not corrupt_upper_blobs(*sids) or not restart_coordinator_with("--max-batch 2"):
+        restart_coordinator_with("")
         return
     with open(os.path.join(RUNDIR, "vision.pid")) as f:
         vision_pid = int(f.read())
-    def rebuilds():
-        return sum(1 for l in log_text("coordinator").splitlines() if "event=state_rebuild" in l and sid in l)
+
+    def rebuilding():
+        log = [l for l in log_text("coordinator").splitlines() if "event=state_rebuild" in l]
+        return sum(1 for sid in sids if any(sid in l for l in log))
 
     os.kill(vision_pid, signal.SIGSTOP)
-    ex = concurrent.futures.ThreadPoolExecutor(2)
+    ex = concurrent.futures.ThreadPoolExecutor(4)
+    rebuilds = []
     try:
-        rebuild = ex.submit(generate, ["--session", sid] + text_args)
-        deadline = time.time() + 60
-        while time.time() < deadline and not rebuilds():
+        rebuilds = [ex.submit(generate, ["--session", sid] + text_args) for sid in sids]
+        deadline = time.time() + 30
+        while time.time() < deadline and rebuilding() < len(sids):
             time.sleep(0.05)
-        if not check(rebuilds(), "stuck vision: the turn after the corrupted blobs was not rebuilt"):
+        if not check(rebuilding() == len(sids), "stuck vision: the turns after the corrupted blobs were not rebuilt"):
             return
-        time.sleep(0.2)  # its encode is under way: the rebuild logs just before it asks
+        time.sleep(0.2)  # their encodes are under way: a rebuild logs just before it asks
         other = ex.submit(generate, text_args)
-        while not other.done() and not rebuild.done():
+        while not other.done() and not any(r.done() for r in rebuilds):
             time.sleep(0.05)
-        check(other.done() and not rebuild.done(),
-              "stuck vision: a text-only turn waited for the stopped vision worker (the rebuild's encode "
-              "blocked the scheduler)")
+        check(other.done() and not any(r.done() for r in rebuilds),
+              "stuck vision: a text-only turn waited for the stopped vision worker (the rebuilds' encodes "
+              "held up the scheduler or filled the batch)")
         res, rc, err = other.result(timeout=120)
         check(res is not None and res["tokens"] == alone["tokens"],
               f"stuck vision: the text-only turn: rc {rc} {err} {res and res['tokens']} (alone {alone['tokens']})")
     finally:
         os.kill(vision_pid, signal.SIGCONT)
         ex.shutdown(wait=True)
-    res, rc, err = rebuild.result()
-    if check(res is not None, f"stuck vision: the rebuilt turn failed once the vision worker ran again: rc {rc}: {err}"):
-        want, complete = expected_run(mcase["modes"]["uni"]["greedy"], 8)
-        check(tokens_match(res["tokens"], want, complete), f"stuck vision: rebuilt turn tokens {res['tokens']}, fixture {want}")
+        restart_coordinator_with("")
+    for mode, fut in zip(modes, rebuilds):
+        res, rc, err = fut.result()
+        if check(res is not None, f"stuck vision {mode}: the rebuilt turn failed once the vision worker ran again: "
+                                  f"rc {rc}: {err}"):
+            want, complete = expected_run(mcase["modes"][mode]["greedy"], 8)
+            check(tokens_match(res["tokens"], want, complete),
+                  f"stuck vision {mode}: rebuilt turn tokens {res['tokens']}, fixture {want}")
     good("stuck vision")
 
 
