@@ -53,8 +53,10 @@ struct vr_shard {
     pthread_mutex_t link_mu;
     pthread_cond_t link_cv;
     vr_transport *prev, *next;
-    /* links replaced while the step thread may still be blocked in them: interrupted at once,
-     * closed by the step thread (under compute_mu) before its next step */
+    /* the links the step thread is using right now ([0] next, [1] prev; under link_mu): one
+     * replaced meanwhile is interrupted and waits in retired until the step thread is done
+     * with it; any other replaced link is closed at once */
+    vr_transport *busy[2];
     vr_transport **retired;
     int n_retired, cap_retired;
     vr_feature_inbox *inbox; /* stage 0: image features delivered by vision workers */
@@ -76,10 +78,15 @@ static int64_t now_ms(void) {
 
 /* ------------------------------------------------------------------ transport links */
 
-/* With link_mu held: t, the link being replaced, is no longer used. The step thread may be
- * blocked in it right now, so it is interrupted (that step fails at once) and closed later. */
+/* With link_mu held: t, the link being replaced, is no longer used. When the step thread is in
+ * it right now, it is interrupted (that step fails at once) and closed once the step thread is
+ * done with it (link_done); otherwise it is closed now. */
 static void retire_link(vr_shard *s, vr_transport *t) {
     if (!t) return;
+    if (t != s->busy[0] && t != s->busy[1]) {
+        vr_transport_close(t);
+        return;
+    }
     vr_transport_interrupt(t, "replaced by a newer link");
     if (s->n_retired == s->cap_retired) {
         int cap = s->cap_retired ? 2 * s->cap_retired : 4;
@@ -93,6 +100,21 @@ static void retire_link(vr_shard *s, vr_transport *t) {
         s->cap_retired = cap;
     }
     s->retired[s->n_retired++] = t;
+}
+
+/* The step thread is done with t: if it was replaced meanwhile, it is closed now. */
+static void link_done(vr_shard *s, vr_transport *t) {
+    if (!t) return;
+    pthread_mutex_lock(&s->link_mu);
+    for (int k = 0; k < 2; k++)
+        if (s->busy[k] == t) s->busy[k] = NULL;
+    for (int i = 0; i < s->n_retired; i++)
+        if (s->retired[i] == t) {
+            vr_transport_close(t);
+            s->retired[i] = s->retired[--s->n_retired];
+            break;
+        }
+    pthread_mutex_unlock(&s->link_mu);
 }
 
 /* With compute_mu held (no step is using a link): closes the retired links. */
@@ -272,7 +294,8 @@ static vr_status start_join(vr_shard *s, const uint8_t *id, int rank, vr_error *
 
 /* The link from the previous stage (prev = 1) or to the next one, waiting up to
  * CONNECT_TIMEOUT_MS for it: a TCP predecessor may still be connecting, an NCCL link still
- * being joined right after an assignment. NULL when none came. */
+ * being joined right after an assignment. NULL when none came. The step thread alone calls
+ * this, and calls link_done when it is done with the link. */
 static vr_transport *wait_link(vr_shard *s, int prev) {
     pthread_mutex_lock(&s->link_mu);
     int64_t deadline = now_ms() + CONNECT_TIMEOUT_MS;
@@ -280,6 +303,7 @@ static vr_transport *wait_link(vr_shard *s, int prev) {
         vr_transport *t = prev ? s->prev : s->next;
         int expected = prev || (s->n_stages > 0 && s->stage + 1 < s->n_stages);
         if (t || !expected || now_ms() >= deadline) {
+            s->busy[prev ? 1 : 0] = t;
             pthread_mutex_unlock(&s->link_mu);
             return t;
         }
@@ -544,6 +568,7 @@ static vr_status recv_activations(vr_shard *s, uint64_t step_id, void **frame, s
     vr_transport *prev = wait_link(s, 1);
     if (!prev) return vr_error_set(err, VR_ERR_UNAVAILABLE, "no connection from the previous stage");
     vr_status st = vr_transport_recv(prev, step_id, frame, len, RECV_TIMEOUT_MS, err);
+    link_done(s, prev);
     if (st == VR_OK && *len == 0)
         return vr_error_set(err, VR_ERR_CANCELLED, "the previous stage failed step %llu", (unsigned long long)step_id);
     if (st != VR_OK && st != VR_ERR_FORMAT) st = VR_ERR_UNAVAILABLE, err->code = VR_ERR_UNAVAILABLE;
@@ -554,12 +579,13 @@ static vr_status recv_activations(vr_shard *s, uint64_t step_id, void **frame, s
  * fails the step at once instead of waiting out its receive timeout. */
 static void send_abort(vr_shard *s, uint64_t step_id) {
     pthread_mutex_lock(&s->link_mu);
-    vr_transport *next = s->next; /* only the step thread (under compute_mu) sends or replaces it */
+    vr_transport *next = s->busy[0] = s->next;
     pthread_mutex_unlock(&s->link_mu);
     vr_error err = {0};
     if (next && vr_transport_send(next, step_id, NULL, 0, &err) != VR_OK)
         vr_log(VR_LOG_WARN, "abort_not_sent", "shard=%s step=%llu error=%s", s->address, (unsigned long long)step_id,
                err.msg);
+    link_done(s, next);
 }
 
 /* Stage 0: a run's image features onto the device, from the request or from the inbox. */
@@ -680,6 +706,7 @@ static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_
                 st = VR_ERR_UNAVAILABLE, err->code = VR_ERR_UNAVAILABLE;
         }
         free(host);
+        link_done(s, next);
     }
     if (st == VR_OK && s->is_last) st = sample_runs(s, req, runs, n, x, tokens, tok_logit, tok_logprob, err);
     if (st != VR_OK && !s->is_last && !forwarded) send_abort(s, req->step_id);

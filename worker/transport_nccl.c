@@ -38,6 +38,7 @@ vr_status vr_transport_nccl_create(const void *unique_id, int nranks, int rank, 
 #include <nccl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <time.h>
 
 _Static_assert(sizeof(ncclUniqueId) == VR_NCCL_UNIQUE_ID_BYTES, "ncclUniqueId size");
@@ -61,7 +62,8 @@ typedef struct nccl_transport {
     pthread_mutex_t enqueue; /* NCCL calls on one communicator must not run concurrently */
     pthread_mutex_t queue_mu;
     self_frame *head, *tail;  /* frames to oneself, in order */
-    int broken;
+    atomic_int broken;          /* set for good on any failure */
+    atomic_int abort_requested; /* vr_transport_interrupt: the thread in a wait aborts */
     char name[64];
 } nccl_transport;
 
@@ -71,19 +73,25 @@ static vr_status nccl_fail(vr_error *err, vr_status code, const char *what, nccl
 
 /* A non-blocking communicator may answer a call with ncclInProgress: the call is then still
  * being enqueued; wait until it is (or failed) before anything else touches the communicator. */
-static ncclResult_t settle(ncclComm_t comm, ncclResult_t r) {
-    while (r == ncclInProgress) {
-        sched_yield();
-        if (ncclCommGetAsyncError(comm, &r) != ncclSuccess) return ncclInternalError;
-    }
-    return r;
-}
-
 /* With t->enqueue held: the communicator goes (the link is broken from now on). */
 static void abort_locked(nccl_transport *t) {
-    t->broken = 1;
+    atomic_store(&t->broken, 1);
     if (t->comm) ncclCommAbort(t->comm);
     t->comm = NULL;
+}
+
+/* With t->enqueue held. An interrupt meanwhile aborts the communicator (an enqueue that never
+ * settles, say a peer that went away, cannot hold the thread). */
+static ncclResult_t settle(nccl_transport *t, ncclResult_t r) {
+    while (r == ncclInProgress) {
+        if (atomic_load(&t->abort_requested)) {
+            abort_locked(t);
+            return ncclInvalidUsage;
+        }
+        sched_yield();
+        if (ncclCommGetAsyncError(t->comm, &r) != ncclSuccess) return ncclInternalError;
+    }
+    return r;
 }
 
 static double now_ms(void) {
@@ -114,13 +122,20 @@ static vr_status grow(void **buf, size_t *cap, size_t need, vr_error *err) {
 static vr_status wait_stream(nccl_transport *t, cudaStream_t s, double deadline_ms, vr_error *err) {
     for (;;) {
         cudaError_t q = cudaStreamQuery(s);
-        if (q == cudaSuccess) return VR_OK;
+        if (q == cudaSuccess) {
+            /* an abort lets the kernels end early: complete then means nothing */
+            pthread_mutex_lock(&t->enqueue);
+            int gone = !t->comm;
+            pthread_mutex_unlock(&t->enqueue);
+            if (gone) return vr_error_set(err, VR_ERR_UNAVAILABLE, "NCCL transport to rank %d was aborted", t->peer);
+            return VR_OK;
+        }
         if (q != cudaErrorNotReady) {
-            t->broken = 1;
+            atomic_store(&t->broken, 1);
             return vr_error_set(err, VR_ERR_UNAVAILABLE, "NCCL transport to rank %d: %s", t->peer,
                                 cudaGetErrorString(q));
         }
-        int late = deadline_ms >= 0 && now_ms() > deadline_ms;
+        int late = (deadline_ms >= 0 && now_ms() > deadline_ms) || atomic_load(&t->abort_requested);
         pthread_mutex_lock(&t->enqueue);
         ncclResult_t async = ncclSuccess;
         int gone = !t->comm;
@@ -130,6 +145,9 @@ static vr_status wait_stream(nccl_transport *t, cudaStream_t s, double deadline_
         pthread_mutex_unlock(&t->enqueue);
         if (gone) return vr_error_set(err, VR_ERR_UNAVAILABLE, "NCCL transport to rank %d was aborted", t->peer);
         if (failed) return nccl_fail(err, VR_ERR_UNAVAILABLE, "communicator failed", async);
+        if (late && atomic_load(&t->abort_requested))
+            return vr_error_set(err, VR_ERR_UNAVAILABLE, "NCCL transport to rank %d was interrupted (replaced by a "
+                                "newer link)", t->peer);
         if (late)
             return vr_error_set(err, VR_ERR_CANCELLED,
                                 "NCCL transport: the frame to or from rank %d did not complete in time; the "
@@ -178,7 +196,7 @@ static vr_status send_self(nccl_transport *t, uint64_t tag, const void *data, si
         r = ncclGroupStart();
         if (r == ncclSuccess) r = ncclSend(t->send_buf, total, ncclUint8, t->peer, t->comm, t->send_stream);
         if (r == ncclSuccess) r = ncclRecv(t->recv_buf, total, ncclUint8, t->peer, t->comm, t->send_stream);
-        ncclResult_t r2 = settle(t->comm, ncclGroupEnd());
+        ncclResult_t r2 = settle(t, ncclGroupEnd());
         if (r == ncclSuccess) r = r2;
         if (r != ncclSuccess) abort_locked(t);
     }
@@ -214,7 +232,7 @@ static vr_status send_self(nccl_transport *t, uint64_t tag, const void *data, si
 
 static vr_status nccl_send(vr_transport *base, uint64_t tag, const void *data, size_t len, vr_error *err) {
     nccl_transport *t = (nccl_transport *)base;
-    if (t->broken || !t->comm)
+    if (atomic_load(&t->broken) || atomic_load(&t->abort_requested))
         return vr_error_set(err, VR_ERR_UNAVAILABLE, "NCCL transport to rank %d is broken", t->peer);
     if (len > VR_TRANSPORT_DEFAULT_MAX_FRAME)
         return vr_error_set(err, VR_ERR_INVALID, "a %zu-byte frame is over the %zu-byte limit", len,
@@ -227,7 +245,7 @@ static vr_status nccl_send(vr_transport *base, uint64_t tag, const void *data, s
     pthread_mutex_lock(&t->enqueue);
     ncclResult_t r = ncclInvalidUsage;
     if (t->comm) {
-        r = settle(t->comm, ncclSend(t->send_buf, HDR, ncclUint8, t->peer, t->comm, t->send_stream));
+        r = settle(t, ncclSend(t->send_buf, HDR, ncclUint8, t->peer, t->comm, t->send_stream));
         if (r == ncclSuccess && len)
             r = settle(t->comm,
                        ncclSend((uint8_t *)t->send_buf + HDR, len, ncclUint8, t->peer, t->comm, t->send_stream));
@@ -243,7 +261,7 @@ static ncclResult_t post_recv(nccl_transport *t, void *buf, size_t n) {
     pthread_mutex_lock(&t->enqueue);
     ncclResult_t r = ncclInvalidUsage;
     if (t->comm) {
-        r = settle(t->comm, ncclRecv(buf, n, ncclUint8, t->peer, t->comm, t->recv_stream));
+        r = settle(t, ncclRecv(buf, n, ncclUint8, t->peer, t->comm, t->recv_stream));
         if (r != ncclSuccess) abort_locked(t);
     }
     pthread_mutex_unlock(&t->enqueue);
@@ -274,7 +292,7 @@ static vr_status nccl_recv(vr_transport *base, uint64_t expected_tag, void **dat
         free(f);
         return st;
     }
-    if (t->broken || !t->comm)
+    if (atomic_load(&t->broken) || atomic_load(&t->abort_requested))
         return vr_error_set(err, VR_ERR_UNAVAILABLE, "NCCL transport to rank %d is broken", t->peer);
     cudaSetDevice(t->device);
     double deadline = deadline_after(timeout_ms); /* for the whole frame: header and payload */
@@ -285,23 +303,23 @@ static vr_status nccl_recv(vr_transport *base, uint64_t expected_tag, void **dat
     if ((st = wait_stream(t, t->recv_stream, deadline, err)) != VR_OK) return st;
     uint8_t hdr[HDR];
     if ((st = fetch(hdr, t->recv_buf, HDR, err)) != VR_OK) {
-        t->broken = 1;
+        atomic_store(&t->broken, 1);
         return st;
     }
     uint64_t tag = vr_get_u64le(hdr), n = vr_get_u64le(hdr + 8);
     if (n > VR_TRANSPORT_DEFAULT_MAX_FRAME) {
-        t->broken = 1;
+        atomic_store(&t->broken, 1);
         return vr_error_set(err, VR_ERR_FORMAT, "NCCL frame of %llu bytes is over the limit", (unsigned long long)n);
     }
     void *host = malloc(n ? (size_t)n : 1);
     if (!host) {
-        t->broken = 1;
+        atomic_store(&t->broken, 1);
         return vr_error_set(err, VR_ERR_NOMEM, "out of memory for a %llu-byte frame", (unsigned long long)n);
     }
     if (n) {
         if ((st = grow(&t->recv_buf, &t->recv_cap, (size_t)n, err)) != VR_OK) {
             free(host);
-            t->broken = 1;
+            atomic_store(&t->broken, 1);
             return st;
         }
         r = post_recv(t, t->recv_buf, (size_t)n);
@@ -312,13 +330,13 @@ static vr_status nccl_recv(vr_transport *base, uint64_t expected_tag, void **dat
         if ((st = wait_stream(t, t->recv_stream, deadline, err)) != VR_OK ||
             (st = fetch(host, t->recv_buf, (size_t)n, err)) != VR_OK) {
             free(host);
-            t->broken = 1;
+            atomic_store(&t->broken, 1);
             return st;
         }
     }
     if (tag != expected_tag) {
         free(host);
-        t->broken = 1;
+        atomic_store(&t->broken, 1);
         return vr_error_set(err, VR_ERR_FORMAT, "NCCL frame tag %llu, expected %llu", (unsigned long long)tag,
                             (unsigned long long)expected_tag);
     }
@@ -348,14 +366,12 @@ static void nccl_close(vr_transport *base) {
     free(t);
 }
 
-/* the communicator is aborted: a wait in another thread sees it gone and fails */
+/* Never blocks (the caller may hold its own locks): the thread waiting in this transport, or
+ * the next call, aborts the communicator and fails. */
 static void nccl_interrupt(vr_transport *base, const char *why) {
     nccl_transport *t = (nccl_transport *)base;
     (void)why;
-    if (t->peer == t->rank) return; /* frames to oneself never block */
-    pthread_mutex_lock(&t->enqueue);
-    abort_locked(t);
-    pthread_mutex_unlock(&t->enqueue);
+    atomic_store(&t->abort_requested, 1);
 }
 
 static const vr_transport_ops nccl_ops = {nccl_send, nccl_recv, nccl_peer_name, nccl_close, NULL, nccl_interrupt};

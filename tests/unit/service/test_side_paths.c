@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -663,6 +664,13 @@ static void test_abort_chain(void **st) {
     for (int i = 2; i >= 0; i--) vr_shard_stop(sh[i]);
 }
 
+static int count_fds(void) {
+    int n = 0;
+    for (int fd = 0; fd < 4096; fd++)
+        if (fcntl(fd, F_GETFD) != -1) n++;
+    return n;
+}
+
 /* A new predecessor connecting while a step waits for the old one's activations (a re-formed
  * pipeline): the old link is interrupted, so that step fails at once (not by its 60 s receive
  * timeout, and the link is not freed under it: ASan would see that), and the next step reads
@@ -697,13 +705,19 @@ static void test_replaced_predecessor(void **st) {
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += 10;
+    int interrupted = 1;
     if (pthread_timedjoin_np(c5.thread, NULL, &deadline) != 0) {
         /* step 5 had not reached its receive and waits on the new link: end it from there */
+        interrupted = 0;
         assert_int_equal(vr_transport_send(new_link, 5, NULL, 0, &err), VR_OK);
         pthread_join(c5.thread, NULL);
     }
     assert_int_not_equal(c5.st, VR_OK);
     assert_true(c5.seconds < 30.0); /* not the 60 s receive timeout */
+    if (interrupted) { /* the step says why */
+        assert_non_null(c5.msg);
+        assert_non_null(strstr(c5.msg, "replaced by a newer link"));
+    }
     free(c5.msg), free(c5.resp), free(req5);
     /* the next step reads from the new link: its abort frame ends it at once, with its message */
     assert_int_equal(vr_transport_send(new_link, 6, NULL, 0, &err), VR_OK);
@@ -715,6 +729,20 @@ static void test_replaced_predecessor(void **st) {
     free(c6.msg), free(c6.resp);
     vr_transport_close(old_link);
     vr_transport_close(new_link);
+    /* links replaced while no step uses them are closed at once: 50 hellos to an idle shard
+     * (the transport port has no authentication) leave no descriptors behind */
+    usleep(200 * 1000);
+    int fds0 = count_fds();
+    for (int i = 0; i < 50; i++) {
+        vr_transport *t = NULL;
+        assert_int_equal(vr_transport_tcp_connect_address(tr, 2000, &t, &err), VR_OK);
+        assert_int_equal(vr_transport_hello_send(t, VR_PEER_PREV_STAGE, &err), VR_OK);
+        usleep(20 * 1000); /* the shard takes the hello before the next connection */
+        vr_transport_close(t);
+    }
+    usleep(300 * 1000);
+    int fds1 = count_fds();
+    if (fds1 > fds0 + 4) fail_msg("50 replaced predecessor links left %d descriptors open", fds1 - fds0);
     vr_shard_stop(sh);
 }
 
