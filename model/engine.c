@@ -250,20 +250,21 @@ vr_status vr_engine_run_step(vr_engine *e, int key, vr_status (*fn)(void *ctx, v
     int graph_failed = 0;
     if (mode != STEP_EAGER) {
         const vr_backend_ops *op = e->be->ops;
+        /* a refusal to begin (a device failure still on record, say) is no fault of recording */
         vr_status gs = op->graph_begin(e->be, key, mode == STEP_REPLAY, &gerr);
         if (gs == VR_OK) {
             vr_status st = fn(ctx, &gerr);
             vr_status ge = op->graph_end(e->be, st == VR_OK, &gerr);
             if (st == VR_OK && ge == VR_OK) {
-                e->graph_fail[key] = 0;
+                if (mode == STEP_REPLAY) e->graph_fail[key] = 0; /* a recording alone proves nothing */
                 return VR_OK;
             }
             if (st == VR_OK && ge != VR_ERR_UNAVAILABLE) { /* the launch itself failed */
                 if (err) *err = gerr;
                 return ge;
             }
+            graph_failed = 1;
         }
-        graph_failed = 1;
     }
     /* eagerly; after a failed recording or replay too (nothing of it has run) */
     vr_status st = fn(ctx, err);

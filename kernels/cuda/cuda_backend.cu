@@ -209,7 +209,31 @@ static void *cu_alloc(vr_backend *be, size_t bytes) {
 static void cu_free(vr_backend *be, void *p) {
     if (!p) return;
     vrc_enter(be);
+    vrc_impl *c = vrc(be);
+    if (c->mode == VRC_CAPTURE) { /* cudaFree would break the capture: later (the recording fails) */
+        if (c->n_deferred == c->cap_deferred) {
+            int cap = c->cap_deferred ? 2 * c->cap_deferred : 8;
+            void **d = (void **)realloc(c->deferred_free, (size_t)cap * sizeof *d);
+            if (!d) {
+                vrc_fail(be, VR_ERR_NOMEM, "out of host memory recording a step");
+                return; /* leaked: freeing it now would be worse */
+            }
+            c->deferred_free = d;
+            c->cap_deferred = cap;
+        }
+        c->deferred_free[c->n_deferred++] = p;
+        vrc_fail(be, VR_ERR_INTERNAL, "device memory was freed while a step was being recorded");
+        return;
+    }
     vrc_check(be, cudaFree(p), "freeing device memory");
+}
+
+void vrc_free_deferred(vr_backend *be) {
+    vrc_impl *c = vrc(be);
+    if (c->mode != VRC_EAGER || !c->n_deferred) return;
+    vrc_graph_drop(be); /* recordings may refer to what goes (the drop was refused while capturing) */
+    for (int i = 0; i < c->n_deferred; i++) cudaFree(c->deferred_free[i]);
+    c->n_deferred = 0;
 }
 
 static int refuse_while_recording(vr_backend *be, const char *what) {

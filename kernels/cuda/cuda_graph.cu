@@ -51,6 +51,10 @@ void vrc_graph_drop(vr_backend *be) {
 void vrc_graphs_free(vr_backend *be) {
     vrc_impl *c = vrc(be);
     vrc_graph_drop(be);
+    vrc_free_deferred(be);
+    free(c->deferred_free);
+    c->deferred_free = NULL;
+    c->n_deferred = c->cap_deferred = 0;
     free(c->graphs);
     free(c->rec_off);
     free(c->rec_size);
@@ -107,6 +111,7 @@ static vr_status give_up(vr_backend *be, vr_error *err, const char *what, const 
     (void)cudaGetLastError();
     cudaStreamSynchronize(c->stream);
     c->arena_off = 0;
+    vrc_free_deferred(be); /* what the capture freed */
     return vrc_error_out(be, err, VR_ERR_UNAVAILABLE, "%s: %s", what, msg);
 }
 

@@ -67,6 +67,8 @@ typedef struct vrc_impl {
     int n_graphs, cap_graphs;
     cudaEvent_t replay_done;
     void *blas_workspace;
+    void **deferred_free;      /* freed while capturing (cudaFree is not allowed then): freed later */
+    int n_deferred, cap_deferred;
 } vrc_impl;
 
 static inline vrc_impl *vrc(vr_backend *be) { return (vrc_impl *)be->impl; }
@@ -82,6 +84,8 @@ int vrc_check_blas(vr_backend *be, cublasStatus_t s, const char *what);
  * upload them first, then check vrc_refilling). */
 int vrc_enter(vr_backend *be);
 static inline int vrc_refilling(vr_backend *be) { return vrc(be)->mode == VRC_REFILL; }
+/* Frees what was freed while a step was being captured (call outside a capture). */
+void vrc_free_deferred(vr_backend *be);
 /* The stream drained: table-arena offsets may restart. */
 void vrc_stream_drained(vr_backend *be);
 /* A device scratch slot of at least bytes (NULL after recording a failure). */
