@@ -19,6 +19,42 @@ int64_t vr_now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* With cluster_mu held: a replaced entry's channel, which a call begun before (a step, an
+ * encode, a handoff) may still be using, is freed later. */
+static void retire_channel_locked(vr_coordinator *c, vr_rpc_channel *ch) {
+    if (!ch) return;
+    if (c->n_old_ch == c->cap_old_ch) {
+        int cap = c->cap_old_ch ? 2 * c->cap_old_ch : 8;
+        struct vr_old_channel *o = realloc(c->old_ch, (size_t)cap * sizeof *o);
+        if (!o) { /* freeing it now could pull it from under a call: keep it */
+            vr_log(VR_LOG_ERROR, "channel_leaked", "error=out of memory");
+            return;
+        }
+        c->old_ch = o;
+        c->cap_old_ch = cap;
+    }
+    c->old_ch[c->n_old_ch++] = (struct vr_old_channel){ch, vr_now_ms()};
+}
+
+void vr_cluster_free_old_channels(vr_coordinator *c, int all) {
+    /* no call outlives its deadline; the longest is a handoff's */
+    const int64_t grace = (int64_t)HANDOFF_DEADLINE_MS + 60000;
+    int64_t now = vr_now_ms();
+    pthread_mutex_lock(&c->cluster_mu);
+    int k = 0;
+    for (int i = 0; i < c->n_old_ch; i++) {
+        if (all || now - c->old_ch[i].at_ms > grace) vr_rpc_channel_free(c->old_ch[i].ch);
+        else c->old_ch[k++] = c->old_ch[i];
+    }
+    c->n_old_ch = k;
+    if (all) {
+        free(c->old_ch);
+        c->old_ch = NULL;
+        c->cap_old_ch = 0;
+    }
+    pthread_mutex_unlock(&c->cluster_mu);
+}
+
 vr_status vr_cluster_register(vr_coordinator *c, const char *id, const char *address, const char *transport_address,
                               int role, int first, int last, uint64_t fingerprint, int nccl, vr_error *err) {
     if (fingerprint != c->fingerprint)
@@ -50,7 +86,7 @@ vr_status vr_cluster_register(vr_coordinator *c, const char *id, const char *add
         vr_worker_entry *w = &c->workers[i];
         /* a worker that comes back on the same address replaces its old entry */
         if (w->in_use && (!strcmp(w->id, id) || !strcmp(w->address, address))) {
-            vr_rpc_channel_free(w->ch);
+            retire_channel_locked(c, w->ch);
             memset(w, 0, sizeof *w);
             if (slot < 0) slot = i;
         }
@@ -304,6 +340,7 @@ static void *monitor_loop(void *p) {
         vr_store_stats_t ss;
         vr_store_stats(c->store, &ss);
         vr_gauge_set(c->m_store_latency, NULL, ss.ops ? (double)ss.total_latency_ns / ss.ops / 1e9 : 0.0);
+        vr_cluster_free_old_channels(c, 0);
         usleep(100 * 1000);
     }
     return NULL;

@@ -113,6 +113,7 @@ void vr_coordinator_stop(vr_coordinator *c) {
     }
     vr_rpc_health_free(c->health);
     for (int i = 0; i < VR_MAX_WORKERS; i++) vr_rpc_channel_free(c->workers[i].ch);
+    vr_cluster_free_old_channels(c, 1); /* no call is left */
     vr_metrics_http_stop(c->metrics_http);
     vr_metrics_free(c->metrics);
     vr_store_close(c->store);

@@ -120,6 +120,13 @@ struct vr_coordinator {
     int vision;               /* worker index or -1 */
     int vision_rr;
     uint64_t feature_seq;     /* names delivered features (atomic; random start) */
+    /* channels of replaced worker entries: an RPC begun before may still use one, so each is
+     * freed only once the longest RPC deadline has passed (or at shutdown) */
+    struct vr_old_channel {
+        vr_rpc_channel *ch;
+        int64_t at_ms;
+    } *old_ch;
+    int n_old_ch, cap_old_ch;
     pthread_t monitor;
     /* scheduler */
     pthread_mutex_t q_mu;
@@ -150,6 +157,8 @@ vr_status vr_cluster_register(vr_coordinator *c, const char *id, const char *add
 int vr_cluster_heartbeat(vr_coordinator *c, const char *id);
 vr_status vr_cluster_start_monitor(vr_coordinator *c, vr_error *err);
 void vr_cluster_stop_monitor(vr_coordinator *c);
+/* Frees the channels of replaced workers that no RPC can still use (all: at shutdown). */
+void vr_cluster_free_old_channels(vr_coordinator *c, int all);
 void vr_cluster_mark_failed(vr_coordinator *c, const char *why);
 /* Unary call to every pipeline stage at once; resps[i] (malloc'd) per stage. */
 vr_status vr_cluster_broadcast(vr_coordinator *c, const char *method, const uint8_t *req, size_t len,
