@@ -386,8 +386,12 @@ static vr_status restore_slot(vr_shard *s, vr_slot *slot, int64_t turn, vr_error
         vr_status st = vr_store_get_blob(s->store, slot->tenant, slot->session, turn, layer, &blob, &len, err);
         if (st == VR_OK) st = vr_state_deserialize_layer(slot->state, layer, s->e->w->fingerprint, blob, len, err);
         free(blob);
-        if (st != VR_OK) return vr_error_wrap(err, "restoring session %s turn %lld layer %d", slot->session,
-                                              (long long)turn, layer);
+        if (st != VR_OK) {
+            vr_error ignored = {0};
+            vr_engine_check(s->e, &ignored); /* an earlier layer's upload failure is this call's too */
+            return vr_error_wrap(err, "restoring session %s turn %lld layer %d", slot->session, (long long)turn,
+                                 layer);
+        }
     }
     /* the uploads to a device state arrived */
     if (vr_engine_check(s->e, err) != VR_OK)
