@@ -139,12 +139,12 @@ def main():
         # than a lone row's, so only the fixture's robust prefix is compared)
         combos = [(fw["cases"][i % len(fw["cases"])], ("uni", "bi", "multi")[i % 3]) for i in range(16)]
         with concurrent.futures.ThreadPoolExecutor(16) as ex:
-            together = list(ex.map(lambda cm: generate(case_args(cm[0], cm[1], 16)), combos))
+            together = list(ex.map(lambda cm: generate(case_args(cm[0], cm[1], 12)), combos))
         for i, ((case, mode), (r, err)) in enumerate(zip(combos, together)):
             what = f"concurrent #{i} {case['id']} {mode}"
             if not check(r is not None, f"{what}: {err}"):
                 continue
-            want, complete = expected_run(case["modes"][mode]["greedy"], 16)
+            want, complete = expected_run(case["modes"][mode]["greedy"], 12)
             check(tokens_match(r["tokens"], want, complete), f"{what}: tokens {r['tokens']}, fixture {want}")
     finally:
         srv.send_signal(signal.SIGTERM)
