@@ -247,7 +247,7 @@ static vr_status nccl_send(vr_transport *base, uint64_t tag, const void *data, s
     if (t->comm) {
         r = settle(t, ncclSend(t->send_buf, HDR, ncclUint8, t->peer, t->comm, t->send_stream));
         if (r == ncclSuccess && len)
-            r = settle(t->comm,
+            r = settle(t,
                        ncclSend((uint8_t *)t->send_buf + HDR, len, ncclUint8, t->peer, t->comm, t->send_stream));
         if (r != ncclSuccess) abort_locked(t);
     }
