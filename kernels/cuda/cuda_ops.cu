@@ -249,46 +249,11 @@ void vrc_norm_shift_mix(vr_backend *be, const float *x, int m, int n, const floa
 
 /* ---- WKV-6 ---- */
 
-template <int N>
-__global__ void __launch_bounds__(N) wkv6_reg_kernel(const float *__restrict__ r, const float *__restrict__ k,
-                                                     const float *__restrict__ v, const float *__restrict__ w,
-                                                     const float *__restrict__ u, int H, const vr_run *runs,
-                                                     float *const *states, float *__restrict__ y) {
-    __shared__ float sr[N], sk[N], sw[N], su[N];
-    int ri = blockIdx.x / H, h = blockIdx.x % H, i = threadIdx.x;
-    vr_run run = runs[ri];
-    if (run.len <= 0) return; /* the whole block: an empty run leaves its state alone, as on the CPU */
-    const size_t C = (size_t)H * N;
-    float *S = states[ri] + (size_t)h * N * N; /* S[j][i]: thread i owns column i */
-    float s[N];
-#pragma unroll
-    for (int j = 0; j < N; j++) s[j] = S[(size_t)j * N + i];
-    su[i] = u[h * N + i];
-    for (int t = 0; t < run.len; t++) {
-        size_t base = (size_t)(run.offset + t) * C + (size_t)h * N;
-        __syncthreads();
-        sr[i] = r[base + i];
-        sk[i] = k[base + i];
-        sw[i] = w[base + i];
-        float vi = v[base + i];
-        __syncthreads();
-        float out = 0.0f;
-#pragma unroll
-        for (int j = 0; j < N; j++) {
-            float kv = sk[j] * vi;
-            out += sr[j] * (su[j] * kv + s[j]);
-            s[j] = kv + sw[j] * s[j];
-        }
-        y[base + i] = out;
-    }
-#pragma unroll
-    for (int j = 0; j < N; j++) S[(size_t)j * N + i] = s[j];
-}
-
-/* Sequences (prefill): the same recurrence, token for token and in the same order as
- * wkv6_reg_kernel, with the r, k, w and v of TC tokens staged in shared memory at once: two
- * barriers and one round of loads per chunk instead of per token, so a long prompt is bound by
- * the arithmetic, not by the latency of each token's loads. */
+/* N = 64: thread i keeps column i of the head's state in registers. The r, k, w and v of TC
+ * tokens are staged in shared memory at once: for a sequence (prefill, TC 16) two barriers and
+ * one round of loads per chunk instead of per token, so a long prompt is bound by the
+ * arithmetic, not by the latency of each token's loads; a decode step (runs of one token)
+ * takes TC 1. The arithmetic is the same token for token either way. */
 template <int N, int TC>
 __global__ void __launch_bounds__(N) wkv6_chunk_kernel(const float *__restrict__ r, const float *__restrict__ k,
                                                        const float *__restrict__ v, const float *__restrict__ w,
@@ -383,7 +348,7 @@ void vrc_wkv6(vr_backend *be, const float *r, const float *k, const float *v, co
     if (N == 64 && max_len > 1)
         wkv6_chunk_kernel<64, 16><<<blocks, 64, 0, s>>>(r, k, v, w, u, H, druns, dptrs, y);
     else if (N == 64)
-        wkv6_reg_kernel<64><<<blocks, 64, 0, s>>>(r, k, v, w, u, H, druns, dptrs, y);
+        wkv6_chunk_kernel<64, 1><<<blocks, 64, 0, s>>>(r, k, v, w, u, H, druns, dptrs, y);
     else
         wkv6_global_kernel<<<blocks, (unsigned)N, 4 * (size_t)N * sizeof(float), s>>>(r, k, v, w, u, H, N, druns,
                                                                                         dptrs, y);
