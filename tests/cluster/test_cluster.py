@@ -18,6 +18,9 @@ redis-server are missing. Env: VRWKV_CLUSTER_CANCELS (default 1000), VRWKV_CLUST
 the run directory."""
 import concurrent.futures, json, os, random, shutil, signal, socket, subprocess, sys, tempfile, time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from fixture_turns import expected_run, tokens_match  # noqa: E402
+
 VRWKV, SHARED = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 FIX = os.path.join(SHARED, "fixtures")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -70,23 +73,6 @@ N_LAYER = load("tiny/model.json")["rwkv"]["n_layer"]
 
 def image_file(name):
     return os.path.join(FIX, "images", os.path.basename(images[name]["file"]))
-
-
-def expected_run(greedy, max_tokens):
-    """Fixture greedy tokens as a turn returns them: up to the first 261, at most max_tokens, and
-    only up to the first fragile step (after it either choice is right; complete = None)."""
-    out = []
-    for s in greedy["steps"][:max_tokens]:
-        if s["token"] == 261:
-            return out, True
-        out.append(s["token"])
-        if s["fragile"]:
-            return out, None
-    return out, False
-
-
-def tokens_match(got, want, complete):
-    return got[: len(want)] == want if complete is None else got == want
 
 
 # ---------------------------------------------------------------- cluster and client

@@ -12,6 +12,9 @@ Called by tests/gpu/run.sh, where redis is absent: the embedded memory store ser
 Usage: service_cases.py VRWKV SHARED_DIR BACKEND. Exit 0 all passed, 1 some failed."""
 import concurrent.futures, json, os, signal, socket, subprocess, sys, time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from fixture_turns import expected_run, tokens_match  # noqa: E402
+
 VRWKV, SHARED, BACKEND = sys.argv[1], sys.argv[2], sys.argv[3]
 FIX = os.path.join(SHARED, "fixtures")
 failures, checks = [], 0
@@ -51,22 +54,6 @@ KEY = "gpu-service-" + os.urandom(8).hex()
 
 def image_file(name):
     return os.path.join(FIX, "images", os.path.basename(images[name]["file"]))
-
-
-def expected_run(greedy, max_tokens):
-    """Fixture greedy tokens as a turn returns them (see tests/cluster/test_cluster.py)."""
-    out = []
-    for s in greedy["steps"][:max_tokens]:
-        if s["token"] == 261:
-            return out, True
-        out.append(s["token"])
-        if s["fragile"]:
-            return out, None
-    return out, False
-
-
-def tokens_match(got, want, complete):
-    return got[: len(want)] == want if complete is None else got == want
 
 
 def generate(args, timeout=120):
