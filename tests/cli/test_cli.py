@@ -5,6 +5,9 @@ multi-turn cases through --followup, tokenizer, preprocess and encode-image, and
 paths (one line on stderr, non-zero exit). Usage: test_cli.py VRWKV SHARED_DIR"""
 import json, os, struct, subprocess, sys, tempfile
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from fixture_turns import expected_run  # noqa: E402
+
 VRWKV, SHARED = sys.argv[1], sys.argv[2]
 FIX = os.path.join(SHARED, "fixtures")
 if not os.path.exists(os.path.join(FIX, "README.md")):
@@ -38,19 +41,6 @@ def f32(path):
     with open(path, "rb") as f:
         b = f.read()
     return struct.unpack(f"<{len(b)//4}f", b)
-
-
-def expected_run(greedy, max_tokens):
-    """Fixture greedy tokens as `vrwkv run` returns them: up to the first 261, at most
-    max_tokens, and only up to the first fragile step (after it either choice is right)."""
-    out = []
-    for s in greedy["steps"][:max_tokens]:
-        if s["token"] == 261:
-            return out, True
-        out.append(s["token"])
-        if s["fragile"]:
-            return out, None
-    return out, False
 
 
 images = load("images/images.json")["images"] if "images" in load("images/images.json") else load("images/images.json")

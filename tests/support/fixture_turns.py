@@ -1,5 +1,5 @@
 """tests/support/fixture_turns.py — what a turn served by vrwkv must answer for a fixture case,
-shared by the Python tests that drive a server (tests/cluster, tests/gpu/service_cases.py). A
+shared by the Python tests (tests/cli, tests/cluster, tests/gpu/service_cases.py). A
 fixture's greedy steps say where the upstream choice was fragile (a near-tie): past that step
 either token is right, so a turn is compared only up to it."""
 
