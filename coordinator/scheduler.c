@@ -435,7 +435,10 @@ static void *scheduler_loop(void *p) {
                 vr_encode_queue_push(c, r, 0, REQ_PREPARE);
                 continue;
             }
-            if (r->phase == REQ_PREFILL || r->phase == REQ_DECODE || r->phase == REQ_FINISH) batch[n++] = r;
+            /* at most --max-batch turns a step (turns back from the encode thread may make more
+             * runnable: the rest go in the next step) */
+            if ((r->phase == REQ_PREFILL || r->phase == REQ_DECODE || r->phase == REQ_FINISH) && n < cap)
+                batch[n++] = r;
         }
         if (n > 0) {
             vr_error err = {0};
