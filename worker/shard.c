@@ -117,7 +117,8 @@ static void link_done(vr_shard *s, vr_transport *t) {
     pthread_mutex_unlock(&s->link_mu);
 }
 
-/* With compute_mu held (no step is using a link): closes the retired links. */
+/* At stop, once no thread uses a link: closes what is still retired (link_done closes each as
+ * its step ends, so normally nothing is left). */
 static void close_retired(vr_shard *s) {
     pthread_mutex_lock(&s->link_mu);
     for (int i = 0; i < s->n_retired; i++) vr_transport_close(s->retired[i]);
@@ -321,7 +322,6 @@ static void handle_assign(vr_rpc_call *call, void *ctx) {
     vr_error err = {0};
     vr_status st = VR_OK;
     pthread_mutex_lock(&s->compute_mu);
-    close_retired(s);
     pthread_mutex_lock(&s->link_mu);
     if (s->next) vr_transport_close(s->next);
     s->next = NULL;
@@ -624,7 +624,6 @@ static vr_status run_step(vr_shard *s, Vrwkv__Internal__StepRequest *req, int32_
     int n = (int)req->n_runs;
     void *frame = NULL;
     size_t frame_len = 0;
-    close_retired(s); /* under compute_mu: no step is in them now */
     /* a later stage takes the step's activations before anything else: whatever fails after, the
      * frame must not stay in the stream for the next step to trip over */
     vr_status st = s->is_first ? VR_OK : recv_activations(s, req->step_id, &frame, &frame_len, err);
