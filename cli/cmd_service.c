@@ -138,7 +138,7 @@ int vr_cmd_worker(int argc, char **argv) {
                      {"threads", VR_ARG_STRING, "CPU threads", 0, 0, 0},
                      {"metrics-port", VR_ARG_STRING, "Prometheus /metrics port", 0, 0, 0},
                      {"backend", VR_ARG_STRING, "cpu (default) or cuda: GPU 0 of CUDA_VISIBLE_DEVICES, one process per GPU", 0, 0, 0},
-                     {"transport", VR_ARG_STRING, "shard: tcp (default) or nccl (links to NCCL neighbours; needs cuda)", 0, 0, 0},
+                     {"transport", VR_ARG_STRING, "tcp (default) or nccl: activations, features and handed-off states to NCCL peers on other GPUs; needs cuda", 0, 0, 0},
                      {"help", VR_ARG_FLAG, "this help", 0, 0, 0}};
     int na = (int)(sizeof args / sizeof args[0]), npos = 0, rc = 1, bad = 0;
     const char **pos = NULL;
@@ -161,6 +161,12 @@ int vr_cmd_worker(int argc, char **argv) {
     int port = opt_int(args, na, "port", 0, 0, 65535, &err, &bad);
     int metrics = opt_int(args, na, "metrics-port", -1, -1, 65535, &err, &bad);
     int threads = opt_int(args, na, "threads", 0, 0, 1024, &err, &bad);
+    const char *transport = get(args, na, "transport");
+    if (transport && strcmp(transport, "tcp") && strcmp(transport, "nccl")) {
+        vr_error_set(&err, VR_ERR_INVALID, "--transport %s: expected tcp or nccl", transport);
+        FAIL("worker", 2);
+    }
+    int nccl = transport && !strcmp(transport, "nccl");
     if (bad) FAIL("worker", 2);
     if (!role || !get(args, na, "model") || !get(args, na, "coordinator")) {
         vr_error_set(&err, VR_ERR_INVALID, "--role, --model and --coordinator are required");
@@ -168,7 +174,7 @@ int vr_cmd_worker(int argc, char **argv) {
     }
     if (!strcmp(role, "vision")) {
         vr_vision_worker_options o = {get(args, na, "model"), get(args, na, "config"), get(args, na, "host"), port,
-                                      get(args, na, "coordinator"), threads, metrics, backend};
+                                      get(args, na, "coordinator"), threads, metrics, backend, nccl};
         if (vr_vision_worker_start(&o, &vision, &err) != VR_OK) FAIL("worker", 1);
         printf("vision worker listening on %s\n", vr_vision_worker_address(vision));
     } else if (!strcmp(role, "shard")) {
@@ -193,12 +199,7 @@ int vr_cmd_worker(int argc, char **argv) {
         o.threads = threads;
         o.metrics_port = metrics;
         o.backend = backend;
-        const char *transport = get(args, na, "transport");
-        if (transport && strcmp(transport, "tcp") && strcmp(transport, "nccl")) {
-            vr_error_set(&err, VR_ERR_INVALID, "--transport %s: expected tcp or nccl", transport);
-            FAIL("worker", 2);
-        }
-        o.nccl = transport && !strcmp(transport, "nccl");
+        o.nccl = nccl;
         if (bad) FAIL("worker", 2);
         if (vr_shard_start(&o, &shard, &err) != VR_OK) FAIL("worker", 1);
         printf("shard worker (layers %d:%d) listening on %s\n", a, b, vr_shard_address(shard));
@@ -281,7 +282,7 @@ int vr_cmd_serve(int argc, char **argv) {
     if (vr_coordinator_start(&o, &c, &err) != VR_OK) FAIL("serve", 1);
     if (cfg.has_vision) {
         vr_vision_worker_options vo = {o.model_path, o.config_path, o.host, 0, vr_coordinator_address(c), threads, -1,
-                                       backend};
+                                       backend, 0}; /* one GPU for all: no NCCL */
         if (vr_vision_worker_start(&vo, &vision, &err) != VR_OK) FAIL("serve", 1);
     }
     for (int i = 0; i < want; i++) {

@@ -153,6 +153,8 @@ vr_status vr_feature_inbox_create(const vr_feature_inbox_options *o, vr_feature_
     return VR_OK;
 }
 
+void vr_feature_inbox_use_nccl(vr_feature_inbox *in, int device) { vr_frame_server_use_nccl(in->server, device); }
+
 vr_status vr_feature_inbox_serve(vr_feature_inbox *in, vr_transport *t, vr_error *err) {
     return vr_frame_server_serve(in->server, t, err);
 }
@@ -236,6 +238,8 @@ vr_status vr_feature_sender_create(vr_feature_sender **out, vr_error *err) {
     *out = s;
     return VR_OK;
 }
+
+void vr_feature_sender_use_nccl(vr_feature_sender *s, int device) { vr_frame_client_use_nccl(s->client, device); }
 
 vr_status vr_feature_sender_deliver(vr_feature_sender *s, const char *address, uint64_t key, const float *features,
                                     int n_img, int n_embd, int timeout_ms, vr_error *err) {

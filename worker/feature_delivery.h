@@ -50,6 +50,9 @@ typedef struct vr_feature_inbox_options {
 } vr_feature_inbox_options;
 
 vr_status vr_feature_inbox_create(const vr_feature_inbox_options *o, vr_feature_inbox **out, vr_error *err);
+/* Accepts NCCL for the features from vision workers on other GPUs (worker/frame_link.h), joining
+ * as CUDA device `device`. */
+void vr_feature_inbox_use_nccl(vr_feature_inbox *in, int device);
 /* Serves a vision worker's connection (after its hello) from a thread of its own until the peer
  * goes away or the inbox is freed. Takes ownership of t, also on failure (too many peers). */
 vr_status vr_feature_inbox_serve(vr_feature_inbox *in, vr_transport *t, vr_error *err);
@@ -68,6 +71,8 @@ void vr_feature_inbox_free(vr_feature_inbox *in);
 typedef struct vr_feature_sender vr_feature_sender;
 
 vr_status vr_feature_sender_create(vr_feature_sender **out, vr_error *err);
+/* Offers NCCL (as CUDA device `device`) to each stage 0 it connects to (worker/frame_link.h). */
+void vr_feature_sender_use_nccl(vr_feature_sender *s, int device);
 /* Sends features [n_img, n_embd] to the inbox behind address ("host:port" of stage 0's transport
  * listener) under key, and waits up to timeout_ms for the acknowledgement. The connection is kept
  * for the next delivery to the same address; one that turns out broken is replaced once. Fails

@@ -1,6 +1,7 @@
 /* worker/frame_link.c — acknowledged side-path frames (see frame_link.h): the per-connection
- * server threads and the client's kept connection. Must not interpret payloads, and a client
- * must never report a frame as taken without the server's acknowledgement. */
+ * server threads, the client's kept connection, and the NCCL handshake that moves their
+ * payloads onto NCCL where both ends can. Must not interpret payloads, and a client must never
+ * report a frame as taken without the server's acknowledgement. */
 #include "worker/frame_link.h"
 
 #include <pthread.h>
@@ -13,11 +14,53 @@
 
 enum { POLL_MS = 250, FRAME_MS = 30000, ACK_MSG_MAX = 400 };
 
+/* ------------------------------------------------------------------ NCCL control frames */
+
+enum {
+    CTL_UUID = VR_NCCL_DEVICE_UUID_BYTES,
+    CTL_OFFER_SIZE = 4 + VR_NCCL_DEVICE_UUID_BYTES + VR_NCCL_UNIQUE_ID_BYTES,
+    CTL_DATA_SIZE = 16,
+    CTL_MSG_MAX = 200,
+};
+
+/* a control frame of `kind` with a status and a message (answer, ready, confirm) */
+static vr_status send_status(vr_transport *t, uint64_t tag, const char *kind, vr_status st, const char *msg,
+                             vr_error *err) {
+    uint8_t buf[8 + CTL_MSG_MAX];
+    size_t n = st == VR_OK || !msg ? 0 : strlen(msg);
+    if (n > CTL_MSG_MAX) n = CTL_MSG_MAX;
+    memcpy(buf, kind, 4);
+    vr_put_u32le(buf + 4, (uint32_t)(int32_t)st);
+    if (n) memcpy(buf + 8, msg, n);
+    return vr_transport_send(t, tag, buf, 8 + n, err);
+}
+
+/* receives a status frame of `kind`: the peer's status in *remote, its message in msg (cap bytes) */
+static vr_status recv_status(vr_transport *t, uint64_t tag, const char *kind, int timeout_ms, vr_status *remote,
+                             char *msg, size_t cap, vr_error *err) {
+    void *data = NULL;
+    size_t len = 0;
+    vr_status st = vr_transport_recv(t, tag, &data, &len, timeout_ms, err);
+    if (st == VR_OK && (len < 8 || len > 8 + CTL_MSG_MAX || memcmp(data, kind, 4) != 0))
+        st = vr_error_set(err, VR_ERR_FORMAT, "%s: expected an NCCL %.4s frame, got %zu bytes", vr_transport_peer_name(t),
+                          kind, len);
+    if (st == VR_OK) {
+        *remote = (vr_status)(int32_t)vr_get_u32le((uint8_t *)data + 4);
+        int n = (int)(len - 8);
+        snprintf(msg, cap, "%.*s", n, (char *)data + 8);
+        for (char *q = msg; *q; q++)
+            if ((unsigned char)*q < 0x20) *q = ' '; /* the peer's words go into our logs */
+    }
+    free(data);
+    return st;
+}
+
 /* ------------------------------------------------------------------ server */
 
 typedef struct peer {
     vr_frame_server *fs;
     vr_transport *t;
+    vr_transport *nccl; /* the payloads' NCCL link, once the client's offer succeeded; else NULL */
     pthread_t thread;
     int done; /* the thread has ended (under fs->mu): join and free it */
     struct peer *next;
@@ -29,6 +72,7 @@ struct vr_frame_server {
     size_t max_frame;
     vr_frame_handler handler;
     void *ctx;
+    int nccl_device; /* < 0: NCCL offers are declined */
     pthread_mutex_t mu;
     peer *peers;
     int n_peers;
@@ -53,6 +97,85 @@ static int stopping(vr_frame_server *fs) {
     return s;
 }
 
+/* Answers a client's NCCL offer (declines are answers too: the connection goes on over TCP).
+ * Not VR_OK only when the connection itself failed or the offer is malformed. */
+static vr_status accept_offer(peer *p, const uint8_t *offer, size_t len, vr_error *err) {
+    vr_frame_server *fs = p->fs;
+    const char *who = vr_transport_peer_name(p->t);
+    if (len != CTL_OFFER_SIZE || p->nccl)
+        return vr_error_set(err, VR_ERR_FORMAT, "%s sent a malformed NCCL offer (%zu bytes%s)", who, len,
+                            p->nccl ? ", and NCCL is up already" : "");
+    uint8_t mine[CTL_UUID];
+    vr_error e2 = {0};
+    vr_status decline = VR_OK;
+    if (fs->nccl_device < 0)
+        decline = vr_error_set(&e2, VR_ERR_UNAVAILABLE, "this worker does not use NCCL (started without --transport nccl)");
+    else if (vr_nccl_device_uuid(fs->nccl_device, mine, &e2) != VR_OK)
+        decline = e2.code;
+    else if (!memcmp(mine, offer + 4, CTL_UUID))
+        decline = vr_error_set(&e2, VR_ERR_UNAVAILABLE, "both ends are on the same GPU (NCCL needs a GPU per rank)");
+    vr_status st = send_status(p->t, VR_FRAME_NCCL_ANSWER_TAG, "VRNA", decline, e2.msg, err);
+    if (st != VR_OK || decline != VR_OK) return st;
+    vr_transport *n = NULL;
+    vr_status joined = vr_transport_nccl_create(offer + 4 + CTL_UUID, 2, 1, 0, fs->nccl_device, VR_FRAME_NCCL_JOIN_MS,
+                                                &n, &e2);
+    st = send_status(p->t, VR_FRAME_NCCL_ANSWER_TAG, "VRNR", joined, e2.msg, err);
+    vr_status confirmed = VR_ERR_UNAVAILABLE;
+    char why[CTL_MSG_MAX + 1] = "";
+    if (st == VR_OK)
+        st = recv_status(p->t, VR_FRAME_NCCL_TAG, "VRNC", VR_FRAME_NCCL_JOIN_MS + 5000, &confirmed, why, sizeof why, err);
+    if (st == VR_OK && joined == VR_OK && confirmed == VR_OK) {
+        p->nccl = n;
+        vr_log(VR_LOG_INFO, "side_link_nccl", "peer=%s device=%d", who, fs->nccl_device);
+        return VR_OK;
+    }
+    vr_transport_close(n);
+    if (st == VR_OK)
+        vr_log(VR_LOG_WARN, "side_link_nccl_failed", "peer=%s error=%s (frames stay on TCP)", who,
+               joined != VR_OK ? e2.msg : why);
+    return st;
+}
+
+/* The connection's next data frame: straight from TCP, or over NCCL after its announce; NCCL
+ * offers on the way are answered here. */
+static vr_status next_frame(peer *p, void **data, size_t *len, vr_error *err) {
+    vr_frame_server *fs = p->fs;
+    for (;;) {
+        uint64_t got = 0;
+        vr_status st = vr_transport_recv_either(p->t, fs->tag, VR_FRAME_NCCL_TAG, &got, data, len, FRAME_MS, err);
+        if (st != VR_OK || got == fs->tag) return st;
+        uint8_t *ctl = *data;
+        size_t n = *len;
+        *data = NULL;
+        *len = 0;
+        if (n >= 4 && !memcmp(ctl, "VRNO", 4)) {
+            st = accept_offer(p, ctl, n, err);
+            free(ctl);
+            if (st != VR_OK) return st;
+            continue;
+        }
+        if (n != CTL_DATA_SIZE || memcmp(ctl, "VRND", 4) != 0 || !p->nccl) {
+            free(ctl);
+            return vr_error_set(err, VR_ERR_FORMAT, "%s sent an unexpected NCCL control frame (%zu bytes%s)",
+                                vr_transport_peer_name(p->t), n, p->nccl ? "" : "; no NCCL link is up");
+        }
+        uint64_t want = vr_get_u64le(ctl + 4);
+        uint32_t crc = vr_get_u32le(ctl + 12);
+        free(ctl);
+        if (want > fs->max_frame)
+            return vr_error_set(err, VR_ERR_FORMAT, "%s announced a %llu-byte frame, over the %zu-byte limit",
+                                vr_transport_peer_name(p->t), (unsigned long long)want, fs->max_frame);
+        st = vr_transport_recv(p->nccl, fs->tag, data, len, FRAME_MS, err);
+        if (st == VR_OK && (*len != want || vr_crc32c(0, *data, *len) != crc)) {
+            free(*data);
+            *data = NULL;
+            st = vr_error_set(err, VR_ERR_FORMAT, "the NCCL frame from %s (%zu bytes) does not match its announce",
+                              vr_transport_peer_name(p->t), *len);
+        }
+        return st;
+    }
+}
+
 static void *serve_peer(void *arg) {
     peer *p = arg;
     vr_frame_server *fs = p->fs;
@@ -62,7 +185,7 @@ static void *serve_peer(void *arg) {
         if (!vr_transport_wait_readable(p->t, POLL_MS)) continue;
         void *data = NULL;
         size_t len = 0;
-        vr_status st = vr_transport_recv(p->t, fs->tag, &data, &len, FRAME_MS, &err);
+        vr_status st = next_frame(p, &data, &len, &err);
         if (st != VR_OK) {
             free(data);
             if (st != VR_ERR_UNAVAILABLE)
@@ -76,8 +199,10 @@ static void *serve_peer(void *arg) {
         if (send_ack(p->t, fs->ack_tag, key, hst, herr.msg, &err) != VR_OK) break;
         if (hst == VR_ERR_FORMAT) break;
     }
+    vr_transport_close(p->nccl);
     vr_transport_close(p->t); /* at once, so the peer sees the end now, not at the next reaping */
     pthread_mutex_lock(&fs->mu);
+    p->nccl = NULL;
     p->t = NULL;
     p->done = 1;
     pthread_mutex_unlock(&fs->mu);
@@ -115,10 +240,13 @@ vr_status vr_frame_server_create(uint64_t tag, uint64_t ack_tag, int max_peers, 
     fs->max_frame = max_frame;
     fs->handler = handler;
     fs->ctx = ctx;
+    fs->nccl_device = -1;
     pthread_mutex_init(&fs->mu, NULL);
     *out = fs;
     return VR_OK;
 }
+
+void vr_frame_server_use_nccl(vr_frame_server *fs, int device) { fs->nccl_device = device; }
 
 vr_status vr_frame_server_serve(vr_frame_server *fs, vr_transport *t, vr_error *err) {
     pthread_mutex_lock(&fs->mu);
@@ -169,12 +297,18 @@ void vr_frame_server_free(vr_frame_server *fs) {
 
 /* ------------------------------------------------------------------ client */
 
+enum { NCCL_OFF_MAX = 8 };
+
 struct vr_frame_client {
     vr_peer_role role;
     uint64_t tag, ack_tag;
     pthread_mutex_t mu;
     vr_transport *t;
     char address[300];
+    int nccl_device;    /* < 0: frames stay on TCP */
+    vr_transport *nccl; /* the kept connection's payloads go here when NCCL is up */
+    char nccl_off[NCCL_OFF_MAX][300]; /* addresses NCCL is not offered to any more (a ring) */
+    int nccl_off_next;
 };
 
 vr_status vr_frame_client_create(vr_peer_role role, uint64_t tag, uint64_t ack_tag, vr_frame_client **out,
@@ -185,25 +319,109 @@ vr_status vr_frame_client_create(vr_peer_role role, uint64_t tag, uint64_t ack_t
     c->role = role;
     c->tag = tag;
     c->ack_tag = ack_tag;
+    c->nccl_device = -1;
     pthread_mutex_init(&c->mu, NULL);
     return VR_OK;
+}
+
+void vr_frame_client_use_nccl(vr_frame_client *c, int device) {
+    pthread_mutex_lock(&c->mu);
+    c->nccl_device = device;
+    pthread_mutex_unlock(&c->mu);
+}
+
+int vr_frame_client_on_nccl(vr_frame_client *c) {
+    pthread_mutex_lock(&c->mu);
+    int on = c->nccl != NULL;
+    pthread_mutex_unlock(&c->mu);
+    return on;
+}
+
+static int nccl_is_off(const vr_frame_client *c, const char *address) {
+    for (int i = 0; i < NCCL_OFF_MAX; i++)
+        if (!strcmp(c->nccl_off[i], address)) return 1;
+    return 0;
+}
+
+static void nccl_turn_off(vr_frame_client *c, const char *address, const char *why) {
+    if (nccl_is_off(c, address)) return;
+    vr_log(VR_LOG_INFO, "side_link_tcp", "peer=%s reason=%s", address, why);
+    snprintf(c->nccl_off[c->nccl_off_next], sizeof c->nccl_off[0], "%s", address);
+    c->nccl_off_next = (c->nccl_off_next + 1) % NCCL_OFF_MAX;
+}
+
+/* closes the kept connection and its NCCL link */
+static void drop_link(vr_frame_client *c) {
+    vr_transport_close(c->nccl);
+    vr_transport_close(c->t);
+    c->nccl = NULL;
+    c->t = NULL;
+}
+
+/* Offers NCCL on the new connection to c->address. A decline or a failed join leaves it on TCP
+ * (VR_OK); not VR_OK only when the connection failed, which also turns NCCL off for the address
+ * (a server that does not know the offer closes the connection). */
+static vr_status offer_nccl(vr_frame_client *c, vr_error *err) {
+    uint8_t offer[CTL_OFFER_SIZE];
+    memcpy(offer, "VRNO", 4);
+    vr_error e2 = {0};
+    if (vr_nccl_device_uuid(c->nccl_device, offer + 4, &e2) != VR_OK ||
+        vr_nccl_unique_id(offer + 4 + CTL_UUID, &e2) != VR_OK) {
+        vr_log(VR_LOG_WARN, "side_link_nccl_unusable", "device=%d error=%s (frames stay on TCP)", c->nccl_device, e2.msg);
+        c->nccl_device = -1; /* this process cannot: never again */
+        return VR_OK;
+    }
+    vr_status remote = VR_OK, ready = VR_OK;
+    char why[CTL_MSG_MAX + 1] = "";
+    vr_status st = vr_transport_send(c->t, VR_FRAME_NCCL_TAG, offer, sizeof offer, err);
+    if (st == VR_OK)
+        st = recv_status(c->t, VR_FRAME_NCCL_ANSWER_TAG, "VRNA", VR_FRAME_NCCL_JOIN_MS, &remote, why, sizeof why, err);
+    if (st != VR_OK) {
+        nccl_turn_off(c, c->address, err->msg);
+        return st;
+    }
+    if (remote != VR_OK) {
+        nccl_turn_off(c, c->address, why);
+        return VR_OK;
+    }
+    vr_transport *n = NULL;
+    vr_status joined = vr_transport_nccl_create(offer + 4 + CTL_UUID, 2, 0, 1, c->nccl_device, VR_FRAME_NCCL_JOIN_MS,
+                                                &n, &e2);
+    st = recv_status(c->t, VR_FRAME_NCCL_ANSWER_TAG, "VRNR", VR_FRAME_NCCL_JOIN_MS + 5000, &ready, why, sizeof why, err);
+    if (st == VR_OK) st = send_status(c->t, VR_FRAME_NCCL_TAG, "VRNC", joined, e2.msg, err);
+    if (st == VR_OK && joined == VR_OK && ready == VR_OK) {
+        c->nccl = n;
+        vr_log(VR_LOG_INFO, "side_link_nccl", "peer=%s device=%d", c->address, c->nccl_device);
+        return VR_OK;
+    }
+    vr_transport_close(n);
+    nccl_turn_off(c, c->address, st != VR_OK ? err->msg : joined != VR_OK ? e2.msg : why);
+    return st;
 }
 
 /* One attempt on the kept connection (made when missing). */
 static vr_status send_once(vr_frame_client *c, const char *address, uint64_t key, const void *frame, size_t len,
                            int timeout_ms, vr_error *err) {
     vr_status st = VR_OK;
-    if (c->t && strcmp(c->address, address) != 0) {
-        vr_transport_close(c->t);
-        c->t = NULL;
-    }
+    if (c->t && strcmp(c->address, address) != 0) drop_link(c);
     if (!c->t) {
         int ct = timeout_ms < 0 || timeout_ms > VR_FRAME_CONNECT_MS ? VR_FRAME_CONNECT_MS : timeout_ms;
         st = vr_transport_tcp_connect_address(address, ct, &c->t, err);
         if (st == VR_OK) st = vr_transport_hello_send(c->t, c->role, err);
         snprintf(c->address, sizeof c->address, "%s", address);
+        if (st == VR_OK && c->nccl_device >= 0 && !nccl_is_off(c, address)) st = offer_nccl(c, err);
     }
-    if (st == VR_OK) st = vr_transport_send(c->t, c->tag, frame, len, err);
+    if (st == VR_OK && c->nccl) { /* the announce on TCP, then the payload over NCCL */
+        uint8_t ann[CTL_DATA_SIZE];
+        memcpy(ann, "VRND", 4);
+        vr_put_u64le(ann + 4, (uint64_t)len);
+        vr_put_u32le(ann + 12, vr_crc32c(0, frame, len));
+        st = vr_transport_send(c->t, VR_FRAME_NCCL_TAG, ann, sizeof ann, err);
+        if (st == VR_OK) st = vr_transport_send(c->nccl, c->tag, frame, len, err);
+        if (st != VR_OK) nccl_turn_off(c, address, err->msg); /* the retry goes over TCP */
+    } else if (st == VR_OK) {
+        st = vr_transport_send(c->t, c->tag, frame, len, err);
+    }
     void *ack = NULL;
     size_t alen = 0;
     if (st == VR_OK) st = vr_transport_recv(c->t, c->ack_tag, &ack, &alen, timeout_ms, err);
@@ -219,10 +437,7 @@ static vr_status send_once(vr_frame_client *c, const char *address, uint64_t key
         }
     }
     free(ack);
-    if (st != VR_OK) { /* the link is in an unknown state: never reuse it */
-        vr_transport_close(c->t);
-        c->t = NULL;
-    }
+    if (st != VR_OK) drop_link(c); /* the link is in an unknown state: never reuse it */
     return st;
 }
 
@@ -231,10 +446,12 @@ vr_status vr_frame_client_send(vr_frame_client *c, const char *address, uint64_t
     if (!address || !*address) return vr_error_set(err, VR_ERR_INVALID, "frame client: no address");
     pthread_mutex_lock(&c->mu);
     int had_link = c->t != NULL && !strcmp(c->address, address);
+    int nccl_was_off = nccl_is_off(c, address);
     vr_status st = send_once(c, address, key, frame, len, timeout_ms, err);
-    /* a kept connection may have died since (the server restarted): the frame was not taken,
-     * one fresh try. Not after a timeout: the server may still take that frame. */
-    if (st == VR_ERR_UNAVAILABLE && had_link && !c->t) {
+    /* a kept connection may have died since (the server restarted), or NCCL failed on this
+     * attempt (it is off for the address now): the frame was not taken, one fresh try. Not
+     * after a timeout: the server may still take that frame. */
+    if (st == VR_ERR_UNAVAILABLE && (had_link || (!nccl_was_off && nccl_is_off(c, address))) && !c->t) {
         vr_error first = *err;
         st = send_once(c, address, key, frame, len, timeout_ms, err);
         if (st != VR_OK) vr_error_wrap(err, "after %s", first.msg);
@@ -245,7 +462,7 @@ vr_status vr_frame_client_send(vr_frame_client *c, const char *address, uint64_t
 
 void vr_frame_client_free(vr_frame_client *c) {
     if (!c) return;
-    vr_transport_close(c->t);
+    drop_link(c);
     pthread_mutex_destroy(&c->mu);
     free(c);
 }

@@ -905,6 +905,7 @@ static void handle_handoff(vr_rpc_call *call, void *ctx) {
         if (!names) st = vr_error_set(&err, VR_ERR_NOMEM, "out of memory");
     }
     if (st == VR_OK) st = vr_frame_client_create(VR_PEER_SHARD_STATE, VR_STATE_TAG, VR_STATE_ACK_TAG, &fc, &err);
+    if (st == VR_OK && s->opt.nccl) vr_frame_client_use_nccl(fc, 0);
     for (int i = 0; st == VR_OK && i < n; i++) {
         if (vr_rpc_call_is_cancelled(call)) { /* the coordinator gave up, or this shard is stopping */
             st = vr_error_set(&err, VR_ERR_CANCELLED, "handoff cancelled after %d of %d states", sent + skipped, n);
@@ -1085,10 +1086,12 @@ vr_status vr_shard_start(const vr_shard_options *o, vr_shard **out, vr_error *er
                                        image_bytes * 16 > INBOX_MIN_BYTES ? image_bytes * 16 : INBOX_MIN_BYTES,
                                        VR_FEATURES_TTL_MS, INBOX_MAX_PEERS};
         st = vr_feature_inbox_create(&io, &s->inbox, err);
+        if (st == VR_OK && o->nccl) vr_feature_inbox_use_nccl(s->inbox, 0);
     }
     if (st == VR_OK)
         st = vr_frame_server_create(VR_STATE_TAG, VR_STATE_ACK_TAG, HANDOFF_MAX_PEERS, handoff_frame_limit(s), take_state,
                                     s, &s->state_server, err);
+    if (st == VR_OK && o->nccl) vr_frame_server_use_nccl(s->state_server, 0); /* states from a shard on another GPU */
     int tport = 0, gport = 0;
     if (st == VR_OK) st = vr_transport_tcp_listen(s->opt.host, o->transport_port, &tport, &s->listener, err);
     if (st == VR_OK && pthread_create(&s->accept_thread, NULL, accept_loop, s) != 0) {

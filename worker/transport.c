@@ -19,10 +19,18 @@ vr_status vr_transport_send(vr_transport *t, uint64_t tag, const void *data, siz
 
 vr_status vr_transport_recv(vr_transport *t, uint64_t expected_tag, void **data, size_t *len, int timeout_ms,
                             vr_error *err) {
+    return vr_transport_recv_either(t, expected_tag, expected_tag, NULL, data, len, timeout_ms, err);
+}
+
+vr_status vr_transport_recv_either(vr_transport *t, uint64_t tag_a, uint64_t tag_b, uint64_t *got_tag, void **data,
+                                   size_t *len, int timeout_ms, vr_error *err) {
     if (data) *data = NULL;
     if (len) *len = 0;
     if (!t || !data || !len) return vr_error_set(err, VR_ERR_INVALID, "transport recv: missing argument");
-    return t->ops->recv(t, expected_tag, data, len, timeout_ms, err);
+    uint64_t got = 0;
+    vr_status st = t->ops->recv(t, tag_a, tag_b, &got, data, len, timeout_ms, err);
+    if (got_tag) *got_tag = got;
+    return st;
 }
 
 int vr_transport_wait_readable(vr_transport *t, int timeout_ms) {

@@ -32,8 +32,9 @@ typedef struct vr_transport vr_transport;
 
 typedef struct vr_transport_ops {
     vr_status (*send)(vr_transport *t, uint64_t tag, const void *data, size_t len, vr_error *err);
-    vr_status (*recv)(vr_transport *t, uint64_t expected_tag, void **data, size_t *len, int timeout_ms,
-                      vr_error *err);
+    /* a frame carrying tag_a or tag_b (the same tag twice: that one only); *got_tag says which */
+    vr_status (*recv)(vr_transport *t, uint64_t tag_a, uint64_t tag_b, uint64_t *got_tag, void **data, size_t *len,
+                      int timeout_ms, vr_error *err);
     const char *(*peer_name)(vr_transport *t);
     void (*close)(vr_transport *t);
     /* optional: 1 once a frame (or the peer's close or an error) can be received, 0 after
@@ -63,6 +64,10 @@ vr_status vr_transport_send(vr_transport *t, uint64_t tag, const void *data, siz
  * an empty frame; free it), *len its size. timeout_ms bounds the whole frame; < 0 waits forever. */
 vr_status vr_transport_recv(vr_transport *t, uint64_t expected_tag, void **data, size_t *len, int timeout_ms,
                             vr_error *err);
+/* The same for a frame that may carry either of two tags (a serving loop that takes data frames
+ * and control frames); *got_tag (may be NULL) says which one came. */
+vr_status vr_transport_recv_either(vr_transport *t, uint64_t tag_a, uint64_t tag_b, uint64_t *got_tag, void **data,
+                                   size_t *len, int timeout_ms, vr_error *err);
 /* Waits up to timeout_ms (< 0: forever) until recv would find something: 1, or 0 on timeout.
  * Lets a serving loop notice a stop request between frames without ever cutting a frame short
  * by a recv timeout. A transport that cannot tell returns 1 at once. */
@@ -140,6 +145,11 @@ vr_status vr_nccl_unique_id(void *id, vr_error *err);
  * 2-rank communicator: the receiving stage is rank 1, the sending stage rank 0. */
 vr_status vr_transport_nccl_create(const void *unique_id, int nranks, int rank, int peer, int device, int timeout_ms,
                                    vr_transport **out, vr_error *err);
+/* The UUID (VR_NCCL_DEVICE_UUID_BYTES) of CUDA device `device`: processes on one physical GPU see
+ * the same one, whatever their CUDA_VISIBLE_DEVICES, and NCCL refuses two ranks on one GPU, so
+ * two peers compare UUIDs before they try. Without NCCL: VR_ERR_UNAVAILABLE. */
+#define VR_NCCL_DEVICE_UUID_BYTES 16
+vr_status vr_nccl_device_uuid(int device, uint8_t *uuid, vr_error *err);
 
 /* CRC-32C (Castagnoli) of buf, continuing from crc (start with 0). Exposed for tests and tools. */
 uint32_t vr_crc32c(uint32_t crc, const void *buf, size_t len);

@@ -32,6 +32,11 @@ vr_status vr_transport_nccl_create(const void *unique_id, int nranks, int rank, 
     return vr_nccl_unique_id(NULL, err);
 }
 
+vr_status vr_nccl_device_uuid(int device, uint8_t *uuid, vr_error *err) {
+    (void)device, (void)uuid;
+    return vr_nccl_unique_id(NULL, err);
+}
+
 #else
 
 #include <cuda_runtime.h>
@@ -268,8 +273,8 @@ static ncclResult_t post_recv(nccl_transport *t, void *buf, size_t n) {
     return r;
 }
 
-static vr_status nccl_recv(vr_transport *base, uint64_t expected_tag, void **data, size_t *len, int timeout_ms,
-                           vr_error *err) {
+static vr_status nccl_recv(vr_transport *base, uint64_t tag_a, uint64_t tag_b, uint64_t *got_tag, void **data,
+                           size_t *len, int timeout_ms, vr_error *err) {
     nccl_transport *t = (nccl_transport *)base;
     if (t->peer == t->rank) {
         pthread_mutex_lock(&t->queue_mu);
@@ -281,13 +286,14 @@ static vr_status nccl_recv(vr_transport *base, uint64_t expected_tag, void **dat
         pthread_mutex_unlock(&t->queue_mu);
         if (!f) return vr_error_set(err, VR_ERR_CANCELLED, "NCCL transport: no frame sent to oneself is waiting");
         vr_status st = VR_OK;
-        if (f->tag != expected_tag) {
+        if (f->tag != tag_a && f->tag != tag_b) {
             st = vr_error_set(err, VR_ERR_FORMAT, "NCCL frame tag %llu, expected %llu", (unsigned long long)f->tag,
-                              (unsigned long long)expected_tag);
+                              (unsigned long long)tag_a);
             free(f->data);
         } else {
             *data = f->data;
             *len = f->len;
+            *got_tag = f->tag;
         }
         free(f);
         return st;
@@ -334,14 +340,15 @@ static vr_status nccl_recv(vr_transport *base, uint64_t expected_tag, void **dat
             return st;
         }
     }
-    if (tag != expected_tag) {
+    if (tag != tag_a && tag != tag_b) {
         free(host);
         atomic_store(&t->broken, 1);
         return vr_error_set(err, VR_ERR_FORMAT, "NCCL frame tag %llu, expected %llu", (unsigned long long)tag,
-                            (unsigned long long)expected_tag);
+                            (unsigned long long)tag_a);
     }
     *data = host;
     *len = (size_t)n;
+    *got_tag = tag;
     return VR_OK;
 }
 
@@ -381,6 +388,18 @@ vr_status vr_nccl_unique_id(void *id, vr_error *err) {
     ncclResult_t r = ncclGetUniqueId(&u);
     if (r != ncclSuccess) return nccl_fail(err, VR_ERR_UNAVAILABLE, "making a unique id", r);
     memcpy(id, &u, sizeof u);
+    return VR_OK;
+}
+
+vr_status vr_nccl_device_uuid(int device, uint8_t *uuid, vr_error *err) {
+    struct cudaDeviceProp prop;
+    cudaError_t e = cudaGetDeviceProperties(&prop, device);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return vr_error_set(err, VR_ERR_UNAVAILABLE, "CUDA device %d: %s", device, cudaGetErrorString(e));
+    }
+    _Static_assert(sizeof prop.uuid.bytes == VR_NCCL_DEVICE_UUID_BYTES, "cudaUUID_t size");
+    memcpy(uuid, prop.uuid.bytes, VR_NCCL_DEVICE_UUID_BYTES);
     return VR_OK;
 }
 

@@ -259,8 +259,8 @@ static vr_status read_full(tcp_transport *t, uint8_t *buf, size_t n, size_t *got
     return VR_OK;
 }
 
-static vr_status tcp_recv(vr_transport *base, uint64_t expected_tag, void **data, size_t *len, int timeout_ms,
-                          vr_error *err) {
+static vr_status tcp_recv(vr_transport *base, uint64_t tag_a, uint64_t tag_b, uint64_t *got_tag, void **data,
+                          size_t *len, int timeout_ms, vr_error *err) {
     tcp_transport *t = (tcp_transport *)base;
     vr_status s = check_usable(t, err);
     if (s != VR_OK) return s;
@@ -297,10 +297,10 @@ static vr_status tcp_recv(vr_transport *base, uint64_t expected_tag, void **data
                      (unsigned long long)flen, t->max_frame);
         return fail(t, err, VR_ERR_FORMAT);
     }
-    if (tag != expected_tag) {
+    if (tag != tag_a && tag != tag_b) {
         vr_error_set(err, VR_ERR_FORMAT,
                      "frame from %s carries tag 0x%llx but 0x%llx was expected (the stages are out of step)",
-                     t->peer, (unsigned long long)tag, (unsigned long long)expected_tag);
+                     t->peer, (unsigned long long)tag, (unsigned long long)tag_a);
         return fail(t, err, VR_ERR_FORMAT);
     }
     size_t n = (size_t)flen;
@@ -324,6 +324,7 @@ static vr_status tcp_recv(vr_transport *base, uint64_t expected_tag, void **data
     }
     *data = buf;
     *len = n;
+    *got_tag = tag;
     return VR_OK;
 }
 

@@ -114,7 +114,13 @@ vr_status vr_vision_worker_start(const vr_vision_worker_options *o, vr_vision_wo
     pthread_mutex_init(&w->mu, NULL);
     vr_weights_select sel = {0, 0, 0, 0, 1};
     vr_engine_options eo = {o->model_path, o->config_path, NULL, o->threads, &sel, o->backend};
-    vr_status st = vr_engine_open(&eo, &w->e, err);
+    vr_status st = VR_OK;
+    uint8_t probe[VR_NCCL_UNIQUE_ID_BYTES];
+    if (o->nccl && (!o->backend || strcmp(o->backend, "cuda")))
+        st = vr_error_set(err, VR_ERR_INVALID, "--transport nccl needs --backend cuda (one process per GPU)");
+    else if (o->nccl && vr_nccl_unique_id(probe, err) != VR_OK)
+        st = vr_error_wrap(err, "--transport nccl");
+    if (st == VR_OK) st = vr_engine_open(&eo, &w->e, err);
     if (st == VR_OK && !w->e->cfg.has_vision)
         st = vr_error_set(err, VR_ERR_INVALID, "%s has no vision tower", o->model_path);
     if (st == VR_OK) st = vr_metrics_create(&w->metrics, err);
@@ -126,6 +132,7 @@ vr_status vr_vision_worker_start(const vr_vision_worker_options *o, vr_vision_wo
                                 "Features asked to go to stage 0, by where they went (stage0, or inline on failure)",
                                 (const char *[]){"path"}, 1, &w->m_delivered, err);
     if (st == VR_OK) st = vr_feature_sender_create(&w->sender, err);
+    if (st == VR_OK && o->nccl) vr_feature_sender_use_nccl(w->sender, 0);
     if (st == VR_OK)
         st = vr_metrics_histogram(w->metrics, "vrwkv_vision_encode_seconds", "Decode + preprocess + encode time", NULL,
                                   0, NULL, 0, &w->m_seconds, err);

@@ -16,6 +16,7 @@ typedef struct vr_vision_worker_options {
     int threads;
     int metrics_port; /* < 0: none */
     const char *backend; /* "cpu" (NULL) or "cuda" */
+    int nccl;            /* offer NCCL to stage 0 for the features (needs backend cuda; worker/frame_link.h) */
 } vr_vision_worker_options;
 
 vr_status vr_vision_worker_start(const vr_vision_worker_options *o, vr_vision_worker **out, vr_error *err);

@@ -1,6 +1,9 @@
 /* tests/gpu/test_nccl.c — the NCCL transport: a one-rank communicator on GPU 0 sending frames
  * to itself (empty, small, 8 MiB), checking bytes and tags, and the refusal of a wrong tag; a
- * peer that never joins is given up after the timeout.
+ * peer that never joins is given up after the timeout; the side path (worker/frame_link.h, the
+ * features' and handed-off states' path) with NCCL asked for at both ends: with one GPU the
+ * server declines (same GPU) and every frame arrives over TCP; with two or more the frames'
+ * payloads go over NCCL between GPUs 0 and 1.
  * With two or more GPUs, also two ranks in two threads (one per GPU) exchanging frames both
  * ways. Plain C; 77 without a GPU or without NCCL in this build. */
 #include <cuda_runtime.h>
@@ -10,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "worker/frame_link.h"
 #include "worker/transport.h"
 
 static int failures;
@@ -129,6 +133,96 @@ static void *rank_main(void *p) {
     return NULL;
 }
 
+/* ---- the side path with NCCL asked for at both ends ---- */
+
+enum { SIDE_TAG = 0x51, SIDE_ACK = 0x52, SIDE_FRAMES = 4 };
+
+typedef struct side_server {
+    vr_frame_server *fs;
+    vr_transport_listener *l;
+    pthread_t thread;
+    volatile int stop;
+    pthread_mutex_t mu;
+    void *got[SIDE_FRAMES];
+    size_t got_len[SIDE_FRAMES];
+} side_server;
+
+static vr_status side_take(void *ctx, const uint8_t *frame, size_t len, uint64_t *key, vr_error *err) {
+    side_server *s = ctx;
+    if (len < 8) return vr_error_set(err, VR_ERR_FORMAT, "short frame");
+    memcpy(key, frame, 8);
+    if (*key >= SIDE_FRAMES) return vr_error_set(err, VR_ERR_INVALID, "key out of range");
+    void *copy = malloc(len);
+    memcpy(copy, frame, len);
+    pthread_mutex_lock(&s->mu);
+    free(s->got[*key]);
+    s->got[*key] = copy;
+    s->got_len[*key] = len;
+    pthread_mutex_unlock(&s->mu);
+    return VR_OK;
+}
+
+static void *side_accept(void *p) {
+    side_server *s = p;
+    while (!s->stop) {
+        vr_transport *t = NULL;
+        vr_error err = {0};
+        if (vr_transport_tcp_accept(s->l, 100, &t, &err) != VR_OK) continue;
+        vr_peer_role role;
+        if (vr_transport_hello_recv(t, 2000, &role, &err) != VR_OK) {
+            vr_transport_close(t);
+            continue;
+        }
+        vr_frame_server_serve(s->fs, t, &err);
+    }
+    return NULL;
+}
+
+static void side_path(int count) {
+    int failures_before = failures;
+    int server_device = count >= 2 ? 1 : 0;
+    side_server s;
+    memset(&s, 0, sizeof s);
+    pthread_mutex_init(&s.mu, NULL);
+    vr_error err = {0};
+    int port = 0;
+    vr_frame_client *c = NULL;
+    if (vr_frame_server_create(SIDE_TAG, SIDE_ACK, 2, (size_t)64 << 20, side_take, &s, &s.fs, &err) != VR_OK ||
+        vr_transport_tcp_listen("127.0.0.1", 0, &port, &s.l, &err) != VR_OK ||
+        vr_frame_client_create(VR_PEER_VISION, SIDE_TAG, SIDE_ACK, &c, &err) != VR_OK) {
+        CHECK(0, "side path setup: %s", err.msg);
+        return;
+    }
+    vr_frame_server_use_nccl(s.fs, server_device);
+    vr_frame_client_use_nccl(c, 0);
+    pthread_create(&s.thread, NULL, side_accept, &s);
+    char address[64];
+    snprintf(address, sizeof address, "127.0.0.1:%d", port);
+    size_t sizes[SIDE_FRAMES] = {8, 1000, (size_t)5 << 20, 8}; /* a features frame of a 336-px image is ~4.7 MB */
+    for (uint64_t k = 0; k < SIDE_FRAMES; k++) {
+        uint8_t *p = pattern(sizes[k], (unsigned)k + 40);
+        memcpy(p, &k, 8);
+        vr_status st = vr_frame_client_send(c, address, k, p, sizes[k], 30000, &err);
+        CHECK(st == VR_OK, "side frame %d (%zu bytes): %s", (int)k, sizes[k], err.msg);
+        pthread_mutex_lock(&s.mu);
+        CHECK(st != VR_OK || (s.got_len[k] == sizes[k] && !memcmp(s.got[k], p, sizes[k])),
+              "side frame %d: the server got %zu bytes, %zu sent, or the bytes differ", (int)k, s.got_len[k], sizes[k]);
+        pthread_mutex_unlock(&s.mu);
+        free(p);
+    }
+    int on = vr_frame_client_on_nccl(c);
+    CHECK(on == (count >= 2), "side path: the payloads went over %s with %d GPU(s)", on ? "NCCL" : "TCP", count);
+    printf("%s side path (features, handed-off states) with NCCL asked for, %d GPU(s): frames over %s\n",
+           failures > failures_before ? "FAIL" : "ok  ", count, on ? "NCCL (GPU 0 -> GPU 1)" : "TCP (one GPU: declined, same GPU)");
+    vr_frame_client_free(c);
+    s.stop = 1;
+    pthread_join(s.thread, NULL);
+    vr_frame_server_free(s.fs);
+    vr_transport_listener_close(s.l);
+    for (int k = 0; k < SIDE_FRAMES; k++) free(s.got[k]);
+    pthread_mutex_destroy(&s.mu);
+}
+
 int main(void) {
     int count = 0;
     if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
@@ -143,6 +237,7 @@ int main(void) {
     }
     one_rank();
     peer_never_joins();
+    side_path(count);
     if (count >= 2) {
         vr_nccl_unique_id(id, &err);
         two_rank_arg a[2] = {{id, 0, 0, ""}, {id, 1, 0, ""}};

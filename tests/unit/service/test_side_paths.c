@@ -4,6 +4,8 @@
  *   - the inbox and the sender alone: exact bytes, acknowledged refusals (shape, full) that keep
  *     the connection, a restarted stage 0 (the kept connection is replaced), expiry, garbage
  *     frames, unknown hellos, bad addresses;
+ *   - the NCCL handshake of the side path where NCCL cannot be used: declined offers (no NCCL,
+ *     the same GPU, no GPU) leave the connection serving over TCP; malformed control frames end it;
  *   - real shards and a real vision worker on the tiny fixture model, driven over gRPC like the
  *     coordinator does: features delivered under a key give the very token the same features
  *     sent inline give; a delivery stage 0 cannot take falls back to the answer; a step whose
@@ -34,6 +36,7 @@
 #include "proto/rpc.h"
 #include "tests/support/fixtures.h"
 #include "worker/feature_delivery.h"
+#include "worker/frame_link.h"
 #include "worker/shard.h"
 #include "worker/state_handoff.h"
 #include "worker/transport.h"
@@ -222,6 +225,122 @@ static void test_inbox_refuses_garbage(void **st) {
     vr_transport_close(c);
     vr_transport_listener_close(l);
     stage0_stop(&s0);
+}
+
+/* The NCCL handshake of the side path (worker/frame_link.h), as far as a machine without two
+ * GPUs goes: a stage 0 without NCCL, and one with NCCL whose GPU is the offerer's own (or that
+ * has no GPU), decline an offer and go on serving frames over TCP; malformed control frames end
+ * the connection; a sender told to use NCCL still delivers, over TCP. */
+static void send_offer(vr_transport *t, const uint8_t *uuid) {
+    uint8_t offer[4 + VR_NCCL_DEVICE_UUID_BYTES + VR_NCCL_UNIQUE_ID_BYTES] = "VRNO";
+    memcpy(offer + 4, uuid, VR_NCCL_DEVICE_UUID_BYTES);
+    for (size_t i = 4 + VR_NCCL_DEVICE_UUID_BYTES; i < sizeof offer; i++) offer[i] = (uint8_t)(i * 7);
+    vr_error err = {0};
+    assert_int_equal(vr_transport_send(t, VR_FRAME_NCCL_TAG, offer, sizeof offer, &err), VR_OK);
+}
+
+static void expect_decline(vr_transport *t, const char *why) {
+    void *ans = NULL;
+    size_t len = 0;
+    vr_error err = {0};
+    assert_int_equal(vr_transport_recv(t, VR_FRAME_NCCL_ANSWER_TAG, &ans, &len, 5000, &err), VR_OK);
+    assert_true(len > 8);
+    assert_memory_equal(ans, "VRNA", 4);
+    int32_t status;
+    memcpy(&status, (uint8_t *)ans + 4, 4);
+    assert_int_not_equal(status, VR_OK);
+    char msg[256];
+    snprintf(msg, sizeof msg, "%.*s", (int)(len - 8), (char *)ans + 8);
+    if (why && !strstr(msg, why)) fail_msg("the decline says '%s', expected '%s'", msg, why);
+    free(ans);
+}
+
+static void deliver_raw(vr_transport *t, uint64_t key, const float *f, int n_img, int n_embd) {
+    size_t len = VR_FEATURES_HEADER_SIZE + (size_t)n_img * n_embd * sizeof(float);
+    uint8_t *frame = malloc(len);
+    memcpy(frame, VR_FEATURES_MAGIC, 4);
+    uint32_t v = VR_FEATURES_VERSION, ni = (uint32_t)n_img, ne = (uint32_t)n_embd;
+    memcpy(frame + 4, &v, 4);
+    memcpy(frame + 8, &key, 8);
+    memcpy(frame + 16, &ni, 4);
+    memcpy(frame + 20, &ne, 4);
+    memcpy(frame + VR_FEATURES_HEADER_SIZE, f, len - VR_FEATURES_HEADER_SIZE);
+    vr_error err = {0};
+    assert_int_equal(vr_transport_send(t, VR_FEATURES_TAG, frame, len, &err), VR_OK);
+    free(frame);
+    void *ack = NULL;
+    size_t alen = 0;
+    assert_int_equal(vr_transport_recv(t, VR_FEATURES_ACK_TAG, &ack, &alen, 5000, &err), VR_OK);
+    int32_t status;
+    memcpy(&status, (uint8_t *)ack + 8, 4);
+    assert_int_equal(status, VR_OK);
+    free(ack);
+}
+
+static vr_transport *vision_link(const stage0 *s0) {
+    vr_transport *t = NULL;
+    vr_error err = {0};
+    assert_int_equal(vr_transport_tcp_connect_address(s0->address, 2000, &t, &err), VR_OK);
+    assert_int_equal(vr_transport_hello_send(t, VR_PEER_VISION, &err), VR_OK);
+    return t;
+}
+
+static void expect_closed(vr_transport *t) {
+    void *d = NULL;
+    size_t len = 0;
+    vr_error err = {0};
+    assert_int_equal(vr_transport_recv(t, VR_FRAME_NCCL_ANSWER_TAG, &d, &len, 5000, &err), VR_ERR_UNAVAILABLE);
+    free(d);
+    vr_transport_close(t);
+}
+
+static void test_nccl_negotiation(void **st) {
+    (void)st;
+    float f[2] = {3, 4}, *got = NULL;
+    uint8_t uuid[VR_NCCL_DEVICE_UUID_BYTES] = {1, 2, 3};
+    vr_error err = {0};
+    /* our own GPU's UUID where there is one: then a stage 0 with NCCL declines for the same GPU
+     * (never a join with a made-up id); without a GPU it declines for want of one */
+    int have_gpu = vr_nccl_device_uuid(0, uuid, &err) == VR_OK;
+    for (int with_nccl = 0; with_nccl < 2; with_nccl++) {
+        stage0 s0;
+        stage0_start(&s0, 0, 1, 2, 1024, 60000);
+        if (with_nccl) vr_feature_inbox_use_nccl(s0.inbox, 0);
+        vr_transport *t = vision_link(&s0);
+        send_offer(t, uuid);
+        expect_decline(t, !with_nccl ? "does not use NCCL" : have_gpu ? "same GPU" : NULL);
+        deliver_raw(t, 7, f, 1, 2); /* the connection goes on over TCP */
+        assert_int_equal(vr_feature_inbox_take(s0.inbox, 7, &got, &err), VR_OK);
+        assert_memory_equal(got, f, sizeof f);
+        free(got);
+        /* a second offer after a decline is answered again */
+        send_offer(t, uuid);
+        expect_decline(t, NULL);
+        /* a data announce without an NCCL link ends the connection */
+        uint8_t ann[16] = "VRND";
+        assert_int_equal(vr_transport_send(t, VR_FRAME_NCCL_TAG, ann, sizeof ann, &err), VR_OK);
+        expect_closed(t);
+        /* so do a short offer and an unknown control frame */
+        t = vision_link(&s0);
+        assert_int_equal(vr_transport_send(t, VR_FRAME_NCCL_TAG, "VRNO", 4, &err), VR_OK);
+        expect_closed(t);
+        t = vision_link(&s0);
+        assert_int_equal(vr_transport_send(t, VR_FRAME_NCCL_TAG, "what is this", 12, &err), VR_OK);
+        expect_closed(t);
+        /* a sender told to use NCCL delivers all the same (TCP after the decline, or at once
+         * where this process cannot make NCCL ids), and keeps its connection */
+        vr_feature_sender *snd = NULL;
+        assert_int_equal(vr_feature_sender_create(&snd, &err), VR_OK);
+        vr_feature_sender_use_nccl(snd, 0);
+        for (uint64_t key = 20; key < 23; key++) {
+            assert_int_equal(vr_feature_sender_deliver(snd, s0.address, key, f, 1, 2, 5000, &err), VR_OK);
+            assert_int_equal(vr_feature_inbox_take(s0.inbox, key, &got, &err), VR_OK);
+            assert_memory_equal(got, f, sizeof f);
+            free(got);
+        }
+        vr_feature_sender_free(snd);
+        stage0_stop(&s0);
+    }
 }
 
 /* ------------------------------------------------------------------ real shards and vision worker */
@@ -502,7 +621,7 @@ static void test_real_shards(void **st) {
 
     vr_error err = {0};
     vr_shard *s0 = start_shard(0, 2), *s1 = start_shard(2, 0);
-    vr_vision_worker_options vo = {model, config, NULL, 0, NULL, 1, -1, NULL};
+    vr_vision_worker_options vo = {model, config, NULL, 0, NULL, 1, -1, NULL, 0};
     vr_vision_worker *vw = NULL;
     if (vr_vision_worker_start(&vo, &vw, &err) != VR_OK) fail_msg("vision: %s", err.msg);
     char a0[64], a1[64], vision[64];
@@ -888,6 +1007,7 @@ static void test_state_handoff(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_inbox_and_sender), cmocka_unit_test(test_inbox_expiry),
                                        cmocka_unit_test(test_inbox_refuses_garbage),
+                                       cmocka_unit_test(test_nccl_negotiation),
                                        cmocka_unit_test(test_real_shards), cmocka_unit_test(test_abort_chain),
                                        cmocka_unit_test(test_replaced_predecessor),
                                        cmocka_unit_test(test_state_frame),
