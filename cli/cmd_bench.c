@@ -80,6 +80,15 @@ static size_t weight_bytes_per_token(const vr_checkpoint *ck) {
     return total;
 }
 
+/* VRWKV_CUDA_PROFILE=1 (backends with profile_take): where the device time of the part just
+ * measured went, op by op; phase NULL drops what was gathered (a warm-up's) */
+static void profile_report(vr_backend *be, const char *phase) {
+    if (!be->ops->profile_take) return;
+    char buf[12288];
+    size_t n = be->ops->profile_take(be, buf, sizeof buf);
+    if (phase && n) printf("profile, %s:\n%s", phase, buf);
+}
+
 int vr_cmd_bench(int argc, char **argv) {
     vr_arg args[] = {{"model", VR_ARG_STRING, "checkpoint to measure", 0, 0, 0},
                      {"shape", VR_ARG_STRING, "tiny|1b6|3b|7b: random weights (cached in --cache-dir)", 0, 0, 0},
@@ -198,10 +207,12 @@ int vr_cmd_bench(int argc, char **argv) {
     if (vr_session_prefill(e, ss[1], ids, prefill_n < 32 ? (int)prefill_n : 32, NULL, 0, logits, NULL, &err) != VR_OK)
         goto fail;
     vr_session_reset(ss[1]);
+    profile_report(be, NULL);
     t = now_s();
     if (vr_session_prefill(e, ss[0], ids, (int)prefill_n, NULL, 0, logits, NULL, &err) != VR_OK) goto fail;
     dt = now_s() - t;
     printf("prefill: %ld tokens in %.3f s = %.1f tokens/s\n", prefill_n, dt, prefill_n / dt);
+    profile_report(be, "prefill");
     /* a state checkpoint: the snapshot (one copy into pinned host memory: all a decode step
      * waits for on a shard) and then every layer's blob made from it */
     {
@@ -236,6 +247,7 @@ int vr_cmd_bench(int argc, char **argv) {
         for (int i = 0; i < batch; i++) tok[i] = 100 + i;
         /* greedy on the device where the backend can (logits stay there), else on the host */
         if (vr_sessions_step_greedy(e, ss, tok, batch, next, NULL, NULL, &err) != VR_OK) goto fail; /* warm-up */
+        profile_report(be, NULL);
         t = now_s();
         for (long s = 0; s < steps; s++) {
             memcpy(tok, next, (size_t)batch * sizeof *tok);
@@ -246,6 +258,9 @@ int vr_cmd_bench(int argc, char **argv) {
         printf("decode batch %d: %.3f ms/step, %.1f tokens/s (bound at batch 1: %.2f tokens/s, steps at %.0f%% of it)\n",
                batch, dt / steps * 1e3, tps, wbytes ? bw / (double)wbytes : 0.0,
                wbytes && bw > 0 ? 100.0 * (steps / dt) / (bw / (double)wbytes) : 0.0);
+        char phase[64];
+        snprintf(phase, sizeof phase, "decode batch %d (%ld steps)", batch, steps);
+        profile_report(be, phase);
     }
     if (gpu && be->ops->sample_rows) { /* choosing tokens for a full batch: on the GPU vs the host */
         vr_sampling_params sp;
@@ -312,6 +327,7 @@ int vr_cmd_bench(int argc, char **argv) {
         int32_t tok = 100;
         e->graphs = 0;
         if (vr_sessions_step_greedy(e, ss, &tok, 1, next, NULL, NULL, &err) != VR_OK) goto fail;
+        profile_report(be, NULL);
         t = now_s();
         for (long s = 0; s < steps; s++) {
             tok = next[0];
@@ -320,6 +336,7 @@ int vr_cmd_bench(int argc, char **argv) {
         dt = now_s() - t;
         e->graphs = 1;
         printf("decode batch 1 without CUDA graphs: %.3f ms/step\n", dt / steps * 1e3);
+        profile_report(be, "decode batch 1 without CUDA graphs");
     }
     if (e->tok) {
         const char *sample = "User: What is in this image? Describe the colours, the objects and their positions.\n\n"
@@ -360,6 +377,7 @@ int vr_cmd_bench(int argc, char **argv) {
             t = now_s();
             st = vr_engine_encode_pixels(e, pixels, &features, NULL, &err);
             double cold = now_s() - t, best = cold;
+            profile_report(be, NULL);
             for (int rep = 0; rep < 3 && st == VR_OK && gpu; rep++) {
                 free(features);
                 features = NULL;
@@ -371,6 +389,7 @@ int vr_cmd_bench(int argc, char **argv) {
             if (st == VR_OK)
                 printf("image encode (ViT + pooling + projector): %.2f ms (first call %.2f ms)\n", best * 1e3,
                        cold * 1e3);
+            profile_report(be, "image encode, 3 calls");
         }
         free(pixels);
         if (st != VR_OK) goto fail;
@@ -380,11 +399,13 @@ int vr_cmd_bench(int argc, char **argv) {
         for (int i = 0; i < n_text; i++) sand[i < n_text / 2 ? i : i + 1] = ids[i % prefill_n];
         sand[n_text / 2] = VR_IMAGE_TOKEN_ID;
         vr_session_reset(ss[1]);
+        profile_report(be, NULL);
         t = now_s();
         if (vr_session_prefill(e, ss[1], sand, n_text + 1, features, n_img, logits, NULL, &err) != VR_OK) goto fail;
         dt = now_s() - t;
         printf("prefill, sandwich prompt with one image (%d text + %d image tokens): %.2f ms = %.1f tokens/s\n",
                n_text, n_img, dt * 1e3, (n_text + n_img) / dt);
+        profile_report(be, "sandwich prefill");
     }
     rc = 0;
     goto done;

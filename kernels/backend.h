@@ -181,6 +181,10 @@ typedef struct vr_backend_ops {
     vr_status (*graph_end)(vr_backend *be, int run, vr_error *err);
     int (*graph_ready)(vr_backend *be, int key);
     void (*graph_drop)(vr_backend *be);
+    /* Optional (NULL: not offered): writes a text table of where the device time went, op by op,
+     * since the last call, into buf (cap bytes) and starts over; returns the bytes written, 0
+     * when nothing was gathered (the CUDA backend gathers with VRWKV_CUDA_PROFILE=1). */
+    size_t (*profile_take)(vr_backend *be, char *buf, size_t cap);
 } vr_backend_ops;
 
 struct vr_backend {

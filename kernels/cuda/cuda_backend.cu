@@ -51,9 +51,11 @@ int vrc_check_blas(vr_backend *be, cublasStatus_t s, const char *what) {
     return 1;
 }
 
-int vrc_enter(vr_backend *be) {
-    cudaSetDevice(vrc(be)->device);
-    return vrc(be)->mode == VRC_REFILL;
+int vrc_enter_as(vr_backend *be, const char *op) {
+    vrc_impl *c = vrc(be);
+    cudaSetDevice(c->device);
+    if (c->prof && c->mode == VRC_EAGER) vrc_profile_mark(be, op);
+    return c->mode == VRC_REFILL;
 }
 
 void vrc_stream_drained(vr_backend *be) {
@@ -319,6 +321,7 @@ static vr_status cu_sync(vr_backend *be, vr_error *err) {
     if (c->mode != VRC_EAGER)
         return err_set(err, VR_ERR_INTERNAL, "CUDA backend: sync() while recording a step");
     if (!vrc_check(be, cudaStreamSynchronize(c->stream), "waiting for the GPU")) vrc_stream_drained(be);
+    vrc_profile_flush(be);
     if (c->first_error == VR_OK) return VR_OK;
     vr_status st = err_set(err, c->first_error, "CUDA backend: %s", c->first_msg);
     c->first_error = VR_OK;
@@ -334,6 +337,7 @@ static void cu_destroy(vr_backend *be) {
         for (int i = 0; i < VRC_SCR_N; i++)
             if (c->scratch[i]) cudaFree(c->scratch[i]);
         vrc_graphs_free(be);
+        vrc_profile_free(be);
         if (c->arena_host) cudaFreeHost(c->arena_host);
         if (c->arena_dev) cudaFree(c->arena_dev);
         if (c->blas_workspace) cudaFree(c->blas_workspace);
@@ -421,6 +425,7 @@ static vr_backend_ops make_ops(int fused) {
     o.graph_end = vrc_graph_end;
     o.graph_ready = vrc_graph_ready;
     o.graph_drop = vrc_graph_drop;
+    o.profile_take = vrc_profile_take;
     return o;
 }
 
@@ -504,6 +509,7 @@ extern "C" vr_status vr_backend_cuda_create(int device, vr_backend **out, vr_err
     be->name = "cuda";
     be->device = VR_DEVICE_CUDA;
     be->impl = c;
+    vrc_profile_init(be);
     *out = be;
     return VR_OK;
 }

@@ -69,6 +69,7 @@ typedef struct vrc_impl {
     void *blas_workspace;
     void **deferred_free;      /* freed while capturing (cudaFree is not allowed then): freed later */
     int n_deferred, cap_deferred;
+    struct vrc_profile *prof;  /* VRWKV_CUDA_PROFILE=1: per-op device times (cuda_profile.cu); else NULL */
 } vrc_impl;
 
 static inline vrc_impl *vrc(vr_backend *be) { return (vrc_impl *)be->impl; }
@@ -82,7 +83,8 @@ int vrc_check_blas(vr_backend *be, cublasStatus_t s, const char *what);
 /* Makes the backend's device current for this thread. Returns 1 while the backend refills a
  * recording's tables (VRC_REFILL): the op must then launch nothing (ops that pass host tables
  * upload them first, then check vrc_refilling). */
-int vrc_enter(vr_backend *be);
+int vrc_enter_as(vr_backend *be, const char *op);
+#define vrc_enter(be) vrc_enter_as((be), __func__) /* the op's name, for VRWKV_CUDA_PROFILE */
 static inline int vrc_refilling(vr_backend *be) { return vrc(be)->mode == VRC_REFILL; }
 /* Frees what was freed while a step was being captured (call outside a capture). */
 void vrc_free_deferred(vr_backend *be);
@@ -113,6 +115,16 @@ static inline unsigned vrc_blocks(size_t n, unsigned threads) {
     if (b > 65535u * 32u) b = 65535u * 32u; /* grid-stride loops cover the rest */
     return (unsigned)(b ? b : 1);
 }
+
+/* per-op device times (cuda_profile.cu), with VRWKV_CUDA_PROFILE=1: init reads the variable;
+ * mark puts an event for op on the stream (eager ops only); flush times the pending marks (after
+ * the stream drained); take writes the table into buf and starts over (the profile_take op). */
+typedef struct vrc_profile vrc_profile;
+void vrc_profile_init(vr_backend *be);
+void vrc_profile_mark(vr_backend *be, const char *op);
+void vrc_profile_flush(vr_backend *be);
+size_t vrc_profile_take(vr_backend *be, char *buf, size_t cap);
+void vrc_profile_free(vr_backend *be);
 
 /* recorded steps (cuda_graph.cu): the backend ops of the same names, and the release of all */
 vr_status vrc_graph_begin(vr_backend *be, int key, int replay, vr_error *err);

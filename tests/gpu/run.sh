@@ -2,10 +2,11 @@
 # tests/gpu/run.sh [OUTDIR] — the GPU verification in one script: builds with
 # -DVRWKV_CUDA=ON -DVRWKV_SERVICE=OFF, runs the CUDA-vs-CPU op tests, the fixture cases on the
 # cuda backend, the NCCL tests, then `vrwkv bench --backend cuda` (SHAPE:DTYPE list from
-# VRWKV_GPU_BENCH_SHAPES, default "1b6:f16 7b:f16 1b6:f16:unfused 1b6:bf16:split 3b:f16", the
-# most telling first; a third field "split" sets VRWKV_CUDA_GEMM=split, "unfused"
-# VRWKV_CUDA_FUSE=0), and writes its logs and a summary into OUTDIR (at most 9 files: run.log
-# build.log ops.log model.log nccl.log eval.log service.log bench.log summary.txt). The service
+# VRWKV_GPU_BENCH_SHAPES, default "1b6:f16 1b6:f16:profile 7b:f16 1b6:f16:unfused 1b6:bf16:split
+# 3b:f16", the most telling first; a third field "split" sets VRWKV_CUDA_GEMM=split, "unfused"
+# VRWKV_CUDA_FUSE=0, "profile" VRWKV_CUDA_PROFILE=1 with graphs off: per-op device times of
+# each phase, in bench.log), and writes its logs and a summary into OUTDIR (at most 9 files:
+# run.log build.log ops.log model.log nccl.log eval.log service.log bench.log summary.txt). The service
 # check runs `vrwkv serve --backend cuda` from a bundle stage-fixtures.sh built (the GPU machine
 # has no gRPC): tests/gpu/service_cases.py.
 # Time: everything ends within VRWKV_GPU_DEADLINE_S (default 420) seconds of the start: what
@@ -197,11 +198,11 @@ grep -E "^(ok|FAIL)" "$OUT/ops.log" | grep -c "^ok" | sed 's/^/op checks passed:
 : > "$OUT/bench.log"
 vocab=()
 [ -f "$STAGE/rwkv_vocab_v20230424.txt" ] && vocab=(--vocab "$STAGE/rwkv_vocab_v20230424.txt")
-for spec in ${VRWKV_GPU_BENCH_SHAPES:-1b6:f16 7b:f16 1b6:f16:unfused 1b6:bf16:split 3b:f16}; do
+for spec in ${VRWKV_GPU_BENCH_SHAPES:-1b6:f16 1b6:f16:profile 7b:f16 1b6:f16:unfused 1b6:bf16:split 3b:f16}; do
   IFS=: read -r shape dtype opt <<< "$spec"
   dtype=${dtype:-f16}
-  gemm=; fuse=
-  case $opt in split) gemm=split;; unfused) fuse=0;; esac
+  gemm=; fuse=; profile=0; graphs=1
+  case $opt in split) gemm=split;; unfused) fuse=0;; profile) profile=1; graphs=0;; esac
   # roughly what a shape takes with its random checkpoint still to be written
   case $shape in 7b) need=150;; 3b) need=90;; *) need=50;; esac
   limit=$(( $(left) - 10 ))
@@ -210,8 +211,9 @@ for spec in ${VRWKV_GPU_BENCH_SHAPES:-1b6:f16 7b:f16 1b6:f16:unfused 1b6:bf16:sp
     note "bench $spec: NOT RUN (out of time: $(left) s left of $DEADLINE)"
     continue
   fi
-  echo "== bench --backend cuda --shape $shape --dtype $dtype${gemm:+ (VRWKV_CUDA_GEMM=$gemm)}${fuse:+ (VRWKV_CUDA_FUSE=0)}" | tee -a "$OUT/bench.log"
-  VRWKV_CUDA_GEMM=${gemm:-} VRWKV_CUDA_FUSE=${fuse:-1} timeout "$limit" "$BUILD/vrwkv" bench --backend cuda \
+  echo "== bench --backend cuda --shape $shape --dtype $dtype${gemm:+ (VRWKV_CUDA_GEMM=$gemm)}${fuse:+ (VRWKV_CUDA_FUSE=0)}$([ $profile = 1 ] && echo " (VRWKV_CUDA_PROFILE=1, graphs off: slower; see its profile lines)")" | tee -a "$OUT/bench.log"
+  VRWKV_CUDA_GEMM=${gemm:-} VRWKV_CUDA_FUSE=${fuse:-1} VRWKV_CUDA_PROFILE=$profile VRWKV_CUDA_GRAPHS=$graphs \
+    timeout "$limit" "$BUILD/vrwkv" bench --backend cuda \
     --shape "$shape" --dtype "$dtype" --cache-dir "${VRWKV_GPU_BENCH_CACHE:-/tmp}" "${vocab[@]}" >> "$OUT/bench.log" 2>&1
   rc=$?
   [ $rc -eq 0 ] || { note "bench $spec: FAILED (rc $rc$([ $rc -eq 124 ] && echo ": timed out after $limit s"))"; fail=1; }
