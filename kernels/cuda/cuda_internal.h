@@ -20,6 +20,7 @@ enum {
     /* sample_rows: its tables (rows, penalties, segment offsets), work arrays, CUB's temporary */
     VRC_SCR_SROWS, VRC_SCR_SPEN, VRC_SCR_SOFF, VRC_SCR_SWORK, VRC_SCR_SCUB,
     VRC_SCR_EPI, /* a fused linear's products (many rows, GATE_ADD or MUL_ADD) */
+    VRC_SCR_SPLIT, /* split f16 GEMMs: the scaled products and the rows' scales */
     VRC_SCR_N
 };
 
@@ -41,7 +42,7 @@ typedef struct vrc_impl {
     cudaStream_t stream;
     cublasHandle_t blas;
     int fast_gemm;             /* VRWKV_CUDA_FAST_GEMM=1 */
-    int split_gemm;            /* VRWKV_CUDA_GEMM=split: many-row bf16 GEMMs as 3 bf16 tensor-core GEMMs */
+    int split_gemm;            /* VRWKV_CUDA_GEMM=split: many-row bf16/f16 GEMMs as 3 tensor-core GEMMs each */
     size_t tile_floats;        /* f32 weight tile for many-row f16/bf16 GEMMs (VRWKV_CUDA_TILE_FLOATS, tests) */
     int num_sms;
     void *scratch[VRC_SCR_N];  /* device */

@@ -5,7 +5,8 @@
  * (prefill, vision): f32 weights go to cublasSgemm; f16/bf16 weights are converted to f32 a
  * tile of rows at a time on the device and then cublasSgemm (TF32 off: exact f32 products).
  * VRWKV_CUDA_GEMM=split runs many-row bf16 GEMMs as three bf16 tensor-core GEMMs on 8-bit
- * slices of the activations (f32 precision up to summation order; not yet the default).
+ * slices of the activations, and f16 ones as three f16 GEMMs on 11-bit slices of row-scaled
+ * activations (f32 precision up to summation order; not yet the default).
  * VRWKV_CUDA_FAST_GEMM=1 instead rounds the activations to the weight dtype and calls
  * cublasGemmEx with f32 compute and f32 output (tensor cores; ~1e-2 relative error, not the
  * default). Must not convert a whole large matrix at once (bounded scratch). */
@@ -16,6 +17,40 @@
 #include "kernels/cuda/cuda_internal.h"
 
 enum { VRC_SMALL_M = 16, VRC_GEMV_MB = 8 };
+
+/* ---- block reductions ---- */
+
+/* The block's max / sum of v (every thread gets it): warps by shuffles, then the first warp over
+ * the warps' results through red[32] (shared). Every thread of the block must call it. */
+static __device__ float block_max_f(float v, float *red) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        float w = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : -INFINITY;
+        for (int o = 16; o > 0; o >>= 1) w = fmaxf(w, __shfl_xor_sync(0xffffffffu, w, o));
+        if (threadIdx.x == 0) red[0] = w;
+    }
+    __syncthreads();
+    v = red[0];
+    __syncthreads(); /* red may be used again at once */
+    return v;
+}
+
+static __device__ float block_sum_f(float v, float *red) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        float w = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.0f;
+        for (int o = 16; o > 0; o >>= 1) w += __shfl_xor_sync(0xffffffffu, w, o);
+        if (threadIdx.x == 0) red[0] = w;
+    }
+    __syncthreads();
+    v = red[0];
+    __syncthreads();
+    return v;
+}
 
 /* ---- weight element loads ---- */
 
@@ -313,6 +348,85 @@ static void split_gemm(vr_backend *be, const float *x, int m, int k, int ldx, co
     }
 }
 
+/* f16 weights: x_r = s_r (p1 + p2 + p3), each an f16 slice of 11 bits of row r scaled by
+ * 1/s_r = 2^-e_r, e_r chosen so that the row's largest magnitude lies in [2^14, 2^15) (inside
+ * f16's range, which activations may exceed). Each remainder is exact in f32; a slice that
+ * falls below f16's normal range keeps its bits down to 2^-24, about 2^-38 of the row's largest
+ * magnitude. One block per row. */
+__global__ void split3h_rows_kernel(const float *__restrict__ x, int k, int ldx, __half *p1, __half *p2, __half *p3,
+                                    float *row_scale) {
+    __shared__ float red[32];
+    const float *xr = x + (size_t)blockIdx.x * ldx;
+    float mx = 0.0f;
+    for (int c = threadIdx.x; c < k; c += blockDim.x) mx = fmaxf(mx, fabsf(xr[c]));
+    mx = block_max_f(mx, red);
+    int e = 0;
+    if (mx > 0.0f && isfinite(mx)) {
+        frexpf(mx, &e); /* mx in [2^(e-1), 2^e) */
+        e -= 15;
+        e = e < -126 ? -126 : e > 127 ? 127 : e;
+    }
+    const float inv = ldexpf(1.0f, -e);
+    size_t o = (size_t)blockIdx.x * k;
+    for (int c = threadIdx.x; c < k; c += blockDim.x) {
+        float v = xr[c] * inv; /* a power of two: exact */
+        __half h = __float2half_rn(v);
+        float r1 = __fsub_rn(v, __half2float(h));
+        __half l = __float2half_rn(r1);
+        float r2 = __fsub_rn(r1, __half2float(l));
+        p1[o + c] = h;
+        p2[o + c] = l;
+        p3[o + c] = __float2half_rn(r2);
+    }
+    if (threadIdx.x == 0) row_scale[blockIdx.x] = ldexpf(1.0f, e);
+}
+
+/* y = beta y + s_r t (row r); beta 0 never reads y */
+__global__ void unscale_rows_kernel(const float *__restrict__ t, const float *__restrict__ row_scale, int m, int n,
+                                    float beta, float *y) {
+    size_t total = (size_t)m * n;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        float v = row_scale[i / (size_t)n] * t[i];
+        y[i] = beta == 0.0f ? v : __fmaf_rn(beta, y[i], v);
+    }
+}
+
+/* many rows by f16 weights in three f16 tensor-core GEMMs on row-scaled slices
+ * (VRWKV_CUDA_GEMM=split), unscaled into y; rows in chunks so the scratch stays bounded */
+static void split_gemm_f16(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, float beta,
+                           float *y) {
+    vrc_impl *c = vrc(be);
+    int n = (int)w->shape[0];
+    size_t rows = ((size_t)32 << 20) / (size_t)k, rows_n = ((size_t)16 << 20) / (size_t)n;
+    if (rows_n < rows) rows = rows_n;
+    if (rows < 1) rows = 1;
+    if (rows > (size_t)m) rows = (size_t)m;
+    __half *parts = (__half *)vrc_scratch(be, VRC_SCR_XCONV, 3 * rows * (size_t)k * sizeof(__half));
+    float *t = parts ? (float *)vrc_scratch(be, VRC_SCR_SPLIT, rows * ((size_t)n + 1) * sizeof(float)) : NULL;
+    if (!t) return;
+    float *scale = t + rows * (size_t)n;
+    for (size_t r0 = 0; r0 < (size_t)m; r0 += rows) {
+        int mm = (int)((size_t)m - r0 < rows ? (size_t)m - r0 : rows);
+        size_t cells = (size_t)mm * k;
+        __half *p1 = parts, *p2 = parts + cells, *p3 = parts + 2 * cells;
+        split3h_rows_kernel<<<mm, 256, 0, c->stream>>>(x + r0 * (size_t)ldx, k, ldx, p1, p2, p3, scale);
+        if (vrc_check_launch(be, "linear (splitting activations into f16)")) return;
+        const float one = 1.0f, zero = 0.0f;
+        const __half *ps[3] = {p1, p2, p3};
+        for (int q = 0; q < 3; q++) {
+            if (vrc_check_blas(be,
+                               cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, mm, k, &one, w->data, CUDA_R_16F, k,
+                                            ps[q], CUDA_R_16F, k, q == 0 ? &zero : &one, t, CUDA_R_32F, n,
+                                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                               "linear (split f16 cublasGemmEx)"))
+                return;
+        }
+        size_t total = (size_t)mm * n;
+        unscale_rows_kernel<<<vrc_blocks(total, 256), 256, 0, c->stream>>>(t, scale, mm, n, beta, y + r0 * (size_t)n);
+        if (vrc_check_launch(be, "linear (unscaling split products)")) return;
+    }
+}
+
 void vrc_linear(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, const vr_tensor *bias,
                 float beta, float *y) {
     int n = (int)w->shape[0], wt = wt_of(w->dtype);
@@ -331,6 +445,8 @@ void vrc_linear(vr_backend *be, const float *x, int m, int k, int ldx, const vr_
         fast_gemm(be, x, m, k, ldx, w, beta, y);
     } else if (c->split_gemm && wt == 2) {
         split_gemm(be, x, m, k, ldx, w, beta, y);
+    } else if (c->split_gemm && wt == 1) {
+        split_gemm_f16(be, x, m, k, ldx, w, beta, y);
     } else {
         size_t rows = c->tile_floats / (size_t)k;
         if (rows < 1) rows = 1;
@@ -577,33 +693,14 @@ __global__ void softmax_rows_kernel(float *s, int L) {
     float *row = s + (size_t)blockIdx.x * L;
     float mx = -INFINITY;
     for (int j = threadIdx.x; j < L; j += blockDim.x) mx = fmaxf(mx, row[j]);
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = mx;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        float v = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : -INFINITY;
-        for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-        if (threadIdx.x == 0) red[0] = v;
-    }
-    __syncthreads();
-    mx = red[0];
-    __syncthreads();
+    mx = block_max_f(mx, red);
     float sum = 0.0f;
     for (int j = threadIdx.x; j < L; j += blockDim.x) {
         float e = expf(row[j] - mx);
         row[j] = e;
         sum += e;
     }
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = sum;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        float v = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.0f;
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (threadIdx.x == 0) red[0] = v;
-    }
-    __syncthreads();
-    float inv = 1.0f / red[0];
+    float inv = 1.0f / block_sum_f(sum, red);
     for (int j = threadIdx.x; j < L; j += blockDim.x) row[j] *= inv;
 }
 

@@ -2,8 +2,8 @@
 # tests/gpu/run.sh [OUTDIR] — the GPU verification in one script: builds with
 # -DVRWKV_CUDA=ON -DVRWKV_SERVICE=OFF, runs the CUDA-vs-CPU op tests, the fixture cases on the
 # cuda backend, the NCCL tests, then `vrwkv bench --backend cuda` (SHAPE:DTYPE list from
-# VRWKV_GPU_BENCH_SHAPES, default "1b6:f16 1b6:f16:profile 7b:f16 1b6:f16:unfused 1b6:bf16:split
-# 3b:f16", the most telling first; a third field "split" sets VRWKV_CUDA_GEMM=split, "unfused"
+# VRWKV_GPU_BENCH_SHAPES, default "1b6:f16 1b6:f16:split 1b6:f16:profile 7b:f16 1b6:f16:unfused
+# 1b6:bf16:split 3b:f16", the most telling first; a third field "split" sets VRWKV_CUDA_GEMM=split, "unfused"
 # VRWKV_CUDA_FUSE=0, "profile" VRWKV_CUDA_PROFILE=1 with graphs off: per-op device times of
 # each phase, in bench.log), and writes its logs and a summary into OUTDIR (at most 9 files:
 # run.log build.log ops.log model.log nccl.log eval.log service.log bench.log summary.txt). The service
@@ -198,7 +198,7 @@ grep -E "^(ok|FAIL)" "$OUT/ops.log" | grep -c "^ok" | sed 's/^/op checks passed:
 : > "$OUT/bench.log"
 vocab=()
 [ -f "$STAGE/rwkv_vocab_v20230424.txt" ] && vocab=(--vocab "$STAGE/rwkv_vocab_v20230424.txt")
-for spec in ${VRWKV_GPU_BENCH_SHAPES:-1b6:f16 1b6:f16:profile 7b:f16 1b6:f16:unfused 1b6:bf16:split 3b:f16}; do
+for spec in ${VRWKV_GPU_BENCH_SHAPES:-1b6:f16 1b6:f16:split 1b6:f16:profile 7b:f16 1b6:f16:unfused 1b6:bf16:split 3b:f16}; do
   IFS=: read -r shape dtype opt <<< "$spec"
   dtype=${dtype:-f16}
   gemm=; fuse=; profile=0; graphs=1

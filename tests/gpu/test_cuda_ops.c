@@ -107,6 +107,8 @@ static void upload_weight(vr_backend *be, const vr_tensor *host, vr_tensor *out)
     }
 }
 
+static float linear_x_scale = 1.0f; /* the activations' magnitude in check_linear */
+
 static void check_linear(vr_backend *g, const char *tag, vr_dtype dt, int m, int k, int n, int ldx, float beta,
                          int with_bias, float tol) {
     float *wv = rand_arr((size_t)n * k, -1, 1);
@@ -119,15 +121,17 @@ static void check_linear(vr_backend *g, const char *tag, vr_dtype dt, int m, int
     upload_weight(g, &wh, &wg);
     upload_weight(cpu, &bh, &bc);
     upload_weight(g, &bh, &bg);
-    float *x = rand_arr((size_t)m * ldx, -1, 1);
+    float *x = rand_arr((size_t)m * ldx, -linear_x_scale, linear_x_scale);
     float *y0 = rand_arr((size_t)m * n, -1, 1);
     float *want = dup(y0, (size_t)m * n);
     cpu->ops->linear(cpu, x, m, k, ldx, &wc, with_bias ? &bc : NULL, beta, want);
     float *dx = dev(x, (size_t)m * ldx), *dy = beta != 0.0f ? dev(y0, (size_t)m * n) : poisoned((size_t)m * n);
     g->ops->linear(g, dx, m, k, ldx, &wg, with_bias ? &bg : NULL, beta, dy);
     char what[128];
-    snprintf(what, sizeof what, "linear%s %s m%d k%d n%d ldx%d beta%g%s", tag, vr_dtype_name(dt), m, k, n, ldx,
-             (double)beta, with_bias ? " bias" : "");
+    snprintf(what, sizeof what, "linear%s %s m%d k%d n%d ldx%d beta%g%s%s", tag, vr_dtype_name(dt), m, k, n, ldx,
+             (double)beta, with_bias ? " bias" : "", linear_x_scale != 1.0f ? " |x|~" : "");
+    if (linear_x_scale != 1.0f)
+        snprintf(what + strlen(what), sizeof what - strlen(what), "%g", (double)linear_x_scale);
     /* g may be another backend (own stream): its work must be done, and its errors shown, before
      * the download through gpu's stream */
     vr_error gerr = {0};
@@ -806,13 +810,23 @@ int main(void) {
         vr_backend_free(fast);
     }
     unsetenv("VRWKV_CUDA_FAST_GEMM");
-    /* split bf16 GEMMs: three tensor-core products of 8-bit activation slices, f32 precision */
+    /* split GEMMs: three tensor-core products of activation slices, f32 precision */
     setenv("VRWKV_CUDA_GEMM", "split", 1);
     vr_backend *split = NULL;
     if (vr_backend_create("cuda", 0, &split, &err) == VR_OK) {
         check_linear(split, " split", VR_BF16, 40, 512, 130, 512, 0.0f, 0, 1e-5f);
         check_linear(split, " split", VR_BF16, 300, 1024, 700, 1024, 1.0f, 1, 1e-5f);
         check_linear(split, " split", VR_BF16, 577, 199, 96, 1001, 0.0f, 1, 1e-5f); /* odd k, strided x */
+        /* f16: 11-bit slices of row-scaled activations; magnitudes beyond f16's range both ways */
+        check_linear(split, " split", VR_F16, 40, 512, 130, 512, 0.0f, 0, 1e-5f);
+        check_linear(split, " split", VR_F16, 300, 1024, 700, 1024, 1.0f, 1, 1e-5f);
+        check_linear(split, " split", VR_F16, 577, 199, 96, 1001, 0.0f, 1, 1e-5f);
+        linear_x_scale = 3e5f;
+        check_linear(split, " split", VR_F16, 64, 1024, 256, 1024, 1.0f, 0, 1e-5f);
+        check_linear(split, " split", VR_BF16, 64, 1024, 256, 1024, 0.0f, 0, 1e-5f);
+        linear_x_scale = 1e-6f;
+        check_linear(split, " split", VR_F16, 64, 1024, 256, 1024, 0.0f, 1, 1e-5f);
+        linear_x_scale = 1.0f;
         vr_backend_free(split);
     }
     unsetenv("VRWKV_CUDA_GEMM");
