@@ -153,5 +153,16 @@ void vr_score_keys_sort(vr_score_key *keys, size_t n);
 long vr_score_keys_find(const vr_score_key *keys, size_t n, const char *s);
 /* Appends up to 8 ids ("a, b, ... and N more") to b, for error messages that name ids. */
 void vr_score_list_ids(vr_strbuf *b, const char *const *ids, size_t n);
+/* Sets err to VR_ERR_INVALID with the message "<fmt ...><up to 8 ids><tail>" (tail may be
+ * NULL), or to oom_msg when the message cannot be built; returns VR_ERR_INVALID. */
+vr_status vr_score_ids_error(vr_error *err, const char *oom_msg, const char *const *ids, size_t n, const char *tail,
+                             const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* Appends one formatted string to the JSON array warnings ("" when out of memory). */
+void vr_score_warning_add(cJSON *warnings, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "<dir>/<rel>" with one "/" between them when dir does not end in one; malloc'd, NULL when out
+ * of memory. */
+char *vr_score_join_path(const char *dir, const char *rel);
+/* vr_score_write_file, then records path in rep->files_written. */
+vr_status vr_score_write_output(const char *path, const char *data, size_t n, vr_score_report *rep, vr_error *err);
 
 #endif

@@ -18,23 +18,19 @@
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
-static char *gqa_strdup(const char *s) {
-    size_t n = strlen(s);
-    char *r = malloc(n + 1);
-    if (r) memcpy(r, s, n + 1);
-    return r;
-}
-
 static char *gqa_join(const char *a, const char *b) {
     char *r = NULL;
     if (asprintf(&r, "%s/%s", a, b) < 0) return NULL;
     return r;
 }
 
-static vr_status gqa_write(const char *path, const char *data, size_t n, vr_score_report *rep, vr_error *err) {
-    vr_status st = vr_score_write_file(path, data, n, err);
-    if (st != VR_OK) return st;
-    return vr_score_report_add_file(rep, path, err);
+/* Appends id to the growing list *ids (the strings are not copied). */
+static vr_status gqa_ids_push(const char ***ids, size_t *n, const char *id) {
+    const char **nb = realloc(*ids, (*n + 1) * sizeof *nb);
+    if (!nb) return VR_ERR_NOMEM;
+    *ids = nb;
+    nb[(*n)++] = id;
+    return VR_OK;
 }
 
 /* ---- the answer file (convert_gqa_for_eval.py) ----------------------------------------- */
@@ -82,7 +78,7 @@ static vr_status gqa_read_answers(const char *path, gqa_pred **out, size_t *out_
         gqa_pred *e = &p[n];
         e->line = (long)j.line_no[n];
         e->qid_is_str = cJSON_IsString(id);
-        e->qid = e->qid_is_str ? gqa_strdup(id->valuestring) : cJSON_PrintUnformatted(id);
+        e->qid = e->qid_is_str ? strdup(id->valuestring) : cJSON_PrintUnformatted(id);
         size_t tl = vr_py_rstrip_chars(t->valuestring, strlen(t->valuestring), ".");
         e->prediction = vr_py_lower(t->valuestring, tl, &e->pred_len);
         if (!e->qid || !e->prediction) {
@@ -420,19 +416,19 @@ vr_status vr_score_gqa(const char *eval_dir, const vr_score_options *o, vr_score
     gqa_group *groups = NULL;
     size_t ngroups = 0, capgroups = 0;
     gqa_buckets per_struct = {0}, per_sem = {0}, per_len = {.is_int = 1}, per_steps = {.is_int = 1};
-    vr_strbuf out = {0}, tmp = {0}, msg = {0}, warn = {0};
-    char **bad_ids = NULL;
+    vr_strbuf out = {0}, tmp = {0}, warn = {0};
+    const char **bad_ids = NULL;
     size_t nbad_ids = 0;
     const char *exp = o && o->exp_name ? o->exp_name : NULL;
 
     if (o && o->answers_path) {
-        answers_path = gqa_strdup(o->answers_path);
+        answers_path = strdup(o->answers_path);
     } else {
         if (!exp || !*exp) return vr_error_set(err, VR_ERR_INVALID, "GQA scoring needs the experiment name (exp_name) or an answer file path");
         if (asprintf(&answers_path, "%s/eval/gqa/answers/llava_gqa_testdev_balanced/%s/merge.jsonl", eval_dir, exp) < 0)
             answers_path = NULL;
     }
-    questions_path = o && o->annotation_path ? gqa_strdup(o->annotation_path)
+    questions_path = o && o->annotation_path ? strdup(o->annotation_path)
                                              : gqa_join(eval_dir, "eval/gqa/testdev_balanced_questions.json");
     if (!answers_path || !questions_path) {
         st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
@@ -499,63 +495,51 @@ vr_status vr_score_gqa(const char *eval_dir, const vr_score_options *o, vr_score
     vr_score_keys_sort(pkeys, npreds);
     for (size_t i = 1; i < npreds; i++) {
         if (strcmp(pkeys[i - 1].s, pkeys[i].s) == 0 && (i < 2 || strcmp(pkeys[i - 2].s, pkeys[i].s) != 0)) {
-            char **nb = realloc(bad_ids, (nbad_ids + 1) * sizeof *nb);
-            if (!nb) {
+            if (gqa_ids_push(&bad_ids, &nbad_ids, pkeys[i].s) != VR_OK) {
                 st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
                 goto done;
             }
-            bad_ids = nb;
-            bad_ids[nbad_ids++] = (char *)pkeys[i].s;
         }
     }
     if (nbad_ids) {
-        vr_strbuf_printf(&msg, "%s: %zu question id(s) answered more than once (upstream silently keeps the last): ",
-                         answers_path, nbad_ids);
-        vr_score_list_ids(&msg, (const char *const *)bad_ids, nbad_ids);
-        vr_strbuf_append_str(&msg, "; remove the duplicate lines");
-        st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "duplicate answers" : msg.p);
+        st = vr_score_ids_error(err, "duplicate answers", bad_ids, nbad_ids,
+                                "; remove the duplicate lines",
+                                "%s: %zu question id(s) answered more than once (upstream silently keeps the last): ",
+                                answers_path, nbad_ids);
         goto done;
     }
     for (size_t i = 0; i < npreds; i++) {
         long qi = preds[i].qid_is_str ? vr_score_keys_find(qkeys, nq, preds[i].qid) : -1;
         if (qi < 0) {
-            char **nb = realloc(bad_ids, (nbad_ids + 1) * sizeof *nb);
-            if (!nb) {
+            if (gqa_ids_push(&bad_ids, &nbad_ids, preds[i].qid) != VR_OK) {
                 st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
                 goto done;
             }
-            bad_ids = nb;
-            bad_ids[nbad_ids++] = preds[i].qid;
         } else {
             qs[qi].pred_index = (long)i;
         }
     }
     if (nbad_ids) {
-        vr_strbuf_printf(&msg, "%s: %zu answer(s) for question ids not in %s (a number never matches: GQA ids are "
-                               "strings): ",
-                         answers_path, nbad_ids, questions_path);
-        vr_score_list_ids(&msg, (const char *const *)bad_ids, nbad_ids);
-        vr_strbuf_append_str(&msg, "; is this the answer file of another benchmark or split?");
-        st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "unknown answer ids" : msg.p);
+        st = vr_score_ids_error(err, "unknown answer ids", bad_ids, nbad_ids,
+                                "; is this the answer file of another benchmark or split?",
+                                "%s: %zu answer(s) for question ids not in %s (a number never matches: GQA ids are "
+                                "strings): ",
+                                answers_path, nbad_ids, questions_path);
         goto done;
     }
     for (size_t i = 0; i < nq; i++) {
         if (qs[i].pred_index >= 0) continue;
-        char **nb = realloc(bad_ids, (nbad_ids + 1) * sizeof *nb);
-        if (!nb) {
+        if (gqa_ids_push(&bad_ids, &nbad_ids, qs[i].qid) != VR_OK) {
             st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
             goto done;
         }
-        bad_ids = nb;
-        bad_ids[nbad_ids++] = (char *)qs[i].qid;
     }
     if (nbad_ids && !(o && o->allow_missing)) {
-        vr_strbuf_printf(&msg, "%s: %zu question(s) have no answer (upstream stops with 'missing predictions' or "
-                               "KeyError): ",
-                         answers_path, nbad_ids);
-        vr_score_list_ids(&msg, (const char *const *)bad_ids, nbad_ids);
-        vr_strbuf_append_str(&msg, "; finish the evaluation run, or allow missing answers to score them as wrong");
-        st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "missing answers" : msg.p);
+        st = vr_score_ids_error(err, "missing answers", bad_ids, nbad_ids,
+                                "; finish the evaluation run, or allow missing answers to score them as wrong",
+                                "%s: %zu question(s) have no answer (upstream stops with 'missing predictions' or "
+                                "KeyError): ",
+                                answers_path, nbad_ids);
         goto done;
     }
 
@@ -718,7 +702,7 @@ vr_status vr_score_gqa(const char *eval_dir, const vr_score_options *o, vr_score
     missing = cJSON_CreateArray();
     if (nbad_ids) {
         vr_strbuf_printf(&warn, "scored %zu question(s) without an answer as wrong (allow missing): ", nbad_ids);
-        vr_score_list_ids(&warn, (const char *const *)bad_ids, nbad_ids);
+        vr_score_list_ids(&warn, bad_ids, nbad_ids);
         for (size_t i = 0; i < nbad_ids && missing; i++) cJSON_AddItemToArray(missing, cJSON_CreateString(bad_ids[i]));
     }
 
@@ -727,7 +711,7 @@ vr_status vr_score_gqa(const char *eval_dir, const vr_score_options *o, vr_score
         st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
         goto done;
     }
-    st = gqa_write(pred_path, tmp.p, tmp.n, rep, err);
+    st = vr_score_write_output(pred_path, tmp.p, tmp.n, rep, err);
     if (st != VR_OK) goto done;
     vr_strbuf_free(&tmp);
     vr_py_json_dump(&tmp, metrics, 2, 1);
@@ -735,7 +719,7 @@ vr_status vr_score_gqa(const char *eval_dir, const vr_score_options *o, vr_score
         st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
         goto done;
     }
-    st = gqa_write(metrics_path, tmp.p, tmp.n, rep, err);
+    st = vr_score_write_output(metrics_path, tmp.p, tmp.n, rep, err);
     if (st != VR_OK) goto done;
     vr_strbuf_free(&tmp);
     if (nbc) {
@@ -744,7 +728,7 @@ vr_status vr_score_gqa(const char *eval_dir, const vr_score_options *o, vr_score
             st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
             goto done;
         }
-        st = gqa_write(bad_path, tmp.p, tmp.n, rep, err);
+        st = vr_score_write_output(bad_path, tmp.p, tmp.n, rep, err);
         if (st != VR_OK) goto done;
     }
 
@@ -803,7 +787,6 @@ done:
     free(bad_path);
     vr_strbuf_free(&out);
     vr_strbuf_free(&tmp);
-    vr_strbuf_free(&msg);
     vr_strbuf_free(&warn);
     return st;
 }

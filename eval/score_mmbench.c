@@ -24,14 +24,6 @@
 #define MMBENCH_SPLIT_CN "mmbench_dev_cn_20231003"
 #define CIRCULAR_STRIDE 1000000LL
 
-static char *join2(const char *a, const char *b) {
-    vr_strbuf s = {0};
-    vr_strbuf_append_str(&s, a);
-    if (s.n && s.p[s.n - 1] != '/') vr_strbuf_append_str(&s, "/");
-    vr_strbuf_append_str(&s, b);
-    return vr_strbuf_take(&s, NULL);
-}
-
 /* ------------------------------------------------------------------ the upload table */
 
 /* One cell of the upload table: a TSV cell (column type known) or a prediction value. */
@@ -544,7 +536,7 @@ static vr_status convert(const char *annotation, const char *answers, const char
     int *has_pred = NULL;
     size_t *keep = NULL, *row_next = NULL;
     vr_score_map rows_by_key = {0};
-    vr_strbuf tmp = {0}, xb = {0}, jb = {0}, warn = {0};
+    vr_strbuf tmp = {0}, xb = {0}, jb = {0};
     cJSON *report = NULL;
     vr_status st = vr_tsv_read(annotation, &tsv, err);
     if (st != VR_OK) goto done;
@@ -691,10 +683,8 @@ static vr_status convert(const char *annotation, const char *answers, const char
         cJSON_Delete(table);
         goto oom;
     }
-    st = vr_score_write_file(xlsx_path, xb.p, xb.n, err);
-    if (st == VR_OK) st = vr_score_report_add_file(rep, xlsx_path, err);
-    if (st == VR_OK) st = vr_score_write_file(table_path, jb.p, jb.n, err);
-    if (st == VR_OK) st = vr_score_report_add_file(rep, table_path, err);
+    st = vr_score_write_output(xlsx_path, xb.p, xb.n, rep, err);
+    if (st == VR_OK) st = vr_score_write_output(table_path, jb.p, jb.n, rep, err);
     if (st != VR_OK) {
         cJSON_Delete(table);
         goto done;
@@ -717,15 +707,11 @@ static vr_status convert(const char *annotation, const char *answers, const char
     if (ignored || cw.n || n_with < ut.n_rows) {
         cJSON *w = cJSON_AddArrayToObject(report, "warnings");
         if (n_with < ut.n_rows) {
-            vr_strbuf_printf(&warn, "%zu of %zu rows have no answer; their prediction cell is empty (as upstream)",
-                             ut.n_rows - n_with, ut.n_rows);
-            cJSON_AddItemToArray(w, cJSON_CreateString(warn.p ? warn.p : ""));
-            vr_strbuf_free(&warn);
+            vr_score_warning_add(w, "%zu of %zu rows have no answer; their prediction cell is empty (as upstream)",
+                                 ut.n_rows - n_with, ut.n_rows);
         }
         if (ignored) {
-            vr_strbuf_printf(&warn, "%zu answer lines match no row's index and were ignored (as upstream)", ignored);
-            cJSON_AddItemToArray(w, cJSON_CreateString(warn.p ? warn.p : ""));
-            vr_strbuf_free(&warn);
+            vr_score_warning_add(w, "%zu answer lines match no row's index and were ignored (as upstream)", ignored);
         }
         if (cw.n) cJSON_AddItemToArray(w, cJSON_CreateString(cw.p));
     }
@@ -750,7 +736,6 @@ done:
     vr_strbuf_free(&tmp);
     vr_strbuf_free(&xb);
     vr_strbuf_free(&jb);
-    vr_strbuf_free(&warn);
     return st;
 }
 
@@ -788,7 +773,7 @@ static vr_status score_mmbench(const char *eval_dir, const vr_score_options *o, 
                             "MMBench: give the experiment name (exp_name, no '/'): it names the answer folder and the "
                             "upload file");
     if (!path_part_ok(split)) return vr_error_set(err, VR_ERR_INVALID, "MMBench: the split must be a name without '/'");
-    char *dir = join2(eval_dir, "eval/mmbench");
+    char *dir = vr_score_join_path(eval_dir, "eval/mmbench");
     vr_strbuf ann = {0}, ans = {0}, x = {0}, t = {0};
     if (o && o->annotation_path) vr_strbuf_append_str(&ann, o->annotation_path);
     else vr_strbuf_printf(&ann, "%s/%s.tsv", dir ? dir : "", split);

@@ -53,14 +53,6 @@ static int mme_exists(const char *p) {
     return stat(p, &st) == 0;
 }
 
-static void mme_list(vr_strbuf *b, char *const *ids, size_t n) {
-    for (size_t i = 0; i < n && i < 8; i++) {
-        if (i) vr_strbuf_append_str(b, ", ");
-        vr_strbuf_append_str(b, ids[i]);
-    }
-    if (n > 8) vr_strbuf_printf(b, " and %zu more", n - 8);
-}
-
 /* ---- ground truth: "<category>\x1f<file>\x1f<question>" -> answer, sorted ----------------- */
 
 typedef struct mme_gt {
@@ -226,6 +218,20 @@ static void mme_items_free(mme_item *v, size_t n) {
         free(v[i].qline);
     }
     free(v);
+}
+
+/* Appends a zeroed item to the growing array *v; NULL when out of memory. */
+static mme_item *mme_items_add(mme_item **v, size_t *n, size_t *cap) {
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 256;
+        mme_item *nv = realloc(*v, nc * sizeof *nv);
+        if (!nv) return NULL;
+        *v = nv;
+        *cap = nc;
+    }
+    mme_item *it = &(*v)[(*n)++];
+    memset(it, 0, sizeof *it);
+    return it;
 }
 
 /* TextVQA's prompt_processor without lower-casing: the question line of a VisualRWKV prompt. */
@@ -467,18 +473,11 @@ vr_status vr_score_mme(const char *eval_dir, const vr_score_options *o, vr_score
                               apath, lineno);
             goto done;
         }
-        if (nitems == capitems) {
-            size_t nc = capitems ? capitems * 2 : 256;
-            mme_item *nv = realloc(items, nc * sizeof *nv);
-            if (!nv) {
-                st = mme_oom(err);
-                goto done;
-            }
-            items = nv;
-            capitems = nc;
+        mme_item *it = mme_items_add(&items, &nitems, &capitems);
+        if (!it) {
+            st = mme_oom(err);
+            goto done;
         }
-        mme_item *it = &items[nitems++];
-        memset(it, 0, sizeof *it);
         it->line = lineno;
         if ((st = mme_split_id(it, id->valuestring, err)) != VR_OK) goto done;
         const char *ql = NULL;
@@ -533,11 +532,10 @@ vr_status vr_score_mme(const char *eval_dir, const vr_score_options *o, vr_score
         if (strcmp(ak[i - 1].s, ak[i].s) == 0 && (i < 2 || strcmp(ak[i - 2].s, ak[i].s) != 0))
             bad[nbad++] = items[ak[i].idx].qid;
     if (nbad) {
-        vr_strbuf_printf(&msg, "%s: %zu question(s) answered more than once (the converter keeps every copy and the "
-                               "calculation mis-pairs them): ",
-                         apath, nbad);
-        mme_list(&msg, bad, nbad);
-        st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "duplicate answers" : msg.p);
+        st = vr_score_ids_error(err, "duplicate answers", (const char *const *)bad, nbad, NULL,
+                                "%s: %zu question(s) answered more than once (the converter keeps every copy and the "
+                                "calculation mis-pairs them): ",
+                                apath, nbad);
         goto done;
     }
     for (size_t i = 0; i < nanswers; i++) {
@@ -550,9 +548,8 @@ vr_status vr_score_mme(const char *eval_dir, const vr_score_options *o, vr_score
         if (lo == nqf || strcmp(qk[lo].s, items[i].qline) != 0) bad[nbad++] = items[i].qid;
     }
     if (nbad) {
-        vr_strbuf_printf(&msg, "%s: %zu answer(s) whose question is not in %s: ", apath, nbad, qpath);
-        mme_list(&msg, bad, nbad);
-        st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "unknown answers" : msg.p);
+        st = vr_score_ids_error(err, "unknown answers", (const char *const *)bad, nbad, NULL,
+                                "%s: %zu answer(s) whose question is not in %s: ", apath, nbad, qpath);
         goto done;
     }
     size_t nmissing = 0;
@@ -608,19 +605,12 @@ vr_status vr_score_mme(const char *eval_dir, const vr_score_options *o, vr_score
                 st = mme_oom(err);
                 goto done;
             }
-            if (nitems == capitems) {
-                size_t nc = capitems * 2 + 16;
-                mme_item *nv = realloc(items, nc * sizeof *nv);
-                if (!nv) {
-                    free(qid);
-                    st = mme_oom(err);
-                    goto done;
-                }
-                items = nv;
-                capitems = nc;
+            mme_item *it = mme_items_add(&items, &nitems, &capitems);
+            if (!it) {
+                free(qid);
+                st = mme_oom(err);
+                goto done;
             }
-            mme_item *it = &items[nitems++];
-            memset(it, 0, sizeof *it);
             st = mme_split_id(it, qid, err);
             if (st == VR_OK) {
                 it->qline = mme_strndup(qfile_keys[i], strlen(qfile_keys[i]));
@@ -680,18 +670,17 @@ vr_status vr_score_mme(const char *eval_dir, const vr_score_options *o, vr_score
     }
     {
         size_t nm = 0;
-        char *miss[14];
+        const char *miss[14];
         for (int t = 0; t < 14; t++) {
             const char *name = t < 10 ? mme_perception[t] : mme_cognition[t - 10];
             size_t j = 0;
             while (j < ncats && strcmp(cats[j], name) != 0) j++;
-            if (j == ncats) miss[nm++] = (char *)name;
+            if (j == ncats) miss[nm++] = name;
         }
         if (nm) {
-            vr_strbuf_printf(&msg, "%s: no answers for the MME task(s) ", apath);
-            mme_list(&msg, miss, nm);
-            vr_strbuf_append_str(&msg, "; calculation.py needs all 14 task files (run the full llava_mme.jsonl)");
-            st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "missing MME tasks" : msg.p);
+            st = vr_score_ids_error(err, "missing MME tasks", miss, nm,
+                                    "; calculation.py needs all 14 task files (run the full llava_mme.jsonl)",
+                                    "%s: no answers for the MME task(s) ", apath);
             goto done;
         }
     }
@@ -709,8 +698,7 @@ vr_status vr_score_mme(const char *eval_dir, const vr_score_options *o, vr_score
             st = mme_oom(err);
             goto done;
         }
-        st = vr_score_write_file(path, file.p ? file.p : "", file.n, err);
-        if (st == VR_OK) st = vr_score_report_add_file(rep, path, err);
+        st = vr_score_write_output(path, file.p ? file.p : "", file.n, rep, err);
         free(path);
         if (st != VR_OK) goto done;
     }

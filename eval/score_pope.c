@@ -18,14 +18,6 @@
 
 #include "common/pytext.h"
 
-static char *pope_strdup(const char *s) {
-    size_t n = strlen(s);
-    char *r = malloc(n + 1);
-    if (r) memcpy(r, s, n + 1);
-    return r;
-}
-
-
 /* Reads a JSON-lines file whose every line must be an object. */
 static vr_status pope_read_jsonl(const char *path, const char *what, cJSON ***out, size_t *out_n, vr_error *err) {
     vr_jsonl j = {0};
@@ -104,17 +96,17 @@ vr_status vr_score_pope(const char *eval_dir, const vr_score_options *o, vr_scor
     pope_q *qs = NULL;
     vr_score_key *qkeys = NULL, *akeys = NULL;
     cJSON *cats = NULL, *missing_all = NULL, *order = NULL;
-    vr_strbuf out = {0}, msg = {0}, warn = {0};
+    vr_strbuf out = {0}, warn = {0};
     DIR *d = NULL;
     const char *exp = o ? o->exp_name : NULL;
 
     if (!(o && o->answers_path) && !(exp && *exp))
         return vr_error_set(err, VR_ERR_INVALID, "POPE scoring needs the experiment name (exp_name) or an answer file path");
-    if (o && o->annotation_path) ann_dir = pope_strdup(o->annotation_path);
+    if (o && o->annotation_path) ann_dir = strdup(o->annotation_path);
     else if (asprintf(&ann_dir, "%s/eval/pope/coco", eval_dir) < 0) ann_dir = NULL;
-    if (o && o->question_path) qpath = pope_strdup(o->question_path);
+    if (o && o->question_path) qpath = strdup(o->question_path);
     else if (asprintf(&qpath, "%s/eval/pope/llava_pope_test.jsonl", eval_dir) < 0) qpath = NULL;
-    if (o && o->answers_path) apath = pope_strdup(o->answers_path);
+    if (o && o->answers_path) apath = strdup(o->answers_path);
     else if (asprintf(&apath, "%s/eval/pope/answers/%s/merge.jsonl", eval_dir, exp) < 0) apath = NULL;
     if (!ann_dir || !qpath || !apath) {
         st = pope_oom(err);
@@ -178,7 +170,7 @@ vr_status vr_score_pope(const char *eval_dir, const vr_score_options *o, vr_scor
             goto done;
         }
         names = nn;
-        if (!(names[nnames] = pope_strdup(de->d_name))) {
+        if (!(names[nnames] = strdup(de->d_name))) {
             st = pope_oom(err);
             goto done;
         }
@@ -276,12 +268,11 @@ vr_status vr_score_pope(const char *eval_dir, const vr_score_options *o, vr_scor
         if (strcmp(akeys[i - 1].s, akeys[i].s) == 0 && (i < 2 || strcmp(akeys[i - 2].s, akeys[i].s) != 0))
             bad[nbad++] = (char *)akeys[i].s;
     if (nbad) {
-        vr_strbuf_printf(&msg, "%s: %zu question id(s) answered more than once (upstream counts every copy and "
-                               "misaligns the labels): ",
-                         apath, nbad);
-        vr_score_list_ids(&msg, (const char *const *)bad, nbad);
-        vr_strbuf_append_str(&msg, "; remove the duplicate lines");
-        st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "duplicate answers" : msg.p);
+        st = vr_score_ids_error(err, "duplicate answers", (const char *const *)bad, nbad,
+                                "; remove the duplicate lines",
+                                "%s: %zu question id(s) answered more than once (upstream counts every copy and "
+                                "misaligns the labels): ",
+                                apath, nbad);
         goto done;
     }
     for (size_t i = 0; i < nal; i++) {
@@ -290,22 +281,20 @@ vr_status vr_score_pope(const char *eval_dir, const vr_score_options *o, vr_scor
         else qs[qi].answer = (long)i;
     }
     if (nbad) {
-        vr_strbuf_printf(&msg, "%s: %zu answer(s) for question ids not in %s (upstream fails with KeyError): ", apath,
-                         nbad, qpath);
-        vr_score_list_ids(&msg, (const char *const *)bad, nbad);
-        vr_strbuf_append_str(&msg, "; is this the answer file of another benchmark?");
-        st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "unknown answer ids" : msg.p);
+        st = vr_score_ids_error(err, "unknown answer ids", (const char *const *)bad, nbad,
+                                "; is this the answer file of another benchmark?",
+                                "%s: %zu answer(s) for question ids not in %s (upstream fails with KeyError): ",
+                                apath, nbad, qpath);
         goto done;
     }
     for (size_t i = 0; i < nql; i++)
         if (qs[i].label >= 0 && qs[i].answer < 0) bad[nbad++] = qs[i].key;
     if (nbad && !(o && o->allow_missing)) {
-        vr_strbuf_printf(&msg, "%s: %zu labelled question(s) have no answer (upstream pairs answers with labels by "
-                               "position and silently misaligns every later pair): ",
-                         apath, nbad);
-        vr_score_list_ids(&msg, (const char *const *)bad, nbad);
-        vr_strbuf_append_str(&msg, "; finish the evaluation run, or allow missing answers to score them as wrong");
-        st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "missing answers" : msg.p);
+        st = vr_score_ids_error(err, "missing answers", (const char *const *)bad, nbad,
+                                "; finish the evaluation run, or allow missing answers to score them as wrong",
+                                "%s: %zu labelled question(s) have no answer (upstream pairs answers with labels by "
+                                "position and silently misaligns every later pair): ",
+                                apath, nbad);
         goto done;
     }
 
@@ -443,7 +432,6 @@ done:
     free(qpath);
     free(apath);
     vr_strbuf_free(&out);
-    vr_strbuf_free(&msg);
     vr_strbuf_free(&warn);
     return st;
 }

@@ -18,20 +18,6 @@
 
 static const char sqa_options[] = "ABCDE";
 
-static char *sqa_strdup(const char *s) {
-    size_t n = strlen(s);
-    char *r = malloc(n + 1);
-    if (r) memcpy(r, s, n + 1);
-    return r;
-}
-
-static vr_status sqa_write(const char *path, const char *data, size_t n, vr_score_report *rep, vr_error *err) {
-    vr_status st = vr_score_write_file(path, data, n, err);
-    if (st != VR_OK) return st;
-    return vr_score_report_add_file(rep, path, err);
-}
-
-
 /* One parsed result line. */
 typedef struct sqa_pred {
     char *id;    /* question id as text */
@@ -80,9 +66,9 @@ static vr_status sqa_read_results(const char *path, sqa_pred **out, size_t *out_
         sqa_pred *e = &p[n];
         e->line = (long)j.line_no[n];
         e->id_is_str = cJSON_IsString(id);
-        e->id = e->id_is_str ? sqa_strdup(id->valuestring) : cJSON_PrintUnformatted(id);
-        e->prompt = sqa_strdup(pr->valuestring);
-        e->text = sqa_strdup(t->valuestring);
+        e->id = e->id_is_str ? strdup(id->valuestring) : cJSON_PrintUnformatted(id);
+        e->prompt = strdup(pr->valuestring);
+        e->text = strdup(t->valuestring);
         if (!e->id || !e->prompt || !e->text) {
             n++;
             st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
@@ -166,14 +152,14 @@ vr_status vr_score_scienceqa(const char *eval_dir, const vr_score_options *o, vr
     vr_score_key *pkeys = NULL, *skeys = NULL;
     const char **split_ids = NULL, **bad = NULL;
     size_t nbad = 0;
-    vr_strbuf out = {0}, tmp = {0}, msg = {0}, warn = {0};
+    vr_strbuf out = {0}, tmp = {0}, warn = {0};
     const char *exp = o ? o->exp_name : NULL;
     const char *split_name = o && o->split ? o->split : "test";
 
     if (!(o && o->answers_path) && !(exp && *exp))
         return vr_error_set(err, VR_ERR_INVALID, "ScienceQA scoring needs the experiment name (exp_name) or a result file path");
     if (asprintf(&base, "%s/eval/scienceqa", eval_dir) < 0) base = NULL;
-    if (o && o->answers_path) result_path = sqa_strdup(o->answers_path);
+    if (o && o->answers_path) result_path = strdup(o->answers_path);
     else if (base && asprintf(&result_path, "%s/answers/%s/merge.jsonl", base, exp) < 0)
         result_path = NULL;
     if (!base || !result_path) {
@@ -186,9 +172,9 @@ vr_status vr_score_scienceqa(const char *eval_dir, const vr_score_options *o, vr
         const char *dir = slash ? result_path : ".";
         if (asprintf(&out_path, "%.*s/output.json", dl, dir) < 0) out_path = NULL;
         if (asprintf(&res_path, "%.*s/result.json", dl, dir) < 0) res_path = NULL;
-        if (o && o->annotation_path) problems_path = sqa_strdup(o->annotation_path);
+        if (o && o->annotation_path) problems_path = strdup(o->annotation_path);
         else if (asprintf(&problems_path, "%s/problems.json", base) < 0) problems_path = NULL;
-        if (o && o->question_path) splits_path = sqa_strdup(o->question_path);
+        if (o && o->question_path) splits_path = strdup(o->question_path);
         else if (asprintf(&splits_path, "%s/pid_splits.json", base) < 0) splits_path = NULL;
         if (!out_path || !res_path || !problems_path || !splits_path) {
             st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
@@ -265,11 +251,10 @@ vr_status vr_score_scienceqa(const char *eval_dir, const vr_score_options *o, vr
         if (strcmp(pkeys[i - 1].s, pkeys[i].s) == 0 && (i < 2 || strcmp(pkeys[i - 2].s, pkeys[i].s) != 0))
             bad[nbad++] = pkeys[i].s;
     if (nbad) {
-        vr_strbuf_printf(&msg, "%s: %zu problem id(s) answered more than once (upstream silently keeps the last): ",
-                         result_path, nbad);
-        vr_score_list_ids(&msg, bad, nbad);
-        vr_strbuf_append_str(&msg, "; remove the duplicate lines");
-        st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "duplicate answers" : msg.p);
+        st = vr_score_ids_error(err, "duplicate answers", bad, nbad,
+                                "; remove the duplicate lines",
+                                "%s: %zu problem id(s) answered more than once (upstream silently keeps the last): ",
+                                result_path, nbad);
         goto done;
     }
     ignored = cJSON_CreateArray();
@@ -277,11 +262,10 @@ vr_status vr_score_scienceqa(const char *eval_dir, const vr_score_options *o, vr
         if (!preds[i].id_is_str || !cJSON_GetObjectItemCaseSensitive(problems, preds[i].id)) bad[nbad++] = preds[i].id;
     }
     if (nbad) {
-        vr_strbuf_printf(&msg, "%s: %zu answer(s) for ids that are not ScienceQA problems (ids are strings): ",
-                         result_path, nbad);
-        vr_score_list_ids(&msg, bad, nbad);
-        vr_strbuf_append_str(&msg, "; is this the result file of another benchmark?");
-        st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "unknown answer ids" : msg.p);
+        st = vr_score_ids_error(err, "unknown answer ids", bad, nbad,
+                                "; is this the result file of another benchmark?",
+                                "%s: %zu answer(s) for ids that are not ScienceQA problems (ids are strings): ",
+                                result_path, nbad);
         goto done;
     }
     for (size_t i = 0; i < nuniq; i++) {
@@ -290,11 +274,10 @@ vr_status vr_score_scienceqa(const char *eval_dir, const vr_score_options *o, vr
         else preds[pi].used = 1;
     }
     if (nbad && !(o && o->allow_missing)) {
-        vr_strbuf_printf(&msg, "%s: %zu %s problem(s) have no answer (upstream silently scores them as FAILED): ",
-                         result_path, nbad, split_name);
-        vr_score_list_ids(&msg, bad, nbad);
-        vr_strbuf_append_str(&msg, "; finish the evaluation run, or allow missing answers to score them as wrong");
-        st = vr_error_set(err, VR_ERR_INVALID, "%s", msg.oom ? "missing answers" : msg.p);
+        st = vr_score_ids_error(err, "missing answers", bad, nbad,
+                                "; finish the evaluation run, or allow missing answers to score them as wrong",
+                                "%s: %zu %s problem(s) have no answer (upstream silently scores them as FAILED): ",
+                                result_path, nbad, split_name);
         goto done;
     }
 
@@ -413,14 +396,14 @@ vr_status vr_score_scienceqa(const char *eval_dir, const vr_score_options *o, vr
         st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if ((st = sqa_write(out_path, tmp.p, tmp.n, rep, err)) != VR_OK) goto done;
+    if ((st = vr_score_write_output(out_path, tmp.p, tmp.n, rep, err)) != VR_OK) goto done;
     vr_strbuf_free(&tmp);
     vr_py_json_dump(&tmp, result, 2, 1);
     if (tmp.oom) {
         st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if ((st = sqa_write(res_path, tmp.p, tmp.n, rep, err)) != VR_OK) goto done;
+    if ((st = vr_score_write_output(res_path, tmp.p, tmp.n, rep, err)) != VR_OK) goto done;
 
     /* report */
     rep->json = cJSON_CreateObject();
@@ -480,7 +463,6 @@ done:
     free(splits_path);
     vr_strbuf_free(&out);
     vr_strbuf_free(&tmp);
-    vr_strbuf_free(&msg);
     vr_strbuf_free(&warn);
     return st;
 }

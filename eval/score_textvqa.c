@@ -12,14 +12,6 @@
 #include "common/pytext.h"
 #include "eval/evalai.h"
 
-static char *join_path2(const char *a, const char *b) {
-    vr_strbuf s = {0};
-    vr_strbuf_append_str(&s, a);
-    if (s.n && s.p[s.n - 1] != '/') vr_strbuf_append_char(&s, '/');
-    vr_strbuf_append_str(&s, b);
-    return vr_strbuf_take(&s, NULL);
-}
-
 static int starts_with(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
 static int ends_with(const char *s, const char *p) {
@@ -120,7 +112,7 @@ vr_status vr_score_textvqa(const char *eval_dir, const vr_score_options *o, vr_s
     vr_status st = VR_OK;
 
     ann_path = o && o->annotation_path ? strdup(o->annotation_path)
-                                       : join_path2(eval_dir, "eval/textvqa/TextVQA_0.5.1_val.json");
+                                       : vr_score_join_path(eval_dir, "eval/textvqa/TextVQA_0.5.1_val.json");
     if (o && o->answers_path) {
         res_path = strdup(o->answers_path);
     } else {
@@ -129,7 +121,7 @@ vr_status vr_score_textvqa(const char *eval_dir, const vr_score_options *o, vr_s
             goto done;
         }
         vr_strbuf_printf(&tmp, "eval/textvqa/answers/%s/merge.jsonl", o->exp_name);
-        res_path = join_path2(eval_dir, tmp.p);
+        res_path = vr_score_join_path(eval_dir, tmp.p);
         vr_strbuf_free(&tmp);
     }
     if (!ann_path || !res_path || !(exp_name = experiment_name(res_path))) {

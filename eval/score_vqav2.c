@@ -232,14 +232,6 @@ void vr_score_map_free(vr_score_map *m) {
 
 /* ---- local helpers ------------------------------------------------------------------- */
 
-static char *join_path(const char *a, const char *b) {
-    vr_strbuf s = {0};
-    vr_strbuf_append_str(&s, a);
-    if (s.n && s.p[s.n - 1] != '/') vr_strbuf_append_char(&s, '/');
-    vr_strbuf_append_str(&s, b);
-    return vr_strbuf_take(&s, NULL);
-}
-
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -339,9 +331,10 @@ vr_status vr_score_vqav2_val(const char *eval_dir, const vr_score_options *o, vr
     const char *exp = o && o->exp_name ? o->exp_name : NULL;
 
     ann_path = o && o->annotation_path ? strdup(o->annotation_path)
-                                       : join_path(eval_dir, "eval/vqav2/v2_mscoco_val2014_annotations.json");
-    q_path = o && o->question_path ? strdup(o->question_path)
-                                   : join_path(eval_dir, "eval/vqav2/v2_OpenEnded_mscoco_val2014_questions.json");
+                                       : vr_score_join_path(eval_dir, "eval/vqav2/v2_mscoco_val2014_annotations.json");
+    q_path = o && o->question_path
+                 ? strdup(o->question_path)
+                 : vr_score_join_path(eval_dir, "eval/vqav2/v2_OpenEnded_mscoco_val2014_questions.json");
     if (o && o->answers_path) {
         res_path = strdup(o->answers_path);
     } else {
@@ -350,7 +343,7 @@ vr_status vr_score_vqav2_val(const char *eval_dir, const vr_score_options *o, vr
             goto done;
         }
         vr_strbuf_printf(&tmp, "eval/vqav2/answers/visualrwkv_vqav2_mscoco_val2014/%s/merge.jsonl", exp);
-        res_path = join_path(eval_dir, tmp.p);
+        res_path = vr_score_join_path(eval_dir, tmp.p);
         vr_strbuf_free(&tmp);
     }
     if (!ann_path || !q_path || !res_path) {
@@ -714,8 +707,7 @@ vr_status vr_score_vqav2_val(const char *eval_dir, const vr_score_options *o, vr
         st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if (vr_score_write_file(metrics_path, mfile.p, mfile.n, err) != VR_OK ||
-        vr_score_report_add_file(rep, metrics_path, err) != VR_OK) {
+    if (vr_score_write_output(metrics_path, mfile.p, mfile.n, rep, err) != VR_OK) {
         cJSON_Delete(metrics);
         cJSON_Delete(pat);
         cJSON_Delete(pqt);
@@ -741,9 +733,7 @@ vr_status vr_score_vqav2_val(const char *eval_dir, const vr_score_options *o, vr
     for (size_t i = 0; i < n_missing; i++) cJSON_AddItemToArray(mi, cJSON_CreateString(missing[i] + 2));
     if (n_missing) {
         cJSON *w = cJSON_AddArrayToObject(report, "warnings");
-        vr_strbuf_printf(&tmp, "%zu annotated questions had no answer and were scored as wrong", n_missing);
-        cJSON_AddItemToArray(w, cJSON_CreateString(tmp.p ? tmp.p : ""));
-        vr_strbuf_free(&tmp);
+        vr_score_warning_add(w, "%zu annotated questions had no answer and were scored as wrong", n_missing);
     }
     rep->json = report;
     report = NULL;
@@ -793,7 +783,7 @@ vr_status vr_score_vqav2_testdev(const char *eval_dir, const vr_score_options *o
     const char *split = o && o->split ? o->split : "llava_vqav2_mscoco_test-dev2015";
     const char *exp = o ? o->exp_name : NULL;
     vr_strbuf tmp = {0}, out = {0}, up = {0};
-    char *dir = join_path(eval_dir, "eval/vqav2"), *src = NULL, *test_path = NULL, *dst = NULL;
+    char *dir = vr_score_join_path(eval_dir, "eval/vqav2"), *src = NULL, *test_path = NULL, *dst = NULL;
     vr_jsonl res = {0}, test = {0};
     vr_score_map rmap = {0};
     cJSON *upload = NULL, *report = NULL;
@@ -810,12 +800,13 @@ vr_status vr_score_vqav2_testdev(const char *eval_dir, const vr_score_options *o
         src = strdup(o->answers_path);
     } else {
         vr_strbuf_printf(&tmp, "answers/%s/%s/merge.jsonl", split, exp);
-        src = join_path(dir, tmp.p);
+        src = vr_score_join_path(dir, tmp.p);
         vr_strbuf_free(&tmp);
     }
-    test_path = o && o->question_path ? strdup(o->question_path) : join_path(dir, "llava_vqav2_mscoco_test2015.jsonl");
+    test_path = o && o->question_path ? strdup(o->question_path)
+                                      : vr_score_join_path(dir, "llava_vqav2_mscoco_test2015.jsonl");
     vr_strbuf_printf(&tmp, "answers_upload/%s/%s.json", split, exp);
-    dst = join_path(dir, tmp.p);
+    dst = vr_score_join_path(dir, tmp.p);
     vr_strbuf_free(&tmp);
     if (!dir || !src || !test_path || !dst) {
         st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
@@ -873,7 +864,7 @@ vr_status vr_score_vqav2_testdev(const char *eval_dir, const vr_score_options *o
         st = vr_error_set(err, VR_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if (vr_score_write_file(dst, up.p, up.n, err) != VR_OK || vr_score_report_add_file(rep, dst, err) != VR_OK) {
+    if (vr_score_write_output(dst, up.p, up.n, rep, err) != VR_OK) {
         cJSON_Delete(missing);
         goto fail;
     }
@@ -888,16 +879,10 @@ vr_status vr_score_vqav2_testdev(const char *eval_dir, const vr_score_options *o
     upload = NULL;
     if (n_missing || res.n_bad) {
         cJSON *w = cJSON_AddArrayToObject(report, "warnings");
-        if (n_missing) {
-            vr_strbuf_printf(&tmp, "%zu questions of the split have no answer; their upload answer is \"\"", n_missing);
-            cJSON_AddItemToArray(w, cJSON_CreateString(tmp.p ? tmp.p : ""));
-            vr_strbuf_free(&tmp);
-        }
-        if (res.n_bad) {
-            vr_strbuf_printf(&tmp, "%zu lines of %s are not valid JSON and were skipped", res.n_bad, src);
-            cJSON_AddItemToArray(w, cJSON_CreateString(tmp.p ? tmp.p : ""));
-            vr_strbuf_free(&tmp);
-        }
+        if (n_missing)
+            vr_score_warning_add(w, "%zu questions of the split have no answer; their upload answer is \"\"",
+                                 n_missing);
+        if (res.n_bad) vr_score_warning_add(w, "%zu lines of %s are not valid JSON and were skipped", res.n_bad, src);
     }
     rep->json = report;
     report = NULL;
