@@ -111,6 +111,26 @@ enum {
     EAT_CRNL_NOP
 };
 
+/* What ends a field outside quotes: a tab (the next field starts) or a line end (the row ends;
+ * a "\r" may be followed by "\n"). Returns the next state, or -1 when c ends nothing. */
+static int field_end(tk_state *s, char c, size_t *line) {
+    if (c == '\t') {
+        end_field(s);
+        return START_FIELD;
+    }
+    if (c == '\n') {
+        end_field(s);
+        end_row(s);
+        (*line)++;
+        return START_RECORD;
+    }
+    if (c == '\r') {
+        end_field(s);
+        return EAT_CRNL;
+    }
+    return -1;
+}
+
 /* The pandas C tokenizer (tokenize_bytes) for delimiter '\t', quotechar '"', doublequote,
  * no escape char, no comments, skip_blank_lines. */
 static vr_status tokenize(const char *d, size_t n, const char *name, tokens *t, vr_error *err) {
@@ -122,6 +142,7 @@ static vr_status tokenize(const char *d, size_t n, const char *name, tokens *t, 
     size_t i = 0;
     while (i < n) {
         char c = d[i++];
+        int next;
         switch (state) {
         case START_RECORD:
             if (c == '\n') {
@@ -142,19 +163,11 @@ static vr_status tokenize(const char *d, size_t n, const char *name, tokens *t, 
             state = START_FIELD;
             /* fall through */
         case START_FIELD:
-            if (c == '\n') {
-                end_field(&s);
-                end_row(&s);
-                line++;
-                state = START_RECORD;
-            } else if (c == '\r') {
-                end_field(&s);
-                state = EAT_CRNL;
+            if ((next = field_end(&s, c, &line)) >= 0) {
+                state = next;
             } else if (c == '"') {
                 quote_line = line;
                 state = IN_QUOTED_FIELD;
-            } else if (c == '\t') {
-                end_field(&s);
             } else {
                 push_char(&s, c);
                 state = IN_FIELD;
@@ -175,20 +188,8 @@ static vr_status tokenize(const char *d, size_t n, const char *name, tokens *t, 
             }
             break;
         case IN_FIELD:
-            if (c == '\n') {
-                end_field(&s);
-                end_row(&s);
-                line++;
-                state = START_RECORD;
-            } else if (c == '\r') {
-                end_field(&s);
-                state = EAT_CRNL;
-            } else if (c == '\t') {
-                end_field(&s);
-                state = START_FIELD;
-            } else {
-                push_char(&s, c);
-            }
+            if ((next = field_end(&s, c, &line)) >= 0) state = next;
+            else push_char(&s, c);
             break;
         case IN_QUOTED_FIELD:
             if (c == '"') {
@@ -202,17 +203,8 @@ static vr_status tokenize(const char *d, size_t n, const char *name, tokens *t, 
             if (c == '"') {
                 push_char(&s, c);
                 state = IN_QUOTED_FIELD;
-            } else if (c == '\t') {
-                end_field(&s);
-                state = START_FIELD;
-            } else if (c == '\n') {
-                end_field(&s);
-                end_row(&s);
-                line++;
-                state = START_RECORD;
-            } else if (c == '\r') {
-                end_field(&s);
-                state = EAT_CRNL;
+            } else if ((next = field_end(&s, c, &line)) >= 0) {
+                state = next;
             } else {
                 push_char(&s, c);
                 state = IN_FIELD;
