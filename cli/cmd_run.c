@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/json_writer.h"
 #include "common/mapped_file.h"
+#include "common/pytext.h"
 #include "model/engine.h"
 
 enum { MAX_IMAGE_BYTES = 64 << 20 };
@@ -107,24 +108,13 @@ typedef struct stream_ctx {
     int enabled;
     char pending[64];
     size_t n_pending;
-    char *text; /* the whole answer's bytes */
-    size_t n_text, cap_text;
+    vr_strbuf text; /* the whole answer's bytes */
 } stream_ctx;
 
 static int on_token(void *p, int32_t token, const char *bytes, size_t len) {
     (void)token;
     stream_ctx *c = p;
-    if (c->n_text + len + 1 > c->cap_text) {
-        size_t cap = c->cap_text ? c->cap_text * 2 : 256;
-        while (cap < c->n_text + len + 1) cap *= 2;
-        char *t = realloc(c->text, cap);
-        if (!t) return 1;
-        c->text = t;
-        c->cap_text = cap;
-    }
-    memcpy(c->text + c->n_text, bytes, len);
-    c->n_text += len;
-    c->text[c->n_text] = 0;
+    if (vr_strbuf_append(&c->text, bytes, len) != VR_OK) return 1;
     if (c->enabled) {
         for (size_t i = 0; i < len; i++) {
             if (c->n_pending == sizeof c->pending) {
@@ -171,10 +161,39 @@ static vr_status load_image_features(vr_engine *e, const char *path, float **fea
     return st;
 }
 
-/* One user turn: build the prompt, run the turn loop, record it. */
-static vr_status do_turn(vr_engine *e, vr_session *s, vr_sampler *sampler, const dialogue_options *o,
-                         const char *question, int first, const float *features, int stream, turn_record *rec,
-                         vr_error *err) {
+/* What a dialogue runs on. */
+typedef struct dialogue {
+    vr_engine *e;
+    float *features; /* the image's, NULL without --image */
+    vr_session *s;
+    vr_sampler *sampler;
+} dialogue;
+
+/* Opens the engine, encodes the image (when there is one), creates the session and the
+ * sampler. On failure what was made stays in d: dialogue_close frees it. */
+static vr_status dialogue_open(const dialogue_options *o, dialogue *d, vr_error *err) {
+    vr_status st;
+    memset(d, 0, sizeof *d);
+    if ((st = vr_engine_open(&o->engine, &d->e, err)) != VR_OK) return st;
+    if (o->image_path && (st = load_image_features(d->e, o->image_path, &d->features, err)) != VR_OK) return st;
+    if ((st = vr_session_create(d->e, o->scan, &d->s, err)) != VR_OK) return st;
+    return vr_sampler_create(&o->sampling, d->e->cfg.vocab_size, &d->sampler, err);
+}
+
+static void dialogue_close(dialogue *d) {
+    free(d->features);
+    vr_sampler_free(d->sampler);
+    vr_session_free(d->s);
+    vr_engine_free(d->e);
+    memset(d, 0, sizeof *d);
+}
+
+/* One user turn: build the prompt, run the turn loop, record it. The image goes with the first
+ * turn. */
+static vr_status do_turn(const dialogue *d, const dialogue_options *o, const char *question, int first, int stream,
+                         turn_record *rec, vr_error *err) {
+    vr_engine *e = d->e;
+    const float *features = first ? d->features : NULL;
     memset(rec, 0, sizeof *rec);
     vr_status st = first ? vr_prompt_first_turn(e->tok, question, features != NULL, o->position, &rec->prompt,
                                                 &rec->n_prompt, err)
@@ -182,12 +201,12 @@ static vr_status do_turn(vr_engine *e, vr_session *s, vr_sampler *sampler, const
     if (st != VR_OK) return st;
     vr_turn_options topt = {o->max_tokens, o->stop_tokens, o->n_stop_tokens};
     stream_ctx sc = {.enabled = stream};
-    vr_sampler_reset(sampler);
-    st = vr_session_turn(e, s, sampler, rec->prompt, rec->n_prompt, features, e->cfg.num_image_tokens, &topt,
+    vr_sampler_reset(d->sampler);
+    st = vr_session_turn(e, d->s, d->sampler, rec->prompt, rec->n_prompt, features, e->cfg.num_image_tokens, &topt,
                          on_token, &sc, &rec->result, err);
     stream_end(&sc);
-    rec->text = sc.text;
-    rec->n_text = sc.n_text;
+    rec->text = sc.text.p;
+    rec->n_text = sc.text.n;
     return st;
 }
 
@@ -226,10 +245,7 @@ int vr_cmd_run(int argc, char **argv) {
     int npos = 0;
     vr_error err = {0};
     int rc = 1;
-    vr_engine *e = NULL;
-    vr_session *s = NULL;
-    vr_sampler *sampler = NULL;
-    float *features = NULL;
+    dialogue d = {0};
     turn_record *turns = NULL;
     int n_turns = 0;
     dialogue_options o;
@@ -252,20 +268,17 @@ int vr_cmd_run(int argc, char **argv) {
     int json = get(args, na, "json") != NULL;
     const char *dump = get(args, na, "dump-logits");
     vr_arg *follow = vr_args_get(args, na, "followup");
-    if (vr_engine_open(&o.engine, &e, &err) != VR_OK) goto fail;
-    if (o.image_path && load_image_features(e, o.image_path, &features, &err) != VR_OK) goto fail;
-    if (vr_session_create(e, o.scan, &s, &err) != VR_OK) goto fail;
-    if (vr_sampler_create(&o.sampling, e->cfg.vocab_size, &sampler, &err) != VR_OK) goto fail;
+    if (dialogue_open(&o, &d, &err) != VR_OK) goto fail;
     turns = calloc((size_t)follow->n_values + 1, sizeof *turns);
     if (!turns) goto fail;
     for (int t = 0; t <= follow->n_values; t++) {
         const char *q = t == 0 ? prompt : follow->values[t - 1];
-        if (do_turn(e, s, sampler, &o, q, t == 0, t == 0 ? features : NULL, !json, &turns[t], &err) != VR_OK) {
+        if (do_turn(&d, &o, q, t == 0, !json, &turns[t], &err) != VR_OK) {
             n_turns = t + 1;
             goto fail;
         }
         n_turns = t + 1;
-        if (t == 0 && dump && write_logits(dump, turns[0].result.first_logits, e->cfg.vocab_size, &err) != VR_OK)
+        if (t == 0 && dump && write_logits(dump, turns[0].result.first_logits, d.e->cfg.vocab_size, &err) != VR_OK)
             goto fail;
     }
     if (json) {
@@ -288,10 +301,7 @@ fail:
 done:
     for (int t = 0; t < n_turns; t++) turn_record_free(&turns[t]);
     free(turns);
-    free(features);
-    vr_sampler_free(sampler);
-    vr_session_free(s);
-    vr_engine_free(e);
+    dialogue_close(&d);
     vr_args_free(args, na);
     free(pos);
     return rc;
@@ -328,10 +338,7 @@ int vr_cmd_chat(int argc, char **argv) {
     int npos = 0;
     vr_error err = {0};
     int rc = 1;
-    vr_engine *e = NULL;
-    vr_session *s = NULL;
-    vr_sampler *sampler = NULL;
-    float *features = NULL;
+    dialogue d = {0};
     dialogue_options o;
     if (vr_args_parse(args, na, argc, argv, 2, &pos, &npos, &err) != VR_OK || npos) {
         if (npos) vr_error_set(&err, VR_ERR_INVALID, "unexpected argument '%s'", pos[0]);
@@ -347,12 +354,9 @@ int vr_cmd_chat(int argc, char **argv) {
         rc = 2;
         goto fail;
     }
-    if (vr_engine_open(&o.engine, &e, &err) != VR_OK) goto fail;
-    if (o.image_path && load_image_features(e, o.image_path, &features, &err) != VR_OK) goto fail;
-    if (vr_session_create(e, o.scan, &s, &err) != VR_OK) goto fail;
-    if (vr_sampler_create(&o.sampling, e->cfg.vocab_size, &sampler, &err) != VR_OK) goto fail;
-    fprintf(stderr, "vrwkv chat: %d layers, n_embd %d%s. Empty line or Ctrl-D ends.\n", e->cfg.n_layer,
-            e->cfg.n_embd, features ? ", image attached to the first turn" : "");
+    if (dialogue_open(&o, &d, &err) != VR_OK) goto fail;
+    fprintf(stderr, "vrwkv chat: %d layers, n_embd %d%s. Empty line or Ctrl-D ends.\n", d.e->cfg.n_layer,
+            d.e->cfg.n_embd, d.features ? ", image attached to the first turn" : "");
     for (int t = 0;; t++) {
         fputs("User: ", stdout);
         fflush(stdout);
@@ -363,7 +367,7 @@ int vr_cmd_chat(int argc, char **argv) {
         }
         fputs("Assistant:", stdout);
         turn_record rec;
-        vr_status st = do_turn(e, s, sampler, &o, line, t == 0, t == 0 ? features : NULL, 1, &rec, &err);
+        vr_status st = do_turn(&d, &o, line, t == 0, 1, &rec, &err);
         free(line);
         turn_record_free(&rec);
         if (st != VR_OK) {
@@ -378,10 +382,7 @@ int vr_cmd_chat(int argc, char **argv) {
 fail:
     if (rc) vr_cli_fail("chat", err.msg[0] ? err.msg : "out of memory");
 done:
-    free(features);
-    vr_sampler_free(sampler);
-    vr_session_free(s);
-    vr_engine_free(e);
+    dialogue_close(&d);
     vr_args_free(args, na);
     free(pos);
     return rc;
