@@ -18,6 +18,7 @@
 #include "cli/json_writer.h"
 #include "model/tokenizer.h"
 #include "common/mapped_file.h"
+#include "common/pytext.h"
 #include "proto/health.pb-c.h"
 #include "proto/rpc.h"
 #include "proto/vrwkv.pb-c.h"
@@ -42,8 +43,7 @@ typedef struct answer {
     int stream;
     int32_t *tokens;
     int n_tokens, cap_tokens;
-    char *text;
-    size_t n_text, cap_text;
+    vr_strbuf text;
     size_t n_printed; /* bytes of text already written to stdout */
 } answer;
 
@@ -56,21 +56,11 @@ static int answer_add(answer *a, int32_t token, const uint8_t *bytes, size_t len
         a->cap_tokens = cap;
     }
     a->tokens[a->n_tokens++] = token;
-    if (a->n_text + len + 1 > a->cap_text) {
-        size_t cap = a->cap_text ? a->cap_text * 2 : 256;
-        while (cap < a->n_text + len + 1) cap *= 2;
-        char *t = realloc(a->text, cap);
-        if (!t) return 1;
-        a->text = t;
-        a->cap_text = cap;
-    }
-    if (len) memcpy(a->text + a->n_text, bytes, len);
-    a->n_text += len;
-    a->text[a->n_text] = 0;
+    if (vr_strbuf_append(&a->text, bytes, len) != VR_OK) return 1;
     if (a->stream) {
-        size_t ok = a->n_printed + vr_utf8_complete_prefix(a->text + a->n_printed, a->n_text - a->n_printed);
+        size_t ok = a->n_printed + vr_utf8_complete_prefix(a->text.p + a->n_printed, a->text.n - a->n_printed);
         if (ok > a->n_printed) {
-            fwrite(a->text + a->n_printed, 1, ok - a->n_printed, stdout);
+            fwrite(a->text.p + a->n_printed, 1, ok - a->n_printed, stdout);
             fflush(stdout);
             a->n_printed = ok;
         }
@@ -81,9 +71,9 @@ static int answer_add(answer *a, int32_t token, const uint8_t *bytes, size_t len
 /* Flushes what is held back; ends the line when anything was printed or the call succeeded. */
 static void answer_end(answer *a, int ok) {
     if (!a->stream) return;
-    if (ok && a->n_text > a->n_printed) { /* a failed answer drops an unfinished character */
-        fwrite(a->text + a->n_printed, 1, a->n_text - a->n_printed, stdout);
-        a->n_printed = a->n_text;
+    if (ok && a->text.n > a->n_printed) { /* a failed answer drops an unfinished character */
+        fwrite(a->text.p + a->n_printed, 1, a->text.n - a->n_printed, stdout);
+        a->n_printed = a->text.n;
     }
     if (ok || a->n_printed) fputc('\n', stdout);
     fflush(stdout);
@@ -156,31 +146,45 @@ static int do_health(client_ctx *c) {
     return serving ? 0 : 1;
 }
 
-/* One unary call of the public API; *out (free with free()) gets the response bytes. */
-static int unary(client_ctx *c, const char *method, const ProtobufCMessage *req, uint8_t **out, size_t *out_len) {
+/* One unary call of the public API, its response decoded as a `reply` message (the caller frees
+ * it with the type's free_unpacked). NULL after printing why: the call failed, or the response is
+ * not a `reply` (bad_reply says so). */
+static ProtobufCMessage *unary(client_ctx *c, const char *method, const ProtobufCMessage *req,
+                               const ProtobufCMessageDescriptor *reply, const char *bad_reply) {
     size_t n = protobuf_c_message_get_packed_size(req);
     uint8_t *buf = malloc(n ? n : 1);
-    if (!buf) return vr_cli_fail("client", "out of memory");
+    if (!buf) {
+        vr_cli_fail("client", "out of memory");
+        return NULL;
+    }
     protobuf_c_message_pack(req, buf);
     int code = -1;
     char *msg = NULL;
+    uint8_t *resp = NULL;
+    size_t len = 0;
     vr_error err = {0};
-    vr_status st = vr_rpc_unary(c->ch, method, c->md, c->n_md, buf, n, c->timeout_ms, out, out_len, &code, &msg, &err);
+    vr_status st = vr_rpc_unary(c->ch, method, c->md, c->n_md, buf, n, c->timeout_ms, &resp, &len, &code, &msg, &err);
     free(buf);
-    int rc = st == VR_OK ? 0 : rpc_fail(code, msg, &err);
+    if (st != VR_OK) {
+        rpc_fail(code, msg, &err);
+        free(msg);
+        free(resp);
+        return NULL;
+    }
     free(msg);
-    return rc;
+    ProtobufCMessage *m = protobuf_c_message_unpack(reply, NULL, len, resp);
+    free(resp);
+    if (!m) vr_cli_fail("client", bad_reply);
+    return m;
 }
 
 static int do_get_session(client_ctx *c, const char *id) {
     Vrwkv__V1__GetSessionRequest req = VRWKV__V1__GET_SESSION_REQUEST__INIT;
     req.session_id = (char *)id;
-    uint8_t *resp = NULL;
-    size_t len = 0;
-    if (unary(c, "/vrwkv.v1.Vrwkv/GetSession", &req.base, &resp, &len)) return 1;
-    Vrwkv__V1__Session *s = vrwkv__v1__session__unpack(NULL, len, resp);
-    free(resp);
-    if (!s) return vr_cli_fail("client", "the GetSession response is not a Session");
+    Vrwkv__V1__Session *s = (Vrwkv__V1__Session *)unary(c, "/vrwkv.v1.Vrwkv/GetSession", &req.base,
+                                                        &vrwkv__v1__session__descriptor,
+                                                        "the GetSession response is not a Session");
+    if (!s) return 1;
     printf("{\"session_id\": ");
     vr_json_string(stdout, s->session_id, strlen(s->session_id));
     printf(", \"committed_turn\": %llu, \"token_count\": %lld, \"created_unix_ms\": %lld, \"updated_unix_ms\": %lld, "
@@ -196,12 +200,10 @@ static int do_get_session(client_ctx *c, const char *id) {
 static int do_delete_session(client_ctx *c, const char *id) {
     Vrwkv__V1__DeleteSessionRequest req = VRWKV__V1__DELETE_SESSION_REQUEST__INIT;
     req.session_id = (char *)id;
-    uint8_t *resp = NULL;
-    size_t len = 0;
-    if (unary(c, "/vrwkv.v1.Vrwkv/DeleteSession", &req.base, &resp, &len)) return 1;
-    Vrwkv__V1__DeleteSessionResponse *r = vrwkv__v1__delete_session_response__unpack(NULL, len, resp);
-    free(resp);
-    if (!r) return vr_cli_fail("client", "the DeleteSession response is not a DeleteSessionResponse");
+    Vrwkv__V1__DeleteSessionResponse *r = (Vrwkv__V1__DeleteSessionResponse *)unary(
+        c, "/vrwkv.v1.Vrwkv/DeleteSession", &req.base, &vrwkv__v1__delete_session_response__descriptor,
+        "the DeleteSession response is not a DeleteSessionResponse");
+    if (!r) return 1;
     printf("{\"deleted\": %s}\n", r->deleted ? "true" : "false");
     vrwkv__v1__delete_session_response__free_unpacked(r, NULL);
     return 0;
@@ -209,12 +211,10 @@ static int do_delete_session(client_ctx *c, const char *id) {
 
 static int do_list_models(client_ctx *c) {
     Vrwkv__V1__ListModelsRequest req = VRWKV__V1__LIST_MODELS_REQUEST__INIT;
-    uint8_t *resp = NULL;
-    size_t len = 0;
-    if (unary(c, "/vrwkv.v1.Vrwkv/ListModels", &req.base, &resp, &len)) return 1;
-    Vrwkv__V1__ListModelsResponse *r = vrwkv__v1__list_models_response__unpack(NULL, len, resp);
-    free(resp);
-    if (!r) return vr_cli_fail("client", "the ListModels response is not a ListModelsResponse");
+    Vrwkv__V1__ListModelsResponse *r = (Vrwkv__V1__ListModelsResponse *)unary(
+        c, "/vrwkv.v1.Vrwkv/ListModels", &req.base, &vrwkv__v1__list_models_response__descriptor,
+        "the ListModels response is not a ListModelsResponse");
+    if (!r) return 1;
     printf("{\"models\": [");
     for (size_t i = 0; i < r->n_models; i++) {
         const Vrwkv__V1__Model *m = r->models[i];
@@ -234,7 +234,7 @@ static void print_generate_json(const answer *a, const Vrwkv__V1__Final *f) {
     printf(", \"tokens\": ");
     vr_json_ints(stdout, a->tokens, a->n_tokens);
     printf(", \"text\": ");
-    vr_json_string(stdout, a->text ? a->text : "", a->n_text);
+    vr_json_string(stdout, a->text.p ? a->text.p : "", a->text.n);
     printf(", \"finish_reason\": ");
     vr_json_string(stdout, f->finish_reason, strlen(f->finish_reason));
     printf(", \"turns\": [], \"session\": ");
@@ -338,7 +338,7 @@ static int do_generate(client_ctx *c, Vrwkv__V1__GenerateRequest *req, int json)
     vr_rpc_stream_free(s);
     if (final) vrwkv__v1__final__free_unpacked(final, NULL);
     free(a.tokens);
-    free(a.text);
+    vr_strbuf_free(&a.text);
     return rc;
 }
 
