@@ -348,18 +348,6 @@ static vr_status mme_split_id(mme_item *it, const char *qid, vr_error *err) {
     return VR_OK;
 }
 
-typedef struct mme_qkey {
-    const char *s;
-    size_t idx;
-} mme_qkey;
-
-static int mme_qkey_cmp(const void *a, const void *b) {
-    const mme_qkey *x = a, *y = b;
-    int c = strcmp(x->s, y->s);
-    if (c) return c;
-    return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
 /* "<qid>\x1f<stripped question line>" */
 static char *mme_match_key(const char *qid, const char *q, size_t qn) {
     size_t a = 0, b = 0;
@@ -405,7 +393,7 @@ vr_status vr_score_mme(const char *eval_dir, const vr_score_options *o, vr_score
     size_t nitems = 0, capitems = 0;
     char **qfile_keys = NULL;
     size_t nqf = 0;
-    mme_qkey *qk = NULL, *ak = NULL;
+    vr_score_key *qk = NULL, *ak = NULL;
     char **bad = NULL;
     size_t nbad = 0;
     size_t nanswers = 0;
@@ -524,10 +512,10 @@ vr_status vr_score_mme(const char *eval_dir, const vr_score_options *o, vr_score
         st = mme_oom(err);
         goto done;
     }
-    for (size_t i = 0; i < nqf; i++) qk[i] = (mme_qkey){qfile_keys[i], i};
-    for (size_t i = 0; i < nanswers; i++) ak[i] = (mme_qkey){items[i].qline, i};
-    qsort(qk, nqf, sizeof *qk, mme_qkey_cmp);
-    qsort(ak, nanswers, sizeof *ak, mme_qkey_cmp);
+    for (size_t i = 0; i < nqf; i++) qk[i] = (vr_score_key){qfile_keys[i], i};
+    for (size_t i = 0; i < nanswers; i++) ak[i] = (vr_score_key){items[i].qline, i};
+    vr_score_keys_sort(qk, nqf);
+    vr_score_keys_sort(ak, nanswers);
     for (size_t i = 1; i < nanswers; i++)
         if (strcmp(ak[i - 1].s, ak[i].s) == 0 && (i < 2 || strcmp(ak[i - 2].s, ak[i].s) != 0))
             bad[nbad++] = items[ak[i].idx].qid;
@@ -539,13 +527,7 @@ vr_status vr_score_mme(const char *eval_dir, const vr_score_options *o, vr_score
         goto done;
     }
     for (size_t i = 0; i < nanswers; i++) {
-        size_t lo = 0, hi = nqf;
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            if (strcmp(qk[mid].s, items[i].qline) < 0) lo = mid + 1;
-            else hi = mid;
-        }
-        if (lo == nqf || strcmp(qk[lo].s, items[i].qline) != 0) bad[nbad++] = items[i].qid;
+        if (vr_score_keys_find(qk, nqf, items[i].qline) < 0) bad[nbad++] = items[i].qid;
     }
     if (nbad) {
         st = vr_score_ids_error(err, "unknown answers", (const char *const *)bad, nbad, NULL,
@@ -554,13 +536,7 @@ vr_status vr_score_mme(const char *eval_dir, const vr_score_options *o, vr_score
     }
     size_t nmissing = 0;
     for (size_t i = 0; i < nqf; i++) {
-        size_t lo = 0, hi = nanswers;
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            if (strcmp(ak[mid].s, qfile_keys[i]) < 0) lo = mid + 1;
-            else hi = mid;
-        }
-        if (lo == nanswers || strcmp(ak[lo].s, qfile_keys[i]) != 0) bad[nmissing++] = qfile_keys[i];
+        if (vr_score_keys_find(ak, nanswers, qfile_keys[i]) < 0) bad[nmissing++] = qfile_keys[i];
     }
     if (nmissing && !o->allow_missing) {
         vr_strbuf_printf(&msg, "%s: %zu question(s) of %s have no answer (the calculation would mis-pair the "
@@ -588,14 +564,9 @@ vr_status vr_score_mme(const char *eval_dir, const vr_score_options *o, vr_score
         for (size_t i = 0; i < nanswers; i++) order[norder++] = i;
     } else {
         for (size_t i = 0; i < nqf; i++) {
-            size_t lo = 0, hi = nanswers;
-            while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                if (strcmp(ak[mid].s, qfile_keys[i]) < 0) lo = mid + 1;
-                else hi = mid;
-            }
-            if (lo < nanswers && strcmp(ak[lo].s, qfile_keys[i]) == 0) {
-                order[norder++] = ak[lo].idx;
+            long ai = vr_score_keys_find(ak, nanswers, qfile_keys[i]);
+            if (ai >= 0) {
+                order[norder++] = (size_t)ai;
                 continue;
             }
             /* a missing answer: an item with an empty text */
