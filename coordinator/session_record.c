@@ -6,7 +6,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/rwkv.h"
+
 enum { MAX_TRANSCRIPT = 1 << 22 };
+#define MAX_EXACT 9007199254740992.0 /* 2^53: every integer up to here is exact in a JSON double */
+
+/* A JSON number that is an integer in [lo, hi] (both within +-2^53), so the cast is defined. */
+static int json_int(const cJSON *j, double lo, double hi, int64_t *out) {
+    if (!cJSON_IsNumber(j)) return 0;
+    double d = j->valuedouble;
+    if (!(d >= lo && d <= hi) || d != (double)(int64_t)d) return 0;
+    *out = (int64_t)d;
+    return 1;
+}
+
+/* Exactly the 16 hex digits vr_session_record_encode writes. */
+static int parse_fingerprint(const char *s, uint64_t *out) {
+    uint64_t v = 0;
+    for (int i = 0; i < 16; i++) {
+        char c = s[i];
+        int h = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (h < 0) return 0;
+        v = v << 4 | (uint64_t)h;
+    }
+    if (s[16]) return 0;
+    *out = v;
+    return 1;
+}
 
 vr_status vr_session_record_encode(const vr_session_record *r, uint8_t **out, size_t *len, vr_error *err) {
     *out = NULL;
@@ -62,20 +88,27 @@ vr_status vr_session_record_decode(const uint8_t *data, size_t len, vr_session_r
                    *fp = cJSON_GetObjectItemCaseSensitive(o, "model_fingerprint"),
                    *img = cJSON_GetObjectItemCaseSensitive(o, "image_bytes"),
                    *ids = cJSON_GetObjectItemCaseSensitive(o, "transcript");
-    if (!cJSON_IsString(tenant) || !cJSON_IsString(session) || !cJSON_IsNumber(turn) || !cJSON_IsNumber(scan) ||
-        !cJSON_IsString(fp) || !cJSON_IsNumber(img) || !cJSON_IsArray(ids) || strlen(tenant->valuestring) > 128 ||
-        strlen(session->valuestring) > 128 || turn->valuedouble < 0 || img->valuedouble < 0 ||
-        (size_t)img->valuedouble != len - (size_t)(nul - data) - 1 || cJSON_GetArraySize(ids) > MAX_TRANSCRIPT) {
+    /* every number is range-checked before its cast (a huge double cast to an integer is UB) */
+    int64_t turn_v = 0, scan_v = 0, img_v = 0, created = 0, updated = 0;
+    uint64_t fp_v = 0;
+    const cJSON *cms = cJSON_GetObjectItemCaseSensitive(o, "created_ms"),
+                *ums = cJSON_GetObjectItemCaseSensitive(o, "updated_ms");
+    if (!cJSON_IsString(tenant) || !cJSON_IsString(session) || !cJSON_IsString(fp) || !cJSON_IsArray(ids) ||
+        strlen(tenant->valuestring) > 128 || strlen(session->valuestring) > 128 ||
+        !json_int(turn, 0, MAX_EXACT, &turn_v) || !json_int(scan, VR_SCAN_UNI, VR_SCAN_MULTI, &scan_v) ||
+        !json_int(img, 0, MAX_EXACT, &img_v) || (uint64_t)img_v != len - (size_t)(nul - data) - 1 ||
+        !parse_fingerprint(fp->valuestring, &fp_v) || (cms && !json_int(cms, -MAX_EXACT, MAX_EXACT, &created)) ||
+        (ums && !json_int(ums, -MAX_EXACT, MAX_EXACT, &updated)) || cJSON_GetArraySize(ids) > MAX_TRANSCRIPT) {
         st = vr_error_set(err, VR_ERR_FORMAT, "session record is corrupt (missing or inconsistent fields)");
         goto done;
     }
     snprintf(r->tenant, sizeof r->tenant, "%s", tenant->valuestring);
     snprintf(r->session, sizeof r->session, "%s", session->valuestring);
-    r->committed_turn = (int64_t)turn->valuedouble;
-    r->scan = (int)scan->valuedouble;
-    r->fingerprint = strtoull(fp->valuestring, NULL, 16);
-    if ((v = cJSON_GetObjectItemCaseSensitive(o, "created_ms")) && cJSON_IsNumber(v)) r->created_ms = (int64_t)v->valuedouble;
-    if ((v = cJSON_GetObjectItemCaseSensitive(o, "updated_ms")) && cJSON_IsNumber(v)) r->updated_ms = (int64_t)v->valuedouble;
+    r->committed_turn = turn_v;
+    r->scan = (int)scan_v;
+    r->fingerprint = fp_v;
+    r->created_ms = created;
+    r->updated_ms = updated;
     r->n_transcript = cJSON_GetArraySize(ids);
     r->transcript = malloc(sizeof(int32_t) * (size_t)(r->n_transcript + 1));
     if (!r->transcript) {
@@ -84,13 +117,14 @@ vr_status vr_session_record_decode(const uint8_t *data, size_t len, vr_session_r
     }
     int i = 0;
     cJSON_ArrayForEach(v, ids) {
-        if (!cJSON_IsNumber(v) || v->valuedouble < -200 || v->valuedouble > 1e7) {
+        int64_t id = 0;
+        if (!json_int(v, -200, 1e7, &id)) {
             st = vr_error_set(err, VR_ERR_FORMAT, "session record is corrupt (bad transcript id)");
             goto done;
         }
-        r->transcript[i++] = (int32_t)v->valuedouble;
+        r->transcript[i++] = (int32_t)id;
     }
-    r->image_len = (size_t)img->valuedouble;
+    r->image_len = (size_t)img_v;
     if (r->image_len) {
         r->image = malloc(r->image_len);
         if (!r->image) {

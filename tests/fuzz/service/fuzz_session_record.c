@@ -27,9 +27,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
 }
 
+/* Found by libFuzzer (UBSan): a huge image_bytes was cast to size_t before any range check. */
+static const char huge_numbers[] =
+    "{\"version\":1,\"tenant\":\"acme\",\"session\":\"01\",\"committed_turn\":1,\"scan\":0,"
+    "\"model_fingerprint\":\"000000001234abcd\",\"created_ms\":0,\"updated_ms\":0,"
+    "\"image_bytes\":1.11111e+99,\"transcript\":[24,-200,261]}";
+
 int vr_fuzz_seeds(uint8_t ***seeds, size_t **sizes) {
-    *seeds = malloc(2 * sizeof **seeds);
-    *sizes = malloc(2 * sizeof **sizes);
+    *seeds = malloc(3 * sizeof **seeds);
+    *sizes = malloc(3 * sizeof **sizes);
     for (int i = 0; i < 2; i++) {
         vr_session_record r;
         memset(&r, 0, sizeof r);
@@ -45,5 +51,8 @@ int vr_fuzz_seeds(uint8_t ***seeds, size_t **sizes) {
         r.fingerprint = 0x1234abcdULL;
         vr_session_record_encode(&r, &(*seeds)[i], &(*sizes)[i], NULL);
     }
-    return 2;
+    (*sizes)[2] = sizeof huge_numbers; /* with its NUL: the header terminator */
+    (*seeds)[2] = malloc(sizeof huge_numbers);
+    memcpy((*seeds)[2], huge_numbers, sizeof huge_numbers);
+    return 3;
 }

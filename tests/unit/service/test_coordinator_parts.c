@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -83,6 +84,31 @@ static void test_session_record(void **st) {
     assert_non_null(strstr(err.msg, "corrupt"));
     free(copy);
     free(bytes);
+    /* numbers out of range or not integers are refused, never cast (libFuzzer + UBSan found
+     * image_bytes 1e99 cast to size_t), and the fingerprint is the 16 hex digits encode writes */
+    static const char *keys[] = {"committed_turn", "scan", "model_fingerprint", "image_bytes", "created_ms",
+                                 "updated_ms", "transcript"};
+    static const char *good[] = {"1", "0", "\"000000001234abcd\"", "0", "0", "0", "[1,-200]"};
+    static const struct { int key; const char *value; } bad[] = {
+        {3, "1e99"}, {3, "-0.5"}, {0, "1e300"}, {0, "1.5"}, {1, "1e10"}, {1, "3"}, {4, "-1e30"}, {5, "\"x\""},
+        {2, "\"12zz\""}, {2, "\"00000000000000001\""}, {6, "[1,2.5]"}, {6, "[-201]"},
+    };
+    for (int k = -1; k < (int)(sizeof bad / sizeof bad[0]); k++) { /* k = -1: the valid record */
+        char rec[512];
+        size_t rn = (size_t)snprintf(rec, sizeof rec, "{\"tenant\":\"acme\",\"session\":\"s\"");
+        for (int f = 0; f < 7; f++)
+            rn += (size_t)snprintf(rec + rn, sizeof rec - rn, ",\"%s\":%s", keys[f],
+                                   k >= 0 && bad[k].key == f ? bad[k].value : good[f]);
+        rn += (size_t)snprintf(rec + rn, sizeof rec - rn, "}");
+        vr_status got = vr_session_record_decode((const uint8_t *)rec, rn + 1, &back, &err);
+        if (k < 0) {
+            assert_int_equal(got, VR_OK);
+            vr_session_record_free(&back);
+            continue;
+        }
+        if (got != VR_ERR_FORMAT) fail_msg("accepted %s", rec);
+        assert_non_null(strstr(err.msg, "corrupt"));
+    }
 }
 
 /* Delivered features are used only while stage 0 is the worker they went to and they are young
