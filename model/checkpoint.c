@@ -353,6 +353,12 @@ static vr_status st_tensor(vr_checkpoint *ck, const cJSON *item, const uint8_t *
                             "%s: tensor %s: data_offsets [%lld, %lld] lie outside the %llu-byte data section; the "
                             "file is truncated or corrupt",
                             ck->path, name, (long long)begin, (long long)end, (unsigned long long)data_size);
+    /* numel may be up to 2^62: compare in elements first so numel * size cannot wrap to a small span */
+    if ((uint64_t)numel > data_size / vr_dtype_size(dt))
+        return vr_error_set(err, VR_ERR_FORMAT,
+                            "%s: tensor %s: shape needs %lld elements of %zu bytes, more than the %llu-byte data "
+                            "section holds",
+                            ck->path, name, (long long)numel, vr_dtype_size(dt), (unsigned long long)data_size);
     uint64_t nbytes = (uint64_t)numel * vr_dtype_size(dt);
     if ((uint64_t)(end - begin) != nbytes)
         return vr_error_set(err, VR_ERR_FORMAT, "%s: tensor %s: data_offsets span %lld bytes but the shape needs %llu",

@@ -19,10 +19,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     vr_checkpoint *ck = NULL;
     vr_error err = {0};
     if (vr_checkpoint_open_memory(data, size, "fuzz.bin", &ck, &err) != VR_OK) return 0;
-    /* Every tensor view must lie inside the input: touch its first and last byte. */
+    /* Every tensor view must lie inside the input (checked in elements, so a shape whose byte
+     * count wraps is caught too): touch its first and last byte. */
     volatile uint8_t sink = 0;
     for (int i = 0; i < vr_checkpoint_count(ck); i++) {
         const vr_checkpoint_entry *e = vr_checkpoint_entry_at(ck, i);
+        const uint8_t *p = e->tensor.data;
+        int64_t numel = vr_tensor_numel(&e->tensor);
+        if (!p || p < data || p > data + size || numel < 0 ||
+            (uint64_t)numel > (uint64_t)(size - (size_t)(p - data)) / vr_dtype_size(e->tensor.dtype))
+            abort();
         size_t nb = vr_tensor_nbytes(&e->tensor);
         if (nb) sink ^= ((const uint8_t *)e->tensor.data)[0] ^ ((const uint8_t *)e->tensor.data)[nb - 1];
         if (vr_checkpoint_find(ck, e->name) == NULL) abort();

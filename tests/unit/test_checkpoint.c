@@ -447,6 +447,13 @@ static void test_safetensors_errors(void **state) {
                  &err, VR_ERR_FORMAT, "tensor b", "outside");
     expect_error(open_st("{\"b\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,16]}}", payload, 16, &ck, &err),
                  &err, VR_ERR_FORMAT, "tensor b", "shape needs 12");
+    /* 2^62 elements of 4 bytes: numel * 4 wraps to 0 and used to match an empty span */
+    expect_error(open_st("{\"b\":{\"dtype\":\"F32\",\"shape\":[2147483648,2147483648],\"data_offsets\":[0,0]}}",
+                         payload, 16, &ck, &err),
+                 &err, VR_ERR_FORMAT, "tensor b", "more than the 16-byte data section holds");
+    expect_error(open_st("{\"b\":{\"dtype\":\"I64\",\"shape\":[9007199254740992,512],\"data_offsets\":[0,0]}}",
+                         payload, 16, &ck, &err),
+                 &err, VR_ERR_FORMAT, "tensor b", "data section");
     expect_error(open_st("{\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[16,0]}}", payload, 16, &ck, &err),
                  &err, VR_ERR_FORMAT, "tensor b", NULL);
     expect_error(open_st("{\"b\":{\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[0,16]}}", payload, 16, &ck, &err),
