@@ -18,7 +18,7 @@ enum { POLL_MS = 250, FRAME_MS = 30000, ACK_MSG_MAX = 400 };
 
 enum {
     CTL_UUID = VR_NCCL_DEVICE_UUID_BYTES,
-    CTL_OFFER_SIZE = 4 + VR_NCCL_DEVICE_UUID_BYTES + VR_NCCL_UNIQUE_ID_BYTES,
+    CTL_OFFER_SIZE = 4 + VR_NCCL_DEVICE_UUID_BYTES,
     CTL_DATA_SIZE = 16,
     CTL_MSG_MAX = 200,
 };
@@ -35,23 +35,39 @@ static vr_status send_status(vr_transport *t, uint64_t tag, const char *kind, vr
     return vr_transport_send(t, tag, buf, 8 + n, err);
 }
 
-/* receives a status frame of `kind`: the peer's status in *remote, its message in msg (cap bytes) */
-static vr_status recv_status(vr_transport *t, uint64_t tag, const char *kind, int timeout_ms, vr_status *remote,
-                             char *msg, size_t cap, vr_error *err) {
+/* receives a control frame of `kind`: the peer's status in *remote, the rest (at most cap
+ * bytes, else the frame is malformed) in body, *body_len bytes */
+static vr_status recv_ctl(vr_transport *t, uint64_t tag, const char *kind, int timeout_ms, vr_status *remote,
+                          uint8_t *body, size_t cap, size_t *body_len, vr_error *err) {
     void *data = NULL;
     size_t len = 0;
     vr_status st = vr_transport_recv(t, tag, &data, &len, timeout_ms, err);
-    if (st == VR_OK && (len < 8 || len > 8 + CTL_MSG_MAX || memcmp(data, kind, 4) != 0))
+    if (st == VR_OK && (len < 8 || len > 8 + cap || memcmp(data, kind, 4) != 0))
         st = vr_error_set(err, VR_ERR_FORMAT, "%s: expected an NCCL %.4s frame, got %zu bytes", vr_transport_peer_name(t),
                           kind, len);
     if (st == VR_OK) {
         *remote = (vr_status)(int32_t)vr_get_u32le((uint8_t *)data + 4);
-        int n = (int)(len - 8);
-        snprintf(msg, cap, "%.*s", n, (char *)data + 8);
-        for (char *q = msg; *q; q++)
-            if ((unsigned char)*q < 0x20) *q = ' '; /* the peer's words go into our logs */
+        *body_len = len - 8;
+        memcpy(body, (uint8_t *)data + 8, len - 8);
     }
     free(data);
+    return st;
+}
+
+/* the peer's words, for our logs and errors: printable, terminated */
+static void ctl_text(const uint8_t *body, size_t n, char *msg, size_t cap) {
+    snprintf(msg, cap, "%.*s", (int)n, (const char *)body);
+    for (char *q = msg; *q; q++)
+        if ((unsigned char)*q < 0x20) *q = ' ';
+}
+
+/* a status frame of `kind`: the peer's status in *remote, its message in msg (cap bytes) */
+static vr_status recv_status(vr_transport *t, uint64_t tag, const char *kind, int timeout_ms, vr_status *remote,
+                             char *msg, size_t cap, vr_error *err) {
+    uint8_t body[CTL_MSG_MAX];
+    size_t n = 0;
+    vr_status st = recv_ctl(t, tag, kind, timeout_ms, remote, body, sizeof body, &n, err);
+    if (st == VR_OK) ctl_text(body, n, msg, cap);
     return st;
 }
 
@@ -106,6 +122,7 @@ static vr_status accept_offer(peer *p, const uint8_t *offer, size_t len, vr_erro
         return vr_error_set(err, VR_ERR_FORMAT, "%s sent a malformed NCCL offer (%zu bytes%s)", who, len,
                             p->nccl ? ", and NCCL is up already" : "");
     uint8_t mine[CTL_UUID];
+    uint8_t answer[8 + VR_NCCL_UNIQUE_ID_BYTES] = "VRNA"; /* status 0, then the communicator's id */
     vr_error e2 = {0};
     vr_status decline = VR_OK;
     if (fs->nccl_device < 0)
@@ -114,11 +131,13 @@ static vr_status accept_offer(peer *p, const uint8_t *offer, size_t len, vr_erro
         decline = e2.code;
     else if (!memcmp(mine, offer + 4, CTL_UUID))
         decline = vr_error_set(&e2, VR_ERR_UNAVAILABLE, "both ends are on the same GPU (NCCL needs a GPU per rank)");
-    vr_status st = send_status(p->t, VR_FRAME_NCCL_ANSWER_TAG, "VRNA", decline, e2.msg, err);
-    if (st != VR_OK || decline != VR_OK) return st;
+    else if (vr_nccl_unique_id(answer + 8, &e2) != VR_OK) /* only now: an id starts a thread until both join */
+        decline = e2.code;
+    if (decline != VR_OK) return send_status(p->t, VR_FRAME_NCCL_ANSWER_TAG, "VRNA", decline, e2.msg, err);
+    vr_status st = vr_transport_send(p->t, VR_FRAME_NCCL_ANSWER_TAG, answer, sizeof answer, err);
+    if (st != VR_OK) return st;
     vr_transport *n = NULL;
-    vr_status joined = vr_transport_nccl_create(offer + 4 + CTL_UUID, 2, 1, 0, fs->nccl_device, VR_FRAME_NCCL_JOIN_MS,
-                                                &n, &e2);
+    vr_status joined = vr_transport_nccl_create(answer + 8, 2, 1, 0, fs->nccl_device, VR_FRAME_NCCL_JOIN_MS, &n, &e2);
     st = send_status(p->t, VR_FRAME_NCCL_ANSWER_TAG, "VRNR", joined, e2.msg, err);
     vr_status confirmed = VR_ERR_UNAVAILABLE;
     char why[CTL_MSG_MAX + 1] = "";
@@ -199,8 +218,8 @@ static void *serve_peer(void *arg) {
         if (send_ack(p->t, fs->ack_tag, key, hst, herr.msg, &err) != VR_OK) break;
         if (hst == VR_ERR_FORMAT) break;
     }
-    vr_transport_close(p->nccl);
     vr_transport_close(p->t); /* at once, so the peer sees the end now, not at the next reaping */
+    vr_transport_close(p->nccl); /* after: the peer learns of the end from TCP first */
     pthread_mutex_lock(&fs->mu);
     p->nccl = NULL;
     p->t = NULL;
@@ -350,10 +369,10 @@ static void nccl_turn_off(vr_frame_client *c, const char *address, const char *w
     c->nccl_off_next = (c->nccl_off_next + 1) % NCCL_OFF_MAX;
 }
 
-/* closes the kept connection and its NCCL link */
+/* closes the kept connection, then its NCCL link (the server learns of the end from TCP) */
 static void drop_link(vr_frame_client *c) {
-    vr_transport_close(c->nccl);
     vr_transport_close(c->t);
+    vr_transport_close(c->nccl);
     c->nccl = NULL;
     c->t = NULL;
 }
@@ -365,28 +384,32 @@ static vr_status offer_nccl(vr_frame_client *c, vr_error *err) {
     uint8_t offer[CTL_OFFER_SIZE];
     memcpy(offer, "VRNO", 4);
     vr_error e2 = {0};
-    if (vr_nccl_device_uuid(c->nccl_device, offer + 4, &e2) != VR_OK ||
-        vr_nccl_unique_id(offer + 4 + CTL_UUID, &e2) != VR_OK) {
+    if (vr_nccl_device_uuid(c->nccl_device, offer + 4, &e2) != VR_OK) {
         vr_log(VR_LOG_WARN, "side_link_nccl_unusable", "device=%d error=%s (frames stay on TCP)", c->nccl_device, e2.msg);
         c->nccl_device = -1; /* this process cannot: never again */
         return VR_OK;
     }
     vr_status remote = VR_OK, ready = VR_OK;
     char why[CTL_MSG_MAX + 1] = "";
+    uint8_t body[CTL_MSG_MAX > VR_NCCL_UNIQUE_ID_BYTES ? CTL_MSG_MAX : VR_NCCL_UNIQUE_ID_BYTES];
+    size_t blen = 0;
     vr_status st = vr_transport_send(c->t, VR_FRAME_NCCL_TAG, offer, sizeof offer, err);
     if (st == VR_OK)
-        st = recv_status(c->t, VR_FRAME_NCCL_ANSWER_TAG, "VRNA", VR_FRAME_NCCL_JOIN_MS, &remote, why, sizeof why, err);
+        st = recv_ctl(c->t, VR_FRAME_NCCL_ANSWER_TAG, "VRNA", VR_FRAME_NCCL_JOIN_MS, &remote, body, sizeof body, &blen,
+                      err);
+    if (st == VR_OK && remote == VR_OK && blen != VR_NCCL_UNIQUE_ID_BYTES)
+        st = vr_error_set(err, VR_ERR_FORMAT, "%s accepted NCCL with a %zu-byte id", c->address, blen);
     if (st != VR_OK) {
         nccl_turn_off(c, c->address, err->msg);
         return st;
     }
     if (remote != VR_OK) {
+        ctl_text(body, blen, why, sizeof why);
         nccl_turn_off(c, c->address, why);
         return VR_OK;
     }
     vr_transport *n = NULL;
-    vr_status joined = vr_transport_nccl_create(offer + 4 + CTL_UUID, 2, 0, 1, c->nccl_device, VR_FRAME_NCCL_JOIN_MS,
-                                                &n, &e2);
+    vr_status joined = vr_transport_nccl_create(body, 2, 0, 1, c->nccl_device, VR_FRAME_NCCL_JOIN_MS, &n, &e2);
     st = recv_status(c->t, VR_FRAME_NCCL_ANSWER_TAG, "VRNR", VR_FRAME_NCCL_JOIN_MS + 5000, &ready, why, sizeof why, err);
     if (st == VR_OK) st = send_status(c->t, VR_FRAME_NCCL_TAG, "VRNC", joined, e2.msg, err);
     if (st == VR_OK && joined == VR_OK && ready == VR_OK) {
@@ -399,11 +422,16 @@ static vr_status offer_nccl(vr_frame_client *c, vr_error *err) {
     return st;
 }
 
-/* One attempt on the kept connection (made when missing). */
+/* One attempt on the kept connection (made when missing). *payload_sent: the frame itself went
+ * out (so the server may have taken it). */
 static vr_status send_once(vr_frame_client *c, const char *address, uint64_t key, const void *frame, size_t len,
-                           int timeout_ms, vr_error *err) {
+                           int timeout_ms, int *payload_sent, vr_error *err) {
     vr_status st = VR_OK;
+    *payload_sent = 0;
     if (c->t && strcmp(c->address, address) != 0) drop_link(c);
+    /* an idle kept connection with something to read was closed by the server (it speaks only to
+     * acknowledge): a fresh one, rather than a payload sent into a dead link */
+    if (c->t && vr_transport_wait_readable(c->t, 0)) drop_link(c);
     if (!c->t) {
         int ct = timeout_ms < 0 || timeout_ms > VR_FRAME_CONNECT_MS ? VR_FRAME_CONNECT_MS : timeout_ms;
         st = vr_transport_tcp_connect_address(address, ct, &c->t, err);
@@ -411,6 +439,7 @@ static vr_status send_once(vr_frame_client *c, const char *address, uint64_t key
         snprintf(c->address, sizeof c->address, "%s", address);
         if (st == VR_OK && c->nccl_device >= 0 && !nccl_is_off(c, address)) st = offer_nccl(c, err);
     }
+    if (st == VR_OK) *payload_sent = 1;
     if (st == VR_OK && c->nccl) { /* the announce on TCP, then the payload over NCCL */
         uint8_t ann[CTL_DATA_SIZE];
         memcpy(ann, "VRND", 4);
@@ -446,14 +475,15 @@ vr_status vr_frame_client_send(vr_frame_client *c, const char *address, uint64_t
     if (!address || !*address) return vr_error_set(err, VR_ERR_INVALID, "frame client: no address");
     pthread_mutex_lock(&c->mu);
     int had_link = c->t != NULL && !strcmp(c->address, address);
-    int nccl_was_off = nccl_is_off(c, address);
-    vr_status st = send_once(c, address, key, frame, len, timeout_ms, err);
-    /* a kept connection may have died since (the server restarted), or NCCL failed on this
-     * attempt (it is off for the address now): the frame was not taken, one fresh try. Not
-     * after a timeout: the server may still take that frame. */
-    if (st == VR_ERR_UNAVAILABLE && (had_link || (!nccl_was_off && nccl_is_off(c, address))) && !c->t) {
+    int nccl_was_off = nccl_is_off(c, address), sent = 0;
+    vr_status st = send_once(c, address, key, frame, len, timeout_ms, &sent, err);
+    /* a kept connection may have died since (the server restarted), or the NCCL handshake failed
+     * before the frame went out (a server that does not know it closes the connection): the frame
+     * was not taken, one fresh try (NCCL is off for the address now). Not after a timeout: the
+     * server may still take that frame. */
+    if (st == VR_ERR_UNAVAILABLE && !c->t && (had_link || (!sent && !nccl_was_off && nccl_is_off(c, address)))) {
         vr_error first = *err;
-        st = send_once(c, address, key, frame, len, timeout_ms, err);
+        st = send_once(c, address, key, frame, len, timeout_ms, &sent, err);
         if (st != VR_OK) vr_error_wrap(err, "after %s", first.msg);
     }
     pthread_mutex_unlock(&c->mu);

@@ -10,16 +10,17 @@
  *
  * NCCL for the payloads: a client told to use it (vr_frame_client_use_nccl) offers it right
  * after its hello; a server told to accept it (vr_frame_server_use_nccl) checks that the two are
- * on different GPUs, and then both join a 2-rank communicator (the client, which made the id,
- * rank 0; the server rank 1). The TCP connection stays: it carries the control frames and the
+ * on different GPUs, and then both join a 2-rank communicator (the client rank 0, the server,
+ * which made the id when it accepted, rank 1). The TCP connection stays: it carries the control frames and the
  * acknowledgements, and each payload goes over NCCL after a small announce on TCP (its length
  * and CRC-32C), so the server posts an NCCL receive only for a frame that is coming. Whatever
  * stops NCCL (a build or a peer without it, one GPU for both ends, a join that fails, a broken
  * link) leaves the frames on TCP, and that client offers NCCL to that address no more.
  * Control frames, tag VR_FRAME_NCCL_TAG from the client and VR_FRAME_NCCL_ANSWER_TAG from the
  * server, little-endian, kind[4] then:
- *   "VRNO" offer    uuid[16] of the client's GPU, then the communicator's unique id[128]
- *   "VRNA" answer   status i32 (0: join now; else why not), then a UTF-8 reason
+ *   "VRNO" offer    uuid[16] of the client's GPU
+ *   "VRNA" answer   status i32: 0, then the communicator's unique id[128] (join now); else why
+ *                   not, as UTF-8 (a declined offer leaves no NCCL id behind)
  *   "VRNR" ready    status i32 of the server's join, then a UTF-8 message
  *   "VRNC" confirm  status i32 of the client's join, then a UTF-8 message (NCCL is used only
  *                   when both joins succeeded)

@@ -1068,10 +1068,9 @@ vr_status vr_shard_start(const vr_shard_options *o, vr_shard **out, vr_error *er
         s->is_last = s->last == cfg.n_layer;
     }
     if (st == VR_OK && o->nccl) {
-        uint8_t probe[VR_NCCL_UNIQUE_ID_BYTES];
         if (!o->backend || strcmp(o->backend, "cuda"))
             st = vr_error_set(err, VR_ERR_INVALID, "--transport nccl needs --backend cuda (one process per GPU)");
-        else if (vr_nccl_unique_id(probe, err) != VR_OK)
+        else if (vr_nccl_available(err) != VR_OK)
             st = vr_error_wrap(err, "--transport nccl");
     }
     vr_weights_select sel = {s->first, s->last, s->is_first, s->is_last, 0};

@@ -135,6 +135,9 @@ vr_status vr_transport_hello_recv(vr_transport *t, int timeout_ms, vr_peer_role 
  * and an abort takes the same lock). The recv timeout covers the whole frame. In builds
  * without NCCL both calls return VR_ERR_UNAVAILABLE saying so. */
 #define VR_NCCL_UNIQUE_ID_BYTES 128
+/* VR_OK when this build has NCCL and a CUDA device is visible: the start-up check of
+ * --transport nccl (unlike making an id, it leaves no NCCL bootstrap thread behind). */
+vr_status vr_nccl_available(vr_error *err);
 /* Writes a fresh ncclUniqueId (VR_NCCL_UNIQUE_ID_BYTES bytes) into id: rank 0 makes it and the
  * coordinator hands it to the other ranks. */
 vr_status vr_nccl_unique_id(void *id, vr_error *err);

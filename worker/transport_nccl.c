@@ -37,6 +37,8 @@ vr_status vr_nccl_device_uuid(int device, uint8_t *uuid, vr_error *err) {
     return vr_nccl_unique_id(NULL, err);
 }
 
+vr_status vr_nccl_available(vr_error *err) { return vr_nccl_unique_id(NULL, err); }
+
 #else
 
 #include <cuda_runtime.h>
@@ -357,7 +359,9 @@ static const char *nccl_peer_name(vr_transport *base) { return ((nccl_transport 
 static void nccl_close(vr_transport *base) {
     nccl_transport *t = (nccl_transport *)base;
     cudaSetDevice(t->device);
-    if (t->comm) ncclCommDestroy(t->comm);
+    /* abort, not destroy: newer NCCL's destroy may wait for the peer to destroy its end too, and a
+     * link is closed when its work is done or has failed, so nothing is left to finish */
+    if (t->comm) ncclCommAbort(t->comm);
     if (t->send_stream) cudaStreamDestroy(t->send_stream);
     if (t->recv_stream) cudaStreamDestroy(t->recv_stream);
     if (t->send_buf) cudaFree(t->send_buf);
@@ -388,6 +392,17 @@ vr_status vr_nccl_unique_id(void *id, vr_error *err) {
     ncclResult_t r = ncclGetUniqueId(&u);
     if (r != ncclSuccess) return nccl_fail(err, VR_ERR_UNAVAILABLE, "making a unique id", r);
     memcpy(id, &u, sizeof u);
+    return VR_OK;
+}
+
+vr_status vr_nccl_available(vr_error *err) {
+    int version = 0, count = 0;
+    ncclResult_t r = ncclGetVersion(&version);
+    if (r != ncclSuccess) return nccl_fail(err, VR_ERR_UNAVAILABLE, "asking the library's version", r);
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+        (void)cudaGetLastError();
+        return vr_error_set(err, VR_ERR_UNAVAILABLE, "NCCL: no CUDA device is visible");
+    }
     return VR_OK;
 }
 

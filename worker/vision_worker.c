@@ -115,10 +115,9 @@ vr_status vr_vision_worker_start(const vr_vision_worker_options *o, vr_vision_wo
     vr_weights_select sel = {0, 0, 0, 0, 1};
     vr_engine_options eo = {o->model_path, o->config_path, NULL, o->threads, &sel, o->backend};
     vr_status st = VR_OK;
-    uint8_t probe[VR_NCCL_UNIQUE_ID_BYTES];
     if (o->nccl && (!o->backend || strcmp(o->backend, "cuda")))
         st = vr_error_set(err, VR_ERR_INVALID, "--transport nccl needs --backend cuda (one process per GPU)");
-    else if (o->nccl && vr_nccl_unique_id(probe, err) != VR_OK)
+    else if (o->nccl && vr_nccl_available(err) != VR_OK)
         st = vr_error_wrap(err, "--transport nccl");
     if (st == VR_OK) st = vr_engine_open(&eo, &w->e, err);
     if (st == VR_OK && !w->e->cfg.has_vision)

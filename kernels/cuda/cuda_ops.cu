@@ -378,7 +378,7 @@ template <int OP> __global__ void unary_kernel(float *x, size_t n) {
 
 template <int OP> static void unary(vr_backend *be, float *x, size_t n, const char *what) {
     if (!n) return;
-    if (vrc_enter(be)) return;
+    if (vrc_enter_as(be, what)) return; /* named: __func__ would say "unary" for all five */
     unary_kernel<OP><<<vrc_blocks(n, 256), 256, 0, vrc(be)->stream>>>(x, n);
     vrc_check_launch(be, what);
 }

@@ -92,8 +92,10 @@ void vrc_profile_mark(vr_backend *be, const char *op) {
 }
 
 size_t vrc_profile_take(vr_backend *be, char *buf, size_t cap) {
-    vrc_profile *p = vrc(be)->prof;
+    vrc_impl *c = vrc(be);
+    vrc_profile *p = c->prof;
     if (!p || !cap) return 0;
+    if (p->n_marks && c->mode == VRC_EAGER) vrc_profile_mark(be, "(end)"); /* closes the last op */
     vrc_profile_flush(be);
     buf[0] = 0;
     if (p->n_ops == 0) return 0;

@@ -232,9 +232,8 @@ static void test_inbox_refuses_garbage(void **st) {
  * has no GPU), decline an offer and go on serving frames over TCP; malformed control frames end
  * the connection; a sender told to use NCCL still delivers, over TCP. */
 static void send_offer(vr_transport *t, const uint8_t *uuid) {
-    uint8_t offer[4 + VR_NCCL_DEVICE_UUID_BYTES + VR_NCCL_UNIQUE_ID_BYTES] = "VRNO";
+    uint8_t offer[4 + VR_NCCL_DEVICE_UUID_BYTES] = "VRNO";
     memcpy(offer + 4, uuid, VR_NCCL_DEVICE_UUID_BYTES);
-    for (size_t i = 4 + VR_NCCL_DEVICE_UUID_BYTES; i < sizeof offer; i++) offer[i] = (uint8_t)(i * 7);
     vr_error err = {0};
     assert_int_equal(vr_transport_send(t, VR_FRAME_NCCL_TAG, offer, sizeof offer, &err), VR_OK);
 }
