@@ -150,6 +150,10 @@ with tempfile.TemporaryDirectory() as tmp:
          "--backend cuda"),
         (["worker", "--role", "shard", "--layers", "0:2", "--coordinator", "127.0.0.1:1", "--model",
           os.path.join(FIX, "tiny/model.pth"), "--transport", "pigeon"], "pigeon"),
+        (["worker", "--role", "vision", "--coordinator", "127.0.0.1:1", "--model",
+          os.path.join(FIX, "tiny/model.pth"), "--transport", "nccl"], "--backend cuda"),
+        (["worker", "--role", "vision", "--coordinator", "127.0.0.1:1", "--model",
+          os.path.join(FIX, "tiny/model.pth"), "--transport", "pigeon"], "pigeon"),
         (["serve", "--model", os.path.join(FIX, "tiny/model.pth"), "--vocab", VOCAB, "--backend", "tpu"], "tpu"),
     ]:
         p = run(args, ok=False)
