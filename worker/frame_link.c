@@ -478,10 +478,11 @@ vr_status vr_frame_client_send(vr_frame_client *c, const char *address, uint64_t
     int nccl_was_off = nccl_is_off(c, address), sent = 0;
     vr_status st = send_once(c, address, key, frame, len, timeout_ms, &sent, err);
     /* a kept connection may have died since (the server restarted), or the NCCL handshake failed
-     * before the frame went out (a server that does not know it closes the connection): the frame
-     * was not taken, one fresh try (NCCL is off for the address now). Not after a timeout: the
-     * server may still take that frame. */
-    if (st == VR_ERR_UNAVAILABLE && !c->t && (had_link || (!sent && !nccl_was_off && nccl_is_off(c, address)))) {
+     * before the frame went out (however: a server that does not know it closes the connection,
+     * one out of step answers wrongly): the frame was not taken, one fresh try (NCCL is off for
+     * the address now). Not after a timeout of the frame: the server may still take it. */
+    int handshake_failed = !sent && !nccl_was_off && nccl_is_off(c, address);
+    if (st != VR_OK && !c->t && ((st == VR_ERR_UNAVAILABLE && had_link) || handshake_failed)) {
         vr_error first = *err;
         st = send_once(c, address, key, frame, len, timeout_ms, &sent, err);
         if (st != VR_OK) vr_error_wrap(err, "after %s", first.msg);

@@ -3,7 +3,8 @@
  * peer that never joins is given up after the timeout; the side path (worker/frame_link.h, the
  * features' and handed-off states' path) with NCCL asked for at both ends: with one GPU the
  * server declines (same GPU) and every frame arrives over TCP; with two or more the frames'
- * payloads go over NCCL between GPUs 0 and 1.
+ * payloads go over NCCL between GPUs 0 and 1; a server that answers the handshake wrongly gets
+ * the frame over a fresh TCP connection.
  * With two or more GPUs, also two ranks in two threads (one per GPU) exchanging frames both
  * ways. Plain C; 77 without a GPU or without NCCL in this build. */
 #include <cuda_runtime.h>
@@ -223,6 +224,80 @@ static void side_path(int count) {
     pthread_mutex_destroy(&s.mu);
 }
 
+/* A server out of step (it accepts NCCL with a malformed id): the client turns NCCL off for it
+ * and sends the frame again, once, over a fresh TCP connection, without an offer. */
+typedef struct odd_server {
+    vr_transport_listener *l;
+    int offers, frames;
+    char msg[256];
+} odd_server;
+
+static void *odd_serve(void *arg) {
+    odd_server *o = arg;
+    vr_error err = {0};
+    for (int conn = 0; conn < 2; conn++) {
+        vr_transport *t = NULL;
+        vr_peer_role role;
+        if (vr_transport_tcp_accept(o->l, 10000, &t, &err) != VR_OK || vr_transport_hello_recv(t, 2000, &role, &err)) {
+            snprintf(o->msg, sizeof o->msg, "connection %d: %.200s", conn, err.msg);
+            vr_transport_close(t);
+            return NULL;
+        }
+        void *d = NULL;
+        size_t n = 0;
+        uint64_t tag = 0;
+        if (vr_transport_recv_either(t, SIDE_TAG, VR_FRAME_NCCL_TAG, &tag, &d, &n, 10000, &err) == VR_OK) {
+            if (tag == VR_FRAME_NCCL_TAG) { /* the offer: accept with a 5-byte id */
+                o->offers++;
+                uint8_t answer[13] = {'V', 'R', 'N', 'A', 0, 0, 0, 0, 1, 2, 3, 4, 5};
+                vr_transport_send(t, VR_FRAME_NCCL_ANSWER_TAG, answer, sizeof answer, &err);
+                free(d);
+                d = NULL;
+                vr_transport_recv(t, SIDE_TAG, &d, &n, 10000, &err); /* the client closes: UNAVAILABLE */
+            } else if (n >= 8) { /* the frame itself: acknowledged */
+                o->frames++;
+                uint8_t ack[12] = {0};
+                memcpy(ack, d, 8);
+                vr_transport_send(t, SIDE_ACK, ack, sizeof ack, &err);
+            }
+        }
+        free(d);
+        vr_transport_close(t);
+    }
+    return NULL;
+}
+
+static void side_path_odd_server(void) {
+    int failures_before = failures;
+    odd_server o;
+    memset(&o, 0, sizeof o);
+    vr_error err = {0};
+    int port = 0;
+    vr_frame_client *c = NULL;
+    if (vr_transport_tcp_listen("127.0.0.1", 0, &port, &o.l, &err) != VR_OK ||
+        vr_frame_client_create(VR_PEER_VISION, SIDE_TAG, SIDE_ACK, &c, &err) != VR_OK) {
+        CHECK(0, "odd server setup: %s", err.msg);
+        return;
+    }
+    vr_frame_client_use_nccl(c, 0);
+    pthread_t th;
+    pthread_create(&th, NULL, odd_serve, &o);
+    char address[64];
+    snprintf(address, sizeof address, "127.0.0.1:%d", port);
+    uint64_t key = 1;
+    uint8_t frame[16] = {0};
+    memcpy(frame, &key, 8);
+    vr_status st = vr_frame_client_send(c, address, key, frame, sizeof frame, 10000, &err);
+    vr_frame_client_free(c);
+    pthread_join(th, NULL);
+    vr_transport_listener_close(o.l);
+    CHECK(st == VR_OK, "a server out of step in the NCCL handshake: the frame was not delivered: %s", err.msg);
+    CHECK(o.offers == 1 && o.frames == 1 && !o.msg[0], "odd server: %d offers, %d frames (want 1, 1) %s", o.offers,
+          o.frames, o.msg);
+    printf("%s side path: a malformed NCCL answer -> the frame again over TCP, once\n",
+           failures > failures_before ? "FAIL" : "ok  ");
+}
+
 int main(void) {
     int count = 0;
     if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
@@ -238,6 +313,7 @@ int main(void) {
     one_rank();
     peer_never_joins();
     side_path(count);
+    side_path_odd_server();
     if (count >= 2) {
         vr_nccl_unique_id(id, &err);
         two_rank_arg a[2] = {{id, 0, 0, ""}, {id, 1, 0, ""}};
