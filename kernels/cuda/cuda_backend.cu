@@ -497,8 +497,14 @@ extern "C" vr_status vr_backend_cuda_create(int device, vr_backend **out, vr_err
         (void)cudaGetLastError();
         c->replay_done = NULL;
     }
+    /* many-row f16/bf16 GEMMs: split (tensor cores, f32 precision) or f32 (converted tiles,
+     * SGEMM); VRWKV_CUDA_GEMM=split|f32 chooses, VRC_SPLIT_DEFAULT otherwise */
     const char *gemm = getenv("VRWKV_CUDA_GEMM");
-    c->split_gemm = gemm && !strcmp(gemm, "split");
+    if (gemm && !*gemm) gemm = NULL;
+    c->split_gemm = gemm && !strcmp(gemm, "split") ? 1 : gemm && !strcmp(gemm, "f32") ? 0 : VRC_SPLIT_DEFAULT;
+    if (gemm && strcmp(gemm, "split") && strcmp(gemm, "f32"))
+        fprintf(stderr, "vrwkv: VRWKV_CUDA_GEMM=%s is not split or f32; using %s\n", gemm,
+                VRC_SPLIT_DEFAULT ? "split" : "f32");
     const char *fast = getenv("VRWKV_CUDA_FAST_GEMM");
     c->fast_gemm = fast && !strcmp(fast, "1");
     const char *tile = getenv("VRWKV_CUDA_TILE_FLOATS");

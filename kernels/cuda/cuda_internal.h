@@ -24,6 +24,10 @@ enum {
     VRC_SCR_N
 };
 
+/* Many-row f16/bf16 GEMMs split into tensor-core products by default? (0 until a device run has
+ * passed the op tests and fixture cases with VRWKV_CUDA_GEMM=split; docs/cuda.md) */
+enum { VRC_SPLIT_DEFAULT = 0 };
+
 /* Recording modes (graph_begin/graph_end): ops run (EAGER), are captured into a CUDA graph
  * (CAPTURE), or only refresh their host tables for a replay (REFILL: nothing is launched). */
 enum { VRC_EAGER = 0, VRC_CAPTURE, VRC_REFILL };

@@ -141,8 +141,10 @@ if grep -q "^FAIL" "$OUT/ops.log" && command -v compute-sanitizer >/dev/null && 
   timeout 60 compute-sanitizer --tool memcheck --print-limit 20 "$BUILD/tests/gpu/test_cuda_ops" 2>&1 | grep -E "^=========|FAIL" | head -60 >> "$OUT/ops.log"
 fi
 run_test "fixture cases on cuda" "$OUT/model.log" 240 "$BUILD/tests/gpu/test_cuda_model"
-run_test "fixture cases on cuda, split bf16 GEMMs (VRWKV_CUDA_GEMM=split)" "$OUT/model.log" 240 \
+run_test "fixture cases on cuda, split GEMMs (VRWKV_CUDA_GEMM=split)" "$OUT/model.log" 240 \
   env VRWKV_CUDA_GEMM=split "$BUILD/tests/gpu/test_cuda_model"
+run_test "fixture cases on cuda, f32 GEMMs (VRWKV_CUDA_GEMM=f32)" "$OUT/model.log" 240 \
+  env VRWKV_CUDA_GEMM=f32 "$BUILD/tests/gpu/test_cuda_model"
 run_test "fixture cases on cuda, unfused ops (VRWKV_CUDA_FUSE=0)" "$OUT/model.log" 240 \
   env VRWKV_CUDA_FUSE=0 "$BUILD/tests/gpu/test_cuda_model"
 run_test "nccl" "$OUT/nccl.log" 60 "$BUILD/tests/gpu/test_nccl"
