@@ -800,6 +800,7 @@ int main(void) {
     check_linear(gpu, "", VR_F16, 300, 1024, 700, 1024, 1.0f, 1, 1e-5f);
     /* weight tiles of a few rows (the bounded-scratch path) */
     setenv("VRWKV_CUDA_TILE_FLOATS", "5000", 1);
+    setenv("VRWKV_CUDA_GEMM", "f32", 1); /* the tiles belong to the f32 path, whatever the default */
     vr_backend *tiled = NULL;
     if (vr_backend_create("cuda", 0, &tiled, &err) == VR_OK) {
         check_linear(tiled, " tiled", VR_BF16, 50, 512, 130, 512, 0.0f, 1, 1e-5f);
@@ -807,6 +808,7 @@ int main(void) {
         vr_backend_free(tiled);
     }
     unsetenv("VRWKV_CUDA_TILE_FLOATS");
+    unsetenv("VRWKV_CUDA_GEMM");
     /* the optional fast path: activations rounded to the weight dtype, tensor cores */
     setenv("VRWKV_CUDA_FAST_GEMM", "1", 1);
     vr_backend *fast = NULL;
