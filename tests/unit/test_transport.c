@@ -232,6 +232,34 @@ static void test_wrong_tag_refused(void **st) {
     vr_transport_close(b);
 }
 
+/* recv_either: a frame with either tag is taken and says which it carried; a third is refused */
+static void test_either_tag(void **st) {
+    (void)st;
+    vr_transport *a, *b;
+    tcp_pair(&a, &b);
+    vr_error err = {0};
+    assert_int_equal(vr_transport_send(a, 7, "seven", 5, &err), VR_OK);
+    assert_int_equal(vr_transport_send(a, 9, "nine", 4, &err), VR_OK);
+    assert_int_equal(vr_transport_send(a, 8, "eight", 5, &err), VR_OK);
+    void *d = NULL;
+    size_t n = 0;
+    uint64_t got = 0;
+    assert_int_equal(vr_transport_recv_either(b, 9, 7, &got, &d, &n, 2000, &err), VR_OK);
+    assert_int_equal(got, 7);
+    assert_int_equal(n, 5);
+    assert_memory_equal(d, "seven", 5);
+    free(d);
+    assert_int_equal(vr_transport_recv_either(b, 9, 7, &got, &d, &n, 2000, &err), VR_OK);
+    assert_int_equal(got, 9);
+    assert_memory_equal(d, "nine", 4);
+    free(d);
+    assert_int_equal(vr_transport_recv_either(b, 9, 7, NULL, &d, &n, 2000, &err), VR_ERR_FORMAT);
+    assert_null(d);
+    assert_non_null(strstr(err.msg, "tag"));
+    vr_transport_close(a);
+    vr_transport_close(b);
+}
+
 typedef void (*corrupt_fn)(uint8_t *frame, size_t len);
 static void c_magic(uint8_t *f, size_t len) { (void)len; f[0] = 'X'; }
 static void c_payload(uint8_t *f, size_t len) { f[len - 1] ^= 0x01; }
@@ -471,7 +499,7 @@ int main(void) {
         cmocka_unit_test(test_small_frames_and_tags),
         cmocka_unit_test(test_large_frame),
         cmocka_unit_test(test_thousand_frames_in_order),
-        cmocka_unit_test(test_wrong_tag_refused),
+        cmocka_unit_test(test_wrong_tag_refused), cmocka_unit_test(test_either_tag),
         cmocka_unit_test(test_corrupt_frames_refused),
         cmocka_unit_test(test_length_limit),
         cmocka_unit_test(test_garbage_from_raw_tcp_client),
