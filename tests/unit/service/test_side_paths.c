@@ -177,15 +177,22 @@ static void test_inbox_expiry(void **st) {
     stage0_stop(&s0);
 }
 
+/* a connection to stage 0's listener, introduced as a vision worker */
+static vr_transport *vision_link(const stage0 *s0) {
+    vr_transport *t = NULL;
+    vr_error err = {0};
+    assert_int_equal(vr_transport_tcp_connect_address(s0->address, 2000, &t, &err), VR_OK);
+    assert_int_equal(vr_transport_hello_send(t, VR_PEER_VISION, &err), VR_OK);
+    return t;
+}
+
 /* A peer that sends something other than a features frame is told so and dropped. */
 static void test_inbox_refuses_garbage(void **st) {
     (void)st;
     stage0 s0;
     stage0_start(&s0, 0, 1, 2, 1024, 60000);
-    vr_transport *t = NULL;
+    vr_transport *t = vision_link(&s0);
     vr_error err = {0};
-    assert_int_equal(vr_transport_tcp_connect_address(s0.address, 2000, &t, &err), VR_OK);
-    assert_int_equal(vr_transport_hello_send(t, VR_PEER_VISION, &err), VR_OK);
     uint8_t junk[32] = "not a features frame at all....";
     assert_int_equal(vr_transport_send(t, VR_FEATURES_TAG, junk, sizeof junk, &err), VR_OK);
     void *ack = NULL;
@@ -202,8 +209,7 @@ static void test_inbox_refuses_garbage(void **st) {
     vr_transport_close(t);
     /* a frame larger than any the server takes (here the 412-byte floor that leaves room for
      * acknowledgements) is cut off unread, unanswered */
-    assert_int_equal(vr_transport_tcp_connect_address(s0.address, 2000, &t, &err), VR_OK);
-    assert_int_equal(vr_transport_hello_send(t, VR_PEER_VISION, &err), VR_OK);
+    t = vision_link(&s0);
     uint8_t big[413] = {0};
     assert_int_equal(vr_transport_send(t, VR_FEATURES_TAG, big, sizeof big, &err), VR_OK);
     assert_int_equal(vr_transport_recv(t, VR_FEATURES_ACK_TAG, &ack, &len, 5000, &err), VR_ERR_UNAVAILABLE);
@@ -274,14 +280,6 @@ static void deliver_raw(vr_transport *t, uint64_t key, const float *f, int n_img
     memcpy(&status, (uint8_t *)ack + 8, 4);
     assert_int_equal(status, VR_OK);
     free(ack);
-}
-
-static vr_transport *vision_link(const stage0 *s0) {
-    vr_transport *t = NULL;
-    vr_error err = {0};
-    assert_int_equal(vr_transport_tcp_connect_address(s0->address, 2000, &t, &err), VR_OK);
-    assert_int_equal(vr_transport_hello_send(t, VR_PEER_VISION, &err), VR_OK);
-    return t;
 }
 
 static void expect_closed(vr_transport *t) {
