@@ -3,6 +3,7 @@
  * Serves GET/HEAD only, HTTP/1.0-style (Connection: close). Must not block on any one client
  * and must not grow without bound: request headers are capped, connections are capped. */
 #include "common/metrics.h"
+#include "common/net_listen.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -44,11 +45,6 @@ static int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int set_nonblock(int fd) {
-    int fl = fcntl(fd, F_GETFL, 0);
-    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
 static void conn_close(conn *c) {
@@ -233,7 +229,7 @@ static void *serve(void *arg) {
         if (listen_at >= 0 && (pfd[listen_at].revents & POLLIN)) {
             int fd = accept(h->listen_fd, NULL, NULL);
             if (fd >= 0) {
-                if (set_nonblock(fd) != 0) {
+                if (vr_fd_set_nonblock(fd) != 0) {
                     close(fd);
                 } else {
                     conn *c = &h->conns[free_slot];
@@ -252,44 +248,9 @@ vr_status vr_metrics_http_start(vr_metrics *m, const char *bind_addr, int port, 
                                 vr_error *err) {
     *out = NULL;
     if (!m) return vr_error_set(err, VR_ERR_INVALID, "metrics http: no registry given");
-    if (port < 0 || port > 65535) return vr_error_set(err, VR_ERR_INVALID, "metrics http: port %d out of range", port);
-    char port_s[16];
-    snprintf(port_s, sizeof port_s, "%d", port);
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    int gai = getaddrinfo(bind_addr, port_s, &hints, &res);
-    if (gai != 0)
-        return vr_error_set(err, VR_ERR_INVALID, "metrics http: cannot resolve bind address \"%s\": %s",
-                            bind_addr ? bind_addr : "*", gai_strerror(gai));
-    int fd = -1, last_errno = 0;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0) {
-            last_errno = errno;
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 64) == 0 && set_nonblock(fd) == 0) break;
-        last_errno = errno;
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    if (fd < 0)
-        return vr_error_set(err, VR_ERR_IO, "metrics http: cannot listen on %s:%d: %s (is the port in use?)",
-                            bind_addr ? bind_addr : "*", port, strerror(last_errno));
-    struct sockaddr_storage sa;
-    socklen_t sl = sizeof sa;
-    int bport = port;
-    if (getsockname(fd, (struct sockaddr *)&sa, &sl) == 0) {
-        if (sa.ss_family == AF_INET) bport = ntohs(((struct sockaddr_in *)&sa)->sin_port);
-        if (sa.ss_family == AF_INET6) bport = ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
-    }
-
+    int fd = -1, bport = 0;
+    vr_status st = vr_tcp_listen_socket(bind_addr, port, "metrics http", &fd, &bport, err);
+    if (st != VR_OK) return st;
     vr_metrics_http *h = calloc(1, sizeof *h);
     if (!h) {
         close(fd);

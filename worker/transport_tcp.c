@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "common/bytes.h"
+#include "common/net_listen.h"
 
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0 /* platforms without it get SO_NOSIGPIPE below */
@@ -78,14 +79,6 @@ static void sock_name(const struct sockaddr_storage *sa, char *out, size_t cap) 
     } else {
         snprintf(out, cap, "unknown peer");
     }
-}
-
-static int set_nonblock_cloexec(int fd) {
-    int fl = fcntl(fd, F_GETFL, 0);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
-    int fdfl = fcntl(fd, F_GETFD, 0);
-    if (fdfl >= 0) fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC);
-    return 0;
 }
 
 static void tune_socket(int fd) {
@@ -359,7 +352,7 @@ vr_status vr_transport_from_fd(int fd, const char *peer_name, vr_transport **out
         close(fd);
         return vr_error_set(err, VR_ERR_INVALID, "transport: descriptor %d is not a stream socket", fd);
     }
-    if (set_nonblock_cloexec(fd) != 0) {
+    if (vr_fd_set_nonblock(fd) != 0) {
         int e = errno;
         close(fd);
         return vr_error_set(err, VR_ERR_IO, "transport: cannot make the socket non-blocking: %s", strerror(e));
@@ -403,51 +396,17 @@ vr_status vr_transport_tcp_set_limits(vr_transport *base, size_t max_frame, int 
 vr_status vr_transport_tcp_listen(const char *bind_host, int port, int *bound_port, vr_transport_listener **out,
                                   vr_error *err) {
     *out = NULL;
-    if (port < 0 || port > 65535) return vr_error_set(err, VR_ERR_INVALID, "transport listen: port %d out of range", port);
-    char port_s[16];
-    snprintf(port_s, sizeof port_s, "%d", port);
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    int gai = getaddrinfo(bind_host, port_s, &hints, &res);
-    if (gai != 0)
-        return vr_error_set(err, VR_ERR_INVALID, "transport listen: cannot resolve \"%s\": %s",
-                            bind_host ? bind_host : "*", gai_strerror(gai));
-    int fd = -1, last = 0;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0) {
-            last = errno;
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 64) == 0 && set_nonblock_cloexec(fd) == 0)
-            break;
-        last = errno;
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    if (fd < 0)
-        return vr_error_set(err, VR_ERR_IO, "transport: cannot listen on %s:%d: %s (is the port in use?)",
-                            bind_host ? bind_host : "*", port, strerror(last));
+    int fd = -1, got = 0;
+    vr_status st = vr_tcp_listen_socket(bind_host, port, "transport listen", &fd, &got, err);
+    if (st != VR_OK) return st;
     vr_transport_listener *l = calloc(1, sizeof *l);
     if (!l) {
         close(fd);
         return vr_error_set(err, VR_ERR_NOMEM, "transport listen: out of memory");
     }
     l->fd = fd;
-    l->port = port;
-    struct sockaddr_storage sa;
-    socklen_t sl = sizeof sa;
-    if (getsockname(fd, (struct sockaddr *)&sa, &sl) == 0) {
-        if (sa.ss_family == AF_INET) l->port = ntohs(((struct sockaddr_in *)&sa)->sin_port);
-        if (sa.ss_family == AF_INET6) l->port = ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
-    }
-    if (bound_port) *bound_port = l->port;
+    l->port = got;
+    if (bound_port) *bound_port = got;
     *out = l;
     return VR_OK;
 }
@@ -508,7 +467,7 @@ vr_status vr_transport_tcp_connect(const char *host, int port, int timeout_ms, v
             last = errno;
             continue;
         }
-        if (set_nonblock_cloexec(fd) != 0) {
+        if (vr_fd_set_nonblock(fd) != 0) {
             last = errno;
             close(fd);
             continue;
