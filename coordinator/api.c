@@ -118,6 +118,23 @@ static int reject(vr_coordinator *c, vr_rpc_call *call, int code, const char *fm
     return 0;
 }
 
+/* The call's request as a message of type d, or NULL when malformed: the call is then answered
+ * INVALID_ARGUMENT (counted with the public requests when counted). Free the message with its
+ * type's free_unpacked. */
+static ProtobufCMessage *unpack_request(vr_coordinator *c, vr_rpc_call *call, const ProtobufCMessageDescriptor *d,
+                                        int counted) {
+    const uint8_t *data;
+    size_t len;
+    vr_rpc_call_request(call, &data, &len);
+    ProtobufCMessage *q = protobuf_c_message_unpack(d, NULL, len, data);
+    if (q) return q;
+    char msg[160];
+    snprintf(msg, sizeof msg, "malformed %s", d->short_name);
+    if (counted) reject(c, call, VR_RPC_STATUS_INVALID_ARGUMENT, "%s", msg);
+    else vr_rpc_call_finish(call, VR_RPC_STATUS_INVALID_ARGUMENT, msg, NULL, 0, NULL);
+    return NULL;
+}
+
 /* Fills r from the request; on refusal answers the call and returns 0. */
 static int admit(vr_coordinator *c, vr_rpc_call *call, const vr_tenant *t, Vrwkv__V1__GenerateRequest *q, vr_request *r) {
     vr_error err = {0};
@@ -255,14 +272,9 @@ static void handle_generate(vr_rpc_call *call, void *ctx) {
     vr_coordinator *c = ctx;
     const vr_tenant *t = authenticate(c, call);
     if (!t) return;
-    const uint8_t *data;
-    size_t len;
-    vr_rpc_call_request(call, &data, &len);
-    Vrwkv__V1__GenerateRequest *q = vrwkv__v1__generate_request__unpack(NULL, len, data);
-    if (!q) {
-        reject(c, call, VR_RPC_STATUS_INVALID_ARGUMENT, "malformed GenerateRequest");
-        return;
-    }
+    Vrwkv__V1__GenerateRequest *q =
+        (Vrwkv__V1__GenerateRequest *)unpack_request(c, call, &vrwkv__v1__generate_request__descriptor, 1);
+    if (!q) return;
     vr_request *r = request_create();
     if (!r) {
         vrwkv__v1__generate_request__free_unpacked(q, NULL);
@@ -376,14 +388,9 @@ static void handle_get_session(vr_rpc_call *call, void *ctx) {
     vr_coordinator *c = ctx;
     const vr_tenant *t = authenticate(c, call);
     if (!t) return;
-    const uint8_t *data;
-    size_t len;
-    vr_rpc_call_request(call, &data, &len);
-    Vrwkv__V1__GetSessionRequest *q = vrwkv__v1__get_session_request__unpack(NULL, len, data);
-    if (!q) {
-        reject(c, call, VR_RPC_STATUS_INVALID_ARGUMENT, "malformed GetSessionRequest");
-        return;
-    }
+    Vrwkv__V1__GetSessionRequest *q =
+        (Vrwkv__V1__GetSessionRequest *)unpack_request(c, call, &vrwkv__v1__get_session_request__descriptor, 1);
+    if (!q) return;
     vr_error err = {0};
     uint8_t *bytes = NULL;
     size_t n = 0;
@@ -414,14 +421,9 @@ static void handle_delete_session(vr_rpc_call *call, void *ctx) {
     vr_coordinator *c = ctx;
     const vr_tenant *t = authenticate(c, call);
     if (!t) return;
-    const uint8_t *data;
-    size_t len;
-    vr_rpc_call_request(call, &data, &len);
-    Vrwkv__V1__DeleteSessionRequest *q = vrwkv__v1__delete_session_request__unpack(NULL, len, data);
-    if (!q) {
-        reject(c, call, VR_RPC_STATUS_INVALID_ARGUMENT, "malformed DeleteSessionRequest");
-        return;
-    }
+    Vrwkv__V1__DeleteSessionRequest *q =
+        (Vrwkv__V1__DeleteSessionRequest *)unpack_request(c, call, &vrwkv__v1__delete_session_request__descriptor, 1);
+    if (!q) return;
     vr_error err = {0};
     uint8_t *bytes = NULL;
     size_t n = 0;
@@ -472,14 +474,9 @@ static void handle_list_models(vr_rpc_call *call, void *ctx) {
 
 static void handle_register(vr_rpc_call *call, void *ctx) {
     vr_coordinator *c = ctx;
-    const uint8_t *data;
-    size_t len;
-    vr_rpc_call_request(call, &data, &len);
-    Vrwkv__Internal__RegisterRequest *q = vrwkv__internal__register_request__unpack(NULL, len, data);
-    if (!q) {
-        vr_rpc_call_finish(call, VR_RPC_STATUS_INVALID_ARGUMENT, "malformed RegisterRequest", NULL, 0, NULL);
-        return;
-    }
+    Vrwkv__Internal__RegisterRequest *q =
+        (Vrwkv__Internal__RegisterRequest *)unpack_request(c, call, &vrwkv__internal__register_request__descriptor, 0);
+    if (!q) return;
     vr_error err = {0};
     vr_status st = vr_cluster_register(c, q->worker_id, q->address, q->transport_address, q->role, q->layer_first,
                                        q->layer_last, q->model_fingerprint, q->nccl, &err);
@@ -497,14 +494,9 @@ static void handle_register(vr_rpc_call *call, void *ctx) {
 
 static void handle_heartbeat(vr_rpc_call *call, void *ctx) {
     vr_coordinator *c = ctx;
-    const uint8_t *data;
-    size_t len;
-    vr_rpc_call_request(call, &data, &len);
-    Vrwkv__Internal__HeartbeatRequest *q = vrwkv__internal__heartbeat_request__unpack(NULL, len, data);
-    if (!q) {
-        vr_rpc_call_finish(call, VR_RPC_STATUS_INVALID_ARGUMENT, "malformed HeartbeatRequest", NULL, 0, NULL);
-        return;
-    }
+    Vrwkv__Internal__HeartbeatRequest *q = (Vrwkv__Internal__HeartbeatRequest *)unpack_request(
+        c, call, &vrwkv__internal__heartbeat_request__descriptor, 0);
+    if (!q) return;
     Vrwkv__Internal__HeartbeatResponse resp = VRWKV__INTERNAL__HEARTBEAT_RESPONSE__INIT;
     resp.known = vr_cluster_heartbeat(c, q->worker_id);
     vrwkv__internal__heartbeat_request__free_unpacked(q, NULL);

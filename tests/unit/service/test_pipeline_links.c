@@ -5,7 +5,8 @@
  * that id to the sending stage (next_nccl_id, no TCP address). One without NCCL: the link
  * stays TCP (the next stage's transport address, no ids). The NCCL joins themselves need GPUs
  * (tests/gpu); this checks the bootstrap protocol. A real shard without NCCL refuses NCCL
- * assignments and malformed link ids with a clear INVALID_ARGUMENT. */
+ * assignments and malformed link ids with a clear INVALID_ARGUMENT. The coordinator answers
+ * bytes that are no message, at each of its methods, with INVALID_ARGUMENT and goes on. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -232,9 +233,71 @@ static void test_shard_refuses_bad_links(void **st) {
     vr_shard_stop(s);
 }
 
+/* Bytes that are no protobuf message at every method of the coordinator: INVALID_ARGUMENT naming
+ * the message type, and the coordinator goes on serving. */
+static void test_coordinator_refuses_malformed_requests(void **st) {
+    (void)st;
+    VRT_REQUIRE_SHARED();
+    vr_error err = {0};
+    char model[4200], config[4200], vocab[4200];
+    snprintf(model, sizeof model, "%s", vrt_fixture_path("tiny/model.pth"));
+    snprintf(config, sizeof config, "%s", vrt_fixture_path("tiny/model.json"));
+    snprintf(vocab, sizeof vocab, "%s/rwkv_vocab_v20230424.txt", vrt_shared_dir());
+    vr_coordinator_options o = {0};
+    o.model_path = model;
+    o.config_path = config;
+    o.vocab_path = vocab;
+    o.api_key = "pipeline-links-key";
+    o.metrics_port = -1;
+    vr_coordinator *c = NULL;
+    if (vr_coordinator_start(&o, &c, &err) != VR_OK) fail_msg("coordinator: %s", err.msg);
+    vr_rpc_channel *ch = NULL;
+    assert_int_equal(vr_rpc_channel_create(vr_coordinator_address(c), &ch, &err), VR_OK);
+    vr_rpc_metadata md[1] = {{"authorization", "Bearer pipeline-links-key"}};
+    static const uint8_t junk[3] = {0xff, 0xff, 0xff};
+    static const char *const methods[][2] = {
+        {"/vrwkv.v1.Vrwkv/GetSession", "malformed GetSessionRequest"},
+        {"/vrwkv.v1.Vrwkv/DeleteSession", "malformed DeleteSessionRequest"},
+        {"/vrwkv.internal.Coordinator/RegisterWorker", "malformed RegisterRequest"},
+        {"/vrwkv.internal.Coordinator/Heartbeat", "malformed HeartbeatRequest"},
+    };
+    for (int round = 0; round < 2; round++) /* the second round: still serving */
+        for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+            uint8_t *resp = NULL;
+            size_t rl = 0;
+            int code = 0;
+            char *msg = NULL;
+            assert_int_not_equal(vr_rpc_unary(ch, methods[i][0], md, 1, junk, sizeof junk, 5000, &resp, &rl, &code,
+                                              &msg, &err),
+                                 VR_OK);
+            assert_int_equal(code, VR_RPC_STATUS_INVALID_ARGUMENT);
+            assert_non_null(msg);
+            assert_string_equal(msg, methods[i][1]);
+            free(msg);
+            free(resp);
+        }
+    vr_rpc_stream *s = NULL;
+    assert_int_equal(vr_rpc_stream_open(ch, "/vrwkv.v1.Vrwkv/Generate", md, 1, junk, sizeof junk, 5000, &s, &err),
+                     VR_OK);
+    uint8_t *m = NULL;
+    size_t ml = 0;
+    int done = 0;
+    assert_int_not_equal(vr_rpc_stream_next(s, &m, &ml, &done, &err), VR_OK);
+    assert_true(done);
+    int code = 0;
+    const char *text = NULL;
+    vr_rpc_stream_status(s, &code, &text);
+    assert_int_equal(code, VR_RPC_STATUS_INVALID_ARGUMENT);
+    assert_string_equal(text, "malformed GenerateRequest");
+    vr_rpc_stream_free(s);
+    vr_rpc_channel_free(ch);
+    vr_coordinator_stop(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_nccl_link_ids_go_through_the_coordinator),
                                        cmocka_unit_test(test_tcp_where_a_neighbour_has_no_nccl),
-                                       cmocka_unit_test(test_shard_refuses_bad_links)};
+                                       cmocka_unit_test(test_shard_refuses_bad_links),
+                                       cmocka_unit_test(test_coordinator_refuses_malformed_requests)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
