@@ -41,11 +41,8 @@ static float dot_f32(const float *a, const float *b, int k) {
 
 typedef float vr_f32x8 __attribute__((vector_size(32))); /* 8 lanes: AVX, or two SSE halves */
 
-static inline vr_f32x8 load8(const float *p) {
-    vr_f32x8 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
+/* by pointer, not by value: a vector return would change the ABI where AVX is off (-Wpsabi) */
+static inline void load8(vr_f32x8 *v, const float *p) { memcpy(v, p, sizeof *v); }
 
 /* dot_f32 of up to 4 activation rows with one weight row at once (each weight vector loaded once
  * for all of them: ~1.4x the rows per second at 4 to 16 rows): every row's sum is made exactly
@@ -58,11 +55,16 @@ static void dot4_f32(const float *x, int ldx, int rows, const float *w, int k, f
     vr_f32x8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
     int i = 0;
     for (; i + 8 <= k; i += 8) {
-        vr_f32x8 wv = load8(w + i);
-        a0 += load8(x0 + i) * wv;
-        a1 += load8(x1 + i) * wv;
-        a2 += load8(x2 + i) * wv;
-        a3 += load8(x3 + i) * wv;
+        vr_f32x8 wv, v0, v1, v2, v3;
+        load8(&wv, w + i);
+        load8(&v0, x0 + i);
+        load8(&v1, x1 + i);
+        load8(&v2, x2 + i);
+        load8(&v3, x3 + i);
+        a0 += v0 * wv;
+        a1 += v1 * wv;
+        a2 += v2 * wv;
+        a3 += v3 * wv;
     }
     const float *xr[4] = {x0, x1, x2, x3};
     vr_f32x8 acc[4] = {a0, a1, a2, a3};
