@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cpu/blas.h"
 #include "kernels/cpu/cpu_internal.h"
 
 static void *cpu_alloc(vr_backend *be, size_t bytes) {
@@ -66,6 +67,7 @@ vr_status vr_backend_cpu_create(int threads, vr_backend **out, vr_error *err) {
     vr_backend *be = calloc(1, sizeof *be);
     if (!be) return vr_error_set(err, VR_ERR_NOMEM, "out of memory creating the CPU backend");
     if (threads > 0) omp_set_num_threads(threads);
+    vr_cpu_blas_init();
     be->ops = &cpu_ops;
     be->name = "cpu";
     be->device = VR_DEVICE_CPU;

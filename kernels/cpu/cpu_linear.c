@@ -117,8 +117,7 @@ static void linear_blocked(const float *x, int m, int k, int ldx, const vr_tenso
         int nb = n - j0 < block ? n - j0 : block;
 #pragma omp parallel for schedule(static)
         for (int j = 0; j < nb; j++) row_to_f32(w, j0 + j, k, buf + (size_t)j * (size_t)k);
-        cblas_sgemm(VR_CBLAS_ROW_MAJOR, VR_CBLAS_NO_TRANS, VR_CBLAS_TRANS, m, nb, k, 1.0f, x, ldx, buf, k, beta,
-                    y + j0, n);
+        vr_cpu_sgemm(VR_CBLAS_TRANS, m, nb, k, x, ldx, buf, k, beta, y + j0, n);
     }
     free(buf);
 }
@@ -131,8 +130,7 @@ void vr_cpu_linear(vr_backend *be, const float *x, int m, int k, int ldx, const 
     if (m <= VR_SMALL_M)
         linear_few_rows(x, m, k, ldx, w, beta, y);
     else if (w->dtype == VR_F32)
-        cblas_sgemm(VR_CBLAS_ROW_MAJOR, VR_CBLAS_NO_TRANS, VR_CBLAS_TRANS, m, n, k, 1.0f, x, ldx,
-                    (const float *)w->data, k, beta, y, n);
+        vr_cpu_sgemm(VR_CBLAS_TRANS, m, n, k, x, ldx, (const float *)w->data, k, beta, y, n);
     else
         linear_blocked(x, m, k, ldx, w, beta, y);
     if (bias) {

@@ -16,7 +16,7 @@ void vr_cpu_attention(vr_backend *be, const float *q, const float *k, const floa
     if (!scores) return;
     for (int h = 0; h < heads; h++) {
         const float *qh = q + (size_t)h * hd, *kh = k + (size_t)h * hd, *vh = v + (size_t)h * hd;
-        cblas_sgemm(VR_CBLAS_ROW_MAJOR, VR_CBLAS_NO_TRANS, VR_CBLAS_TRANS, L, L, hd, 1.0f, qh, D, kh, D, 0.0f, scores, L);
+        vr_cpu_sgemm(VR_CBLAS_TRANS, L, L, hd, qh, D, kh, D, 0.0f, scores, L);
 #pragma omp parallel for schedule(static) if (L > 64)
         for (int i = 0; i < L; i++) {
             float *row = scores + (size_t)i * L;
@@ -31,8 +31,7 @@ void vr_cpu_attention(vr_backend *be, const float *q, const float *k, const floa
             float inv = 1.0f / sum;
             for (int j = 0; j < L; j++) row[j] *= inv;
         }
-        cblas_sgemm(VR_CBLAS_ROW_MAJOR, VR_CBLAS_NO_TRANS, VR_CBLAS_NO_TRANS, L, hd, L, 1.0f, scores, L, vh, D, 0.0f,
-                    out + (size_t)h * hd, D);
+        vr_cpu_sgemm(VR_CBLAS_NO_TRANS, L, hd, L, scores, L, vh, D, 0.0f, out + (size_t)h * hd, D);
     }
     free(scores);
 }
