@@ -1,7 +1,7 @@
 /* kernels/cpu/cpu_blas.c — GEMMs for the CPU backend: OpenBLAS kept to one thread, each GEMM
  * split into slices over OpenMP's threads. With OpenBLAS's own thread pool beside OpenMP's on
  * the same cores, each pool's idle threads spun while the other's worked: on 2 cores a 64-token
- * prefill took 4x and a ViT encode 2.3x as long. Must not change what a GEMM computes: a slice
+ * prefill took 6x and a ViT encode 2.7x as long. Must not change what a GEMM computes: a slice
  * of C is the same product as in the whole call. */
 #include <omp.h>
 #include <pthread.h>
