@@ -1,8 +1,10 @@
 /* kernels/cpu/cpu_linear.c — the CPU GEMM: y = x @ W^T with W kept in its loaded dtype.
- * f32 weights go straight to BLAS; bf16/f16 weights are either read row by row into a small
- * f32 buffer (few activation rows: decode, bandwidth-bound) or converted a block of rows at a
- * time and handed to BLAS (many rows: prefill, compute-bound). Never converts a whole matrix. */
+ * Few activation rows (decode, bandwidth-bound): each weight row is read once for all of them,
+ * f32 and bf16 as they stream in, f16 through a small f32 buffer. Many rows (prefill, the ViT,
+ * compute-bound): f32 weights go straight to BLAS, bf16/f16 ones are converted a block of rows
+ * at a time and handed to BLAS. Never converts a whole matrix. */
 #include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,76 +31,91 @@ static void row_to_f32(const vr_tensor *w, int64_t row, int k, float *dst) {
     }
 }
 
-static float dot_f32(const float *a, const float *b, int k) {
-    float acc[8] = {0};
-    int i = 0;
-    for (; i + 8 <= k; i += 8)
-        for (int l = 0; l < 8; l++) acc[l] += a[i + l] * b[i + l];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; i < k; i++) s += a[i] * b[i];
-    return s;
+typedef float vr_f32x8 __attribute__((vector_size(32)));     /* 8 lanes: AVX, or two SSE halves */
+typedef uint16_t vr_u16x8 __attribute__((vector_size(16)));
+typedef uint32_t vr_u32x8 __attribute__((vector_size(32)));
+
+/* 8 weights from element i of a row, as f32: an f32 row as it is, a bf16 row widened (exactly:
+ * the bits move up by 16). By pointer, not by value: a vector return would change the ABI where
+ * AVX is off (-Wpsabi). */
+static inline void load_w8(vr_f32x8 *v, const void *w, int bf16, int i) {
+    if (bf16) {
+        vr_u16x8 h;
+        memcpy(&h, (const uint16_t *)w + i, sizeof h);
+        vr_u32x8 u = __builtin_convertvector(h, vr_u32x8) << 16;
+        memcpy(v, &u, sizeof *v);
+    } else {
+        memcpy(v, (const float *)w + i, sizeof *v);
+    }
 }
 
-typedef float vr_f32x8 __attribute__((vector_size(32))); /* 8 lanes: AVX, or two SSE halves */
+static inline float w_at(const void *w, int bf16, int i) {
+    if (!bf16) return ((const float *)w)[i];
+    uint32_t u = (uint32_t)((const uint16_t *)w)[i] << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
 
-/* by pointer, not by value: a vector return would change the ABI where AVX is off (-Wpsabi) */
-static inline void load8(vr_f32x8 *v, const float *p) { memcpy(v, p, sizeof *v); }
-
-/* dot_f32 of up to 4 activation rows with one weight row at once (each weight vector loaded once
- * for all of them: ~1.4x the rows per second at 4 to 16 rows): every row's sum is made exactly
- * as dot_f32 makes it (lane l sums the products i = l mod 8 in order, then the same pairing), so
- * a row's result does not depend on the rows beside it. Rows past `rows` repeat row 0 and are
- * not written. */
-static void dot4_f32(const float *x, int ldx, int rows, const float *w, int k, float *out) {
-    const float *x0 = x, *x1 = x + (size_t)(rows > 1) * (size_t)ldx, *x2 = x + (size_t)(rows > 2 ? 2 : 0) * (size_t)ldx,
-                *x3 = x + (size_t)(rows > 3 ? 3 : 0) * (size_t)ldx;
-    vr_f32x8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+/* The dots of up to 4 activation rows with one weight row (f32, or bf16 read as it streams in,
+ * so the conversion overlaps the memory traffic): each weight vector is loaded once for all the
+ * rows. Every row's sum is made in one fixed order (lane l sums the products i = l mod 8 in
+ * order, the lanes pair as ((0+4)+(1+5))+((2+6)+(3+7)), then the tail past a multiple of 8), so
+ * a row's result does not depend on the rows beside it nor on how its weights were read. Rows
+ * past `rows` repeat row 0 and are not written. */
+static void dot_rows(const float *x, int ldx, int rows, const void *w, int bf16, int k, float *out) {
+    const float *xr[4];
+    for (int r = 0; r < 4; r++) xr[r] = x + (size_t)(r < rows ? r : 0) * (size_t)ldx;
+    vr_f32x8 acc[4] = {{0}, {0}, {0}, {0}};
     int i = 0;
-    for (; i + 8 <= k; i += 8) {
-        vr_f32x8 wv, v0, v1, v2, v3;
-        load8(&wv, w + i);
-        load8(&v0, x0 + i);
-        load8(&v1, x1 + i);
-        load8(&v2, x2 + i);
-        load8(&v3, x3 + i);
-        a0 += v0 * wv;
-        a1 += v1 * wv;
-        a2 += v2 * wv;
-        a3 += v3 * wv;
+    if (rows == 1) { /* decode at batch 1: bandwidth-bound, no wasted lanes */
+        for (; i + 8 <= k; i += 8) {
+            vr_f32x8 wv, v0;
+            load_w8(&wv, w, bf16, i);
+            memcpy(&v0, xr[0] + i, sizeof v0);
+            acc[0] += v0 * wv;
+        }
+    } else {
+        for (; i + 8 <= k; i += 8) {
+            vr_f32x8 wv, v0, v1, v2, v3;
+            load_w8(&wv, w, bf16, i);
+            memcpy(&v0, xr[0] + i, sizeof v0);
+            memcpy(&v1, xr[1] + i, sizeof v1);
+            memcpy(&v2, xr[2] + i, sizeof v2);
+            memcpy(&v3, xr[3] + i, sizeof v3);
+            acc[0] += v0 * wv;
+            acc[1] += v1 * wv;
+            acc[2] += v2 * wv;
+            acc[3] += v3 * wv;
+        }
     }
-    const float *xr[4] = {x0, x1, x2, x3};
-    vr_f32x8 acc[4] = {a0, a1, a2, a3};
     for (int r = 0; r < rows; r++) {
         const vr_f32x8 a = acc[r];
         float s = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
-        for (int j = i; j < k; j++) s += xr[r][j] * w[j];
+        for (int j = i; j < k; j++) s += xr[r][j] * w_at(w, bf16, j);
         out[r] = s;
     }
 }
 
 static void linear_few_rows(const float *x, int m, int k, int ldx, const vr_tensor *w, float beta, float *y) {
     int n = (int)w->shape[0];
+    int bf16 = w->dtype == VR_BF16, direct = bf16 || w->dtype == VR_F32; /* else (f16): converted first */
 #pragma omp parallel
     {
-        float *buf = malloc((size_t)k * sizeof(float) + 64);
+        float *buf = direct ? NULL : malloc((size_t)k * sizeof(float) + 64);
 #pragma omp for schedule(static)
         for (int j = 0; j < n; j++) {
-            const float *wr;
-            if (w->dtype == VR_F32) {
-                wr = (const float *)w->data + (size_t)j * (size_t)k;
+            const void *wr;
+            if (direct) {
+                wr = (const uint8_t *)w->data + (size_t)j * (size_t)k * vr_dtype_size(w->dtype);
             } else {
                 row_to_f32(w, j, k, buf);
                 wr = buf;
             }
-            if (m == 1) {
-                float d = dot_f32(x, wr, k);
-                y[j] = beta != 0.0f ? y[j] + d : d;
-                continue;
-            }
             for (int i0 = 0; i0 < m; i0 += 4) {
                 float d[4];
                 int rows = m - i0 < 4 ? m - i0 : 4;
-                dot4_f32(x + (size_t)i0 * (size_t)ldx, ldx, rows, wr, k, d);
+                dot_rows(x + (size_t)i0 * (size_t)ldx, ldx, rows, wr, direct && bf16, k, d);
                 for (int r = 0; r < rows; r++) {
                     float *out = y + (size_t)(i0 + r) * (size_t)n + j;
                     *out = beta != 0.0f ? *out + d[r] : d[r];
