@@ -1,7 +1,7 @@
 /* tests/unit/test_kernels_cpu.c — the CPU backend's ops against naive double-precision
  * references: linear in every weight dtype and on every path (few rows, blocked bf16/f16,
- * f32 BLAS), layer/group norm, WKV-6 over several runs, token shift, scan permutations, and
- * the f16/bf16 conversions. */
+ * f32 BLAS), every finite f16 weight read exactly on both linear paths, layer/group norm,
+ * WKV-6 over several runs, token shift, scan permutations, and the f16/bf16 conversions. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -97,6 +97,41 @@ static void test_linear_paths(void **st) {
         check_linear(dts[d], 5, 75, 40, 1, 1.0f);     /* rows in fours and one; k with a tail */
         check_linear(dts[d], 16, 83, 21, 0, 0.0f);
     }
+}
+
+/* Every finite f16 weight reaches the products exactly as vr_f16_to_f32 reads it, on both
+ * paths: few rows (converted as the row streams in) with one-hot activation rows, and many rows
+ * (converted a block at a time for BLAS) with an identity matrix. */
+static void test_f16_weights_exact(void **st) {
+    (void)st;
+    enum { K = 1024, N = 64 };
+    uint16_t *wd = malloc(sizeof(uint16_t) * N * K);
+    for (int i = 0; i < N * K; i++) {
+        uint16_t h = (uint16_t)i;
+        wd[i] = ((h >> 10) & 0x1f) == 0x1f ? 0 : h; /* infinities and NaN would spread through the zeros */
+    }
+    vr_tensor w = {.dtype = VR_F16, .ndim = 2, .shape = {N, K}, .data = wd};
+    vr_backend *be = cpu();
+    float *x = calloc((size_t)K * K, sizeof(float)), *y = malloc(sizeof(float) * (size_t)K * N);
+    for (int i = 0; i < K; i++) x[(size_t)i * K + i] = 1.0f; /* the identity: y = W^T */
+    for (int q0 = 0; q0 < K; q0 += 4) { /* few rows: 4 one-hot rows per call */
+        be->ops->linear(be, x + (size_t)q0 * K, 4, K, K, &w, NULL, 0.0f, y + (size_t)q0 * N);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        for (int q = 0; q < K; q++)
+            for (int j = 0; j < N; j++) {
+                float want = vr_f16_to_f32(wd[(size_t)j * K + q]), got = y[(size_t)q * N + j];
+                /* bit for bit; a -0 weight sums to +0 with the other lanes' zeros */
+                if (want == 0.0f ? got != 0.0f : memcmp(&want, &got, sizeof want) != 0)
+                    fail_msg("%s: f16 %04x read as %a, expected %a", pass ? "many rows" : "few rows",
+                             wd[(size_t)j * K + q], (double)got, (double)want);
+            }
+        be->ops->linear(be, x, K, K, K, &w, NULL, 0.0f, y); /* many rows: the blocked path */
+    }
+    free(x);
+    free(y);
+    free(wd);
+    vr_backend_free(be);
 }
 
 static void test_conversions(void **st) {
@@ -268,7 +303,7 @@ static void test_scan_permutations(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_linear_paths), cmocka_unit_test(test_conversions), cmocka_unit_test(test_norms),
+        cmocka_unit_test(test_linear_paths), cmocka_unit_test(test_f16_weights_exact), cmocka_unit_test(test_conversions), cmocka_unit_test(test_norms),
         cmocka_unit_test(test_wkv6_runs),    cmocka_unit_test(test_attention),    cmocka_unit_test(test_token_shift), cmocka_unit_test(test_scan_permutations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
