@@ -114,17 +114,12 @@ static void wait_assigned(fake_shard *a, fake_shard *b) {
     fail_msg("the coordinator did not assign the pipeline within 5 s");
 }
 
-/* a coordinator on the tiny model, and two stand-in shards of layers [0, half) and [half, n) */
-static void run_case(int nccl_first, int nccl_second, fake_shard *a, fake_shard *b) {
+/* a coordinator on the tiny model, API key "pipeline-links-key" */
+static vr_coordinator *start_coordinator(void) {
     vr_error err = {0};
-    char model[4200], config[4200];
+    char model[4200], config[4200], vocab[4200];
     snprintf(model, sizeof model, "%s", vrt_fixture_path("tiny/model.pth"));
     snprintf(config, sizeof config, "%s", vrt_fixture_path("tiny/model.json"));
-    vr_checkpoint *ck = NULL;
-    assert_int_equal(vr_checkpoint_open(model, &ck, &err), VR_OK);
-    uint64_t fp = vr_weights_fingerprint(ck);
-    vr_checkpoint_free(ck);
-    char vocab[4200];
     snprintf(vocab, sizeof vocab, "%s/rwkv_vocab_v20230424.txt", vrt_shared_dir());
     vr_coordinator_options o = {0};
     o.model_path = model;
@@ -134,6 +129,17 @@ static void run_case(int nccl_first, int nccl_second, fake_shard *a, fake_shard 
     o.metrics_port = -1;
     vr_coordinator *c = NULL;
     if (vr_coordinator_start(&o, &c, &err) != VR_OK) fail_msg("coordinator: %s", err.msg);
+    return c;
+}
+
+/* a coordinator on the tiny model, and two stand-in shards of layers [0, half) and [half, n) */
+static void run_case(int nccl_first, int nccl_second, fake_shard *a, fake_shard *b) {
+    vr_error err = {0};
+    vr_checkpoint *ck = NULL;
+    assert_int_equal(vr_checkpoint_open(vrt_fixture_path("tiny/model.pth"), &ck, &err), VR_OK);
+    uint64_t fp = vr_weights_fingerprint(ck);
+    vr_checkpoint_free(ck);
+    vr_coordinator *c = start_coordinator();
     start_fake(a, 0, 2, nccl_first, vr_coordinator_address(c), fp);
     start_fake(b, 2, 4, nccl_second, vr_coordinator_address(c), fp);
     wait_assigned(a, b);
@@ -239,18 +245,7 @@ static void test_coordinator_refuses_malformed_requests(void **st) {
     (void)st;
     VRT_REQUIRE_SHARED();
     vr_error err = {0};
-    char model[4200], config[4200], vocab[4200];
-    snprintf(model, sizeof model, "%s", vrt_fixture_path("tiny/model.pth"));
-    snprintf(config, sizeof config, "%s", vrt_fixture_path("tiny/model.json"));
-    snprintf(vocab, sizeof vocab, "%s/rwkv_vocab_v20230424.txt", vrt_shared_dir());
-    vr_coordinator_options o = {0};
-    o.model_path = model;
-    o.config_path = config;
-    o.vocab_path = vocab;
-    o.api_key = "pipeline-links-key";
-    o.metrics_port = -1;
-    vr_coordinator *c = NULL;
-    if (vr_coordinator_start(&o, &c, &err) != VR_OK) fail_msg("coordinator: %s", err.msg);
+    vr_coordinator *c = start_coordinator();
     vr_rpc_channel *ch = NULL;
     assert_int_equal(vr_rpc_channel_create(vr_coordinator_address(c), &ch, &err), VR_OK);
     vr_rpc_metadata md[1] = {{"authorization", "Bearer pipeline-links-key"}};
