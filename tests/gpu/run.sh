@@ -3,10 +3,11 @@
 # -DVRWKV_CUDA=ON -DVRWKV_SERVICE=OFF, runs the CUDA-vs-CPU op tests, the fixture cases on the
 # cuda backend, the NCCL tests, then `vrwkv bench --backend cuda` (SHAPE:DTYPE list from
 # VRWKV_GPU_BENCH_SHAPES, default "1b6:f16 1b6:f16:split 1b6:f16:profile 7b:f16 1b6:f16:unfused
-# 1b6:bf16:split 3b:f16", the most telling first; a third field "split" sets VRWKV_CUDA_GEMM=split, "unfused"
+# 1b6:bf16 3b:f16", the most telling first; a third field "split" or "f32" sets VRWKV_CUDA_GEMM, "unfused"
 # VRWKV_CUDA_FUSE=0, "profile" VRWKV_CUDA_PROFILE=1 with graphs off: per-op device times of
-# each phase, in bench.log), and writes its logs and a summary into OUTDIR (at most 9 files:
-# run.log build.log ops.log model.log nccl.log eval.log service.log bench.log summary.txt). The service
+# each phase, in bench.log), and writes its logs and a summary into OUTDIR (8 files, what a device
+# call brings back: run.log build.log ops.log model.log (fixture cases and the in-process eval)
+# nccl.log service.log bench.log summary.txt). The service
 # check runs `vrwkv serve --backend cuda` from a bundle stage-fixtures.sh built (the GPU machine
 # has no gRPC): tests/gpu/service_cases.py.
 # Time: everything ends within VRWKV_GPU_DEADLINE_S (default 420) seconds of the start: what
@@ -112,7 +113,7 @@ note "build: ok in $(( $(date +%s) - t0 )) s ($(grep -c 'warning:' "$OUT/build.l
 # ---- tests ----
 fail=0
 skipped=0
-rm -f "$OUT/ops.log" "$OUT/model.log" "$OUT/nccl.log" "$OUT/eval.log" "$OUT/service.log"
+rm -f "$OUT/ops.log" "$OUT/model.log" "$OUT/nccl.log" "$OUT/service.log"
 run_test() { # name log timeout cmd...   (appends to log: several tests may share one)
   local name=$1 log=$2 limit=$3; shift 3
   local t=$(date +%s) part have
@@ -176,7 +177,7 @@ PY
   }
   export BUILD STAGE VQA VRWKV_EVAL_OTHER=${VRWKV_EVAL_OTHER:-cuda}
   export -f eval_answers compare_answers
-  run_test "eval in-process on cuda (fixture VQAv2 questions)" "$OUT/eval.log" 180 bash -c compare_answers
+  run_test "eval in-process on cuda (fixture VQAv2 questions)" "$OUT/model.log" 180 bash -c compare_answers
 fi
 # the service on the GPU: `serve --backend cuda --shards 2` driven by `vrwkv client`, from the
 # bundle stage-fixtures.sh built (this machine has no gRPC, protobuf-c or hiredis to build it)
@@ -200,11 +201,11 @@ grep -E "^(ok|FAIL)" "$OUT/ops.log" | grep -c "^ok" | sed 's/^/op checks passed:
 : > "$OUT/bench.log"
 vocab=()
 [ -f "$STAGE/rwkv_vocab_v20230424.txt" ] && vocab=(--vocab "$STAGE/rwkv_vocab_v20230424.txt")
-for spec in ${VRWKV_GPU_BENCH_SHAPES:-1b6:f16 1b6:f16:split 1b6:f16:profile 7b:f16 1b6:f16:unfused 1b6:bf16:split 3b:f16}; do
+for spec in ${VRWKV_GPU_BENCH_SHAPES:-1b6:f16 1b6:f16:f32 1b6:f16:profile 7b:f16 1b6:f16:unfused 1b6:bf16 3b:f16}; do
   IFS=: read -r shape dtype opt <<< "$spec"
   dtype=${dtype:-f16}
   gemm=; fuse=; profile=0; graphs=1
-  case $opt in split) gemm=split;; unfused) fuse=0;; profile) profile=1; graphs=0;; esac
+  case $opt in split) gemm=split;; f32) gemm=f32;; unfused) fuse=0;; profile) profile=1; graphs=0;; esac
   # roughly what a shape takes with its random checkpoint still to be written
   case $shape in 7b) need=150;; 3b) need=90;; *) need=50;; esac
   limit=$(( $(left) - 10 ))
