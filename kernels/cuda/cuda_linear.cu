@@ -6,7 +6,7 @@
  * tile of rows at a time on the device and then cublasSgemm (TF32 off: exact f32 products).
  * VRWKV_CUDA_GEMM=split runs many-row bf16 GEMMs as three bf16 tensor-core GEMMs on 8-bit
  * slices of the activations, and f16 ones as three f16 GEMMs on 11-bit slices of row-scaled
- * activations (f32 precision up to summation order; not yet the default).
+ * activations (f32 precision up to summation order; the default, VRWKV_CUDA_GEMM=f32 to opt out).
  * VRWKV_CUDA_FAST_GEMM=1 instead rounds the activations to the weight dtype and calls
  * cublasGemmEx with f32 compute and f32 output (tensor cores; ~1e-2 relative error, not the
  * default). Must not convert a whole large matrix at once (bounded scratch). */
