@@ -200,9 +200,10 @@ vr_status vr_backend_cpu_create(int threads, vr_backend **out, vr_error *err);
  * GEMMs through cuBLAS with TF32 off). VR_ERR_UNAVAILABLE when this build has no CUDA or no
  * device is present; VR_ERR_INVALID for a device index out of range. Environment:
  * VRWKV_CUDA_FAST_GEMM=1 runs many-row bf16/f16 GEMMs as cublasGemmEx on the weight dtype with
- * f32 compute (faster, not exact: activations rounded to bf16/f16); VRWKV_CUDA_GEMM=split runs
- * many-row bf16 GEMMs as three bf16 tensor-core GEMMs on slices of the activations (f32
- * precision up to summation order). */
+ * f32 compute (faster, not exact: activations rounded to bf16/f16). Many-row bf16/f16 GEMMs
+ * otherwise run as three tensor-core GEMMs on slices of the activations (f32 precision up to
+ * summation order; VRWKV_CUDA_GEMM=split, the default) or as SGEMMs on weights converted to f32
+ * a tile at a time (VRWKV_CUDA_GEMM=f32). */
 vr_status vr_backend_cuda_create(int device, vr_backend **out, vr_error *err);
 /* By name: "cpu" (arg = threads) or "cuda" (arg = device index; <= 0 means device 0); NULL
  * means "cpu". kernels/backend.c. */
