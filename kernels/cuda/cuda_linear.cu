@@ -318,22 +318,69 @@ __global__ void split3_kernel(const float *__restrict__ x, int m, int k, int ldx
     }
 }
 
+/* y = beta y + s_r t (row r, s_r 1 without row_scale), where t is the split GEMM's product:
+ * one [m][n] block already summed (slices 1), or the three slices' products stacked,
+ * [3][m][n], summed here in the order the three-GEMM path sums them; beta 0 never reads y */
+__global__ void unscale_rows_kernel(const float *__restrict__ t, const float *__restrict__ row_scale, int m, int n,
+                                    int slices, float beta, float *y) {
+    size_t total = (size_t)m * n;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        float v = slices == 3 ? __fadd_rn(__fadd_rn(t[i], t[i + total]), t[i + 2 * total]) : t[i];
+        if (row_scale) v = row_scale[i / (size_t)n] * v;
+        y[i] = beta == 0.0f ? v : __fmaf_rn(beta, y[i], v);
+    }
+}
+
+/* The products of the three activation slices (each mm x k, contiguous from parts) by w, in
+ * t (ldc n). Stacked (VRWKV_CUDA_TRIAL): one GEMM of 3mm rows, the weights read once, t
+ * [3][mm][n] for unscale_rows_kernel to sum; else three GEMMs summing into t (beta 0, then 1).
+ * 0 on success. */
+static int slice_products(vr_backend *be, const vr_tensor *w, cudaDataType dt, const void *parts, int mm, int k,
+                          int stacked, float *t) {
+    vrc_impl *c = vrc(be);
+    const int n = (int)w->shape[0];
+    const size_t esize = 2; /* bf16 and f16 */
+    const float one = 1.0f, zero = 0.0f;
+    for (int q = 0; q < (stacked ? 1 : 3); q++) {
+        const void *pq = (const char *)parts + (size_t)q * mm * k * esize;
+        if (vrc_check_blas(be,
+                           cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, stacked ? 3 * mm : mm, k, &one, w->data,
+                                        dt, k, pq, dt, k, q == 0 ? &zero : &one, t, CUDA_R_32F, n,
+                                        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                           "linear (split cublasGemmEx)"))
+            return 1;
+    }
+    return 0;
+}
+
 /* many rows by bf16 weights in three bf16 tensor-core GEMMs (VRWKV_CUDA_GEMM=split); rows in
- * chunks so the slices stay within 3 x 64 MiB */
+ * chunks so the slices stay within 3 x 64 MiB (and, stacked, the products within 3 x 64 MiB) */
 static void split_gemm(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, float beta, float *y) {
     vrc_impl *c = vrc(be);
     int n = (int)w->shape[0];
+    const int stacked = c->trial;
     size_t rows = ((size_t)32 << 20) / (size_t)k;
+    if (stacked && ((size_t)16 << 20) / (size_t)n < rows) rows = ((size_t)16 << 20) / (size_t)n;
     if (rows < 1) rows = 1;
     if (rows > (size_t)m) rows = (size_t)m;
     __nv_bfloat16 *parts = (__nv_bfloat16 *)vrc_scratch(be, VRC_SCR_XCONV, 3 * rows * (size_t)k * sizeof(__nv_bfloat16));
     if (!parts) return;
+    float *t = NULL;
+    if (stacked && !(t = (float *)vrc_scratch(be, VRC_SCR_SPLIT, 3 * rows * (size_t)n * sizeof(float)))) return;
     for (size_t r0 = 0; r0 < (size_t)m; r0 += rows) {
         int mm = (int)((size_t)m - r0 < rows ? (size_t)m - r0 : rows);
         size_t cells = (size_t)mm * k;
         __nv_bfloat16 *p1 = parts, *p2 = parts + cells, *p3 = parts + 2 * cells;
         split3_kernel<<<vrc_blocks(cells, 256), 256, 0, c->stream>>>(x + r0 * (size_t)ldx, mm, k, ldx, p1, p2, p3);
         if (vrc_check_launch(be, "linear (splitting activations)")) return;
+        if (stacked) {
+            if (slice_products(be, w, CUDA_R_16BF, parts, mm, k, 1, t)) return;
+            size_t total = (size_t)mm * n;
+            unscale_rows_kernel<<<vrc_blocks(total, 256), 256, 0, c->stream>>>(t, NULL, mm, n, 3, beta,
+                                                                               y + r0 * (size_t)n);
+            if (vrc_check_launch(be, "linear (summing split products)")) return;
+            continue;
+        }
         const float one = 1.0f;
         const __nv_bfloat16 *ps[3] = {p1, p2, p3};
         for (int q = 0; q < 3; q++) {
@@ -381,48 +428,32 @@ __global__ void split3h_rows_kernel(const float *__restrict__ x, int k, int ldx,
     if (threadIdx.x == 0) row_scale[blockIdx.x] = ldexpf(1.0f, e);
 }
 
-/* y = beta y + s_r t (row r); beta 0 never reads y */
-__global__ void unscale_rows_kernel(const float *__restrict__ t, const float *__restrict__ row_scale, int m, int n,
-                                    float beta, float *y) {
-    size_t total = (size_t)m * n;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-        float v = row_scale[i / (size_t)n] * t[i];
-        y[i] = beta == 0.0f ? v : __fmaf_rn(beta, y[i], v);
-    }
-}
-
 /* many rows by f16 weights in three f16 tensor-core GEMMs on row-scaled slices
- * (VRWKV_CUDA_GEMM=split), unscaled into y; rows in chunks so the scratch stays bounded */
+ * (VRWKV_CUDA_GEMM=split; stacked into one with VRWKV_CUDA_TRIAL), unscaled into y; rows in
+ * chunks so the scratch stays bounded */
 static void split_gemm_f16(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, float beta,
                            float *y) {
     vrc_impl *c = vrc(be);
     int n = (int)w->shape[0];
+    const int stacked = c->trial, slices = stacked ? 3 : 1;
     size_t rows = ((size_t)32 << 20) / (size_t)k, rows_n = ((size_t)16 << 20) / (size_t)n;
     if (rows_n < rows) rows = rows_n;
     if (rows < 1) rows = 1;
     if (rows > (size_t)m) rows = (size_t)m;
     __half *parts = (__half *)vrc_scratch(be, VRC_SCR_XCONV, 3 * rows * (size_t)k * sizeof(__half));
-    float *t = parts ? (float *)vrc_scratch(be, VRC_SCR_SPLIT, rows * ((size_t)n + 1) * sizeof(float)) : NULL;
+    float *t = parts ? (float *)vrc_scratch(be, VRC_SCR_SPLIT, rows * ((size_t)slices * n + 1) * sizeof(float)) : NULL;
     if (!t) return;
-    float *scale = t + rows * (size_t)n;
+    float *scale = t + rows * (size_t)slices * n;
     for (size_t r0 = 0; r0 < (size_t)m; r0 += rows) {
         int mm = (int)((size_t)m - r0 < rows ? (size_t)m - r0 : rows);
         size_t cells = (size_t)mm * k;
         __half *p1 = parts, *p2 = parts + cells, *p3 = parts + 2 * cells;
         split3h_rows_kernel<<<mm, 256, 0, c->stream>>>(x + r0 * (size_t)ldx, k, ldx, p1, p2, p3, scale);
         if (vrc_check_launch(be, "linear (splitting activations into f16)")) return;
-        const float one = 1.0f, zero = 0.0f;
-        const __half *ps[3] = {p1, p2, p3};
-        for (int q = 0; q < 3; q++) {
-            if (vrc_check_blas(be,
-                               cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, mm, k, &one, w->data, CUDA_R_16F, k,
-                                            ps[q], CUDA_R_16F, k, q == 0 ? &zero : &one, t, CUDA_R_32F, n,
-                                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                               "linear (split f16 cublasGemmEx)"))
-                return;
-        }
+        if (slice_products(be, w, CUDA_R_16F, parts, mm, k, stacked, t)) return;
         size_t total = (size_t)mm * n;
-        unscale_rows_kernel<<<vrc_blocks(total, 256), 256, 0, c->stream>>>(t, scale, mm, n, beta, y + r0 * (size_t)n);
+        unscale_rows_kernel<<<vrc_blocks(total, 256), 256, 0, c->stream>>>(t, scale, mm, n, slices, beta,
+                                                                           y + r0 * (size_t)n);
         if (vrc_check_launch(be, "linear (unscaling split products)")) return;
     }
 }
@@ -638,6 +669,18 @@ void vrc_ddlerp_lora(vr_backend *be, const float *x, const float *sx, int m, int
     size_t total = (size_t)m * n;
     if (!total || m < 0 || count <= 0) return;
     if (vrc_enter(be)) return;
+    if (vrc(be)->trial && m > VRC_SMALL_M) {
+        /* many rows (VRWKV_CUDA_TRIAL): each LoRA product by the GEMM path, then ddlerp, as
+         * model/ composes them without this op; the one-thread-per-output dot below is slow
+         * there (338 us per call at 256 rows on an H100) */
+        float *lora = (float *)vrc_scratch(be, VRC_SCR_EPI, total * sizeof(float));
+        if (!lora) return;
+        for (int j = 0; j < count; j++) {
+            linear_run(be, mm + (size_t)j * k, m, k, ldm, w[j], NULL, 0.0f, lora);
+            vrc_ddlerp(be, x, sx, m, n, maa[j], lora, n, y[j]);
+        }
+        return;
+    }
     if (count > VRC_GROUP_MAX) { /* in launches of VRC_GROUP_MAX outputs */
         for (int j0 = 0; j0 < count; j0 += VRC_GROUP_MAX)
             vrc_ddlerp_lora(be, x, sx, m, n, count - j0 < VRC_GROUP_MAX ? count - j0 : VRC_GROUP_MAX, maa + j0,
