@@ -16,7 +16,16 @@
 
 #include "kernels/cuda/cuda_internal.h"
 
-enum { VRC_SMALL_M = 16, VRC_GEMV_MB = 8 };
+enum { VRC_SMALL_M = 16, VRC_GEMV_MB = 8, VRC_TRIAL_GEMV_M = 4 };
+
+/* The most activation rows a weight of dtype class wt (0 f32, 1 f16, 2 bf16) takes through the
+ * GEMV. With VRWKV_CUDA_TRIAL, f16/bf16 weights take the tensor-core GEMM from 5 rows: the GEMV
+ * reads 8-row weights at about half the bandwidth (H100: 1.4 of 2.95 TB/s), the GEMM reads them
+ * once. */
+static inline int gemv_max_rows(vr_backend *be, int wt) {
+    const vrc_impl *c = vrc(be);
+    return c->trial && wt != 0 && (c->split_gemm || c->fast_gemm) ? VRC_TRIAL_GEMV_M : VRC_SMALL_M;
+}
 
 /* ---- block reductions ---- */
 
@@ -469,7 +478,7 @@ static void linear_run(vr_backend *be, const float *x, int m, int k, int ldx, co
         vrc_fail(be, VR_ERR_UNSUPPORTED, "linear: weight dtype %d is not f32, f16 or bf16", (int)w->dtype);
         return;
     }
-    if (m <= VRC_SMALL_M) {
+    if (m <= gemv_max_rows(be, wt)) {
         launch_gemv(be, x, m, k, ldx, w, beta, y, gemv_epi{0, NULL});
     } else if (wt == 0) {
         sgemm_xwT(be, m, n, k, x, ldx, (const float *)w->data, k, beta, y, n);
@@ -543,7 +552,7 @@ void vrc_linear_epi(vr_backend *be, const float *x, int m, int k, int ldx, const
         return;
     }
     if (!epi_usable(be, "linear_epi", (int)epi, aux)) return;
-    if (m <= VRC_SMALL_M) {
+    if (m <= gemv_max_rows(be, wt_of(w->dtype))) {
         launch_gemv(be, x, m, k, ldx, w, 0.0f, y, gemv_epi{(int)epi, aux});
         return;
     }
@@ -611,7 +620,10 @@ void vrc_linear_group(vr_backend *be, int m, int k, const vr_linear_job *jobs, i
         }
         if (!epi_usable(be, "linear_group", jobs[j].epi, jobs[j].aux)) return;
     }
-    if (m > VRC_SMALL_M) {
+    int per_job = 0; /* a job past its GEMV rows: each job by itself (GEMV or GEMM) */
+    for (int j = 0; j < n_jobs; j++)
+        if (m > gemv_max_rows(be, wt_of(jobs[j].w->dtype))) per_job = 1;
+    if (per_job) {
         for (int j = 0; j < n_jobs; j++) {
             if (jobs[j].epi)
                 vrc_linear_epi(be, jobs[j].x, m, k, jobs[j].ldx, jobs[j].w, (vr_epilogue)jobs[j].epi, jobs[j].aux,
