@@ -34,6 +34,15 @@ static int parse_fingerprint(const char *s, uint64_t *out) {
     return 1;
 }
 
+/* An integer written exactly: cJSON prints a number with 15 significant digits when that reads
+ * back within a relative 2^-52, so 6666666666666661 would come back as ...660 (libFuzzer). The
+ * decoder accepts integers up to 2^53, which a double holds exactly. */
+static void add_int(cJSON *o, const char *name, int64_t v) {
+    char text[32];
+    snprintf(text, sizeof text, "%lld", (long long)v);
+    cJSON_AddRawToObject(o, name, text);
+}
+
 vr_status vr_session_record_encode(const vr_session_record *r, uint8_t **out, size_t *len, vr_error *err) {
     *out = NULL;
     *len = 0;
@@ -49,12 +58,12 @@ vr_status vr_session_record_encode(const vr_session_record *r, uint8_t **out, si
     cJSON_AddNumberToObject(o, "version", 1);
     cJSON_AddStringToObject(o, "tenant", r->tenant);
     cJSON_AddStringToObject(o, "session", r->session);
-    cJSON_AddNumberToObject(o, "committed_turn", (double)r->committed_turn);
+    add_int(o, "committed_turn", r->committed_turn);
     cJSON_AddNumberToObject(o, "scan", r->scan);
     cJSON_AddStringToObject(o, "model_fingerprint", fp);
-    cJSON_AddNumberToObject(o, "created_ms", (double)r->created_ms);
-    cJSON_AddNumberToObject(o, "updated_ms", (double)r->updated_ms);
-    cJSON_AddNumberToObject(o, "image_bytes", (double)r->image_len);
+    add_int(o, "created_ms", r->created_ms);
+    add_int(o, "updated_ms", r->updated_ms);
+    add_int(o, "image_bytes", (int64_t)r->image_len);
     for (int i = 0; i < r->n_transcript; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(r->transcript[i]));
     cJSON_AddItemToObject(o, "transcript", ids);
     char *text = cJSON_PrintUnformatted(o);

@@ -16,7 +16,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     vr_session_record back;
     if (vr_session_record_encode(&r, &again, &n, &err) != VR_OK) abort();
     if (vr_session_record_decode(again, n, &back, &err) != VR_OK) abort();
-    if (back.committed_turn != r.committed_turn || back.n_transcript != r.n_transcript ||
+    if (back.committed_turn != r.committed_turn || back.created_ms != r.created_ms ||
+        back.updated_ms != r.updated_ms || back.scan != r.scan || back.fingerprint != r.fingerprint ||
+        strcmp(back.tenant, r.tenant) != 0 || back.n_transcript != r.n_transcript ||
         back.image_len != r.image_len || strcmp(back.session, r.session) != 0 ||
         (r.n_transcript && memcmp(back.transcript, r.transcript, sizeof(int32_t) * (size_t)r.n_transcript)) ||
         (r.image_len && memcmp(back.image, r.image, r.image_len)))
@@ -33,9 +35,14 @@ static const char huge_numbers[] =
     "\"model_fingerprint\":\"000000001234abcd\",\"created_ms\":0,\"updated_ms\":0,"
     "\"image_bytes\":1.11111e+99,\"transcript\":[24,-200,261]}";
 
+/* Found by libFuzzer: a 16-digit turn was re-encoded with 15 significant digits. */
+static const char long_turn[] =
+    "{\"tenant\":\"\",\"session\":\"0\",\"committed_turn\":6666666666666661,\"scan\":0,"
+    "\"model_fingerprint\":\"000000001235abcd\",\"image_bytes\":0,\"transcript\":[]}";
+
 int vr_fuzz_seeds(uint8_t ***seeds, size_t **sizes) {
-    *seeds = malloc(3 * sizeof **seeds);
-    *sizes = malloc(3 * sizeof **sizes);
+    *seeds = malloc(4 * sizeof **seeds);
+    *sizes = malloc(4 * sizeof **sizes);
     for (int i = 0; i < 2; i++) {
         vr_session_record r;
         memset(&r, 0, sizeof r);
@@ -54,5 +61,8 @@ int vr_fuzz_seeds(uint8_t ***seeds, size_t **sizes) {
     (*sizes)[2] = sizeof huge_numbers; /* with its NUL: the header terminator */
     (*seeds)[2] = malloc(sizeof huge_numbers);
     memcpy((*seeds)[2], huge_numbers, sizeof huge_numbers);
-    return 3;
+    (*sizes)[3] = sizeof long_turn;
+    (*seeds)[3] = malloc(sizeof long_turn);
+    memcpy((*seeds)[3], long_turn, sizeof long_turn);
+    return 4;
 }

@@ -71,6 +71,18 @@ static void test_session_record(void **st) {
     assert_int_equal(back.image_len, sizeof img);
     assert_memory_equal(back.image, img, sizeof img);
     vr_session_record_free(&back);
+    free(bytes);
+    /* integers beyond 15 significant digits come back exactly (cJSON would print
+     * 6666666666666661 as 6.66666666666666e+15; found by libFuzzer) */
+    r.committed_turn = 6666666666666661LL;
+    r.created_ms = -9007199254740991LL;
+    r.updated_ms = 9007199254740992LL; /* 2^53, the largest the decoder takes */
+    assert_int_equal(vr_session_record_encode(&r, &bytes, &n, &err), VR_OK);
+    assert_int_equal(vr_session_record_decode(bytes, n, &back, &err), VR_OK);
+    assert_true(back.committed_turn == r.committed_turn);
+    assert_true(back.created_ms == r.created_ms);
+    assert_true(back.updated_ms == r.updated_ms);
+    vr_session_record_free(&back);
     /* corruption: truncated, a flipped JSON byte, extra image bytes, no terminator */
     assert_int_not_equal(vr_session_record_decode(bytes, n - 1, &back, &err), VR_OK);
     assert_int_not_equal(vr_session_record_decode(bytes, 10, &back, &err), VR_OK);
