@@ -203,8 +203,7 @@ vr_status vr_backend_cpu_create(int threads, vr_backend **out, vr_error *err);
  * f32 compute (faster, not exact: activations rounded to bf16/f16). Many-row bf16/f16 GEMMs
  * otherwise run as three tensor-core GEMMs on slices of the activations (f32 precision up to
  * summation order; VRWKV_CUDA_GEMM=split, the default) or as SGEMMs on weights converted to f32
- * a tile at a time (VRWKV_CUDA_GEMM=f32). VRWKV_CUDA_TRIAL=1: speed steps not yet measured on
- * a GPU (docs/cuda.md). */
+ * a tile at a time (VRWKV_CUDA_GEMM=f32). */
 vr_status vr_backend_cuda_create(int device, vr_backend **out, vr_error *err);
 /* By name: "cpu" (arg = threads) or "cuda" (arg = device index; <= 0 means device 0); NULL
  * means "cpu". kernels/backend.c. */

@@ -507,10 +507,6 @@ extern "C" vr_status vr_backend_cuda_create(int device, vr_backend **out, vr_err
                 VRC_SPLIT_DEFAULT ? "split" : "f32");
     const char *fast = getenv("VRWKV_CUDA_FAST_GEMM");
     c->fast_gemm = fast && !strcmp(fast, "1");
-    /* opt-in until a device run passes the op tests and fixture cases with it and measures it:
-     * split GEMMs as one GEMM over the stacked slices, many-row ddlerp_lora composed */
-    const char *trial = getenv("VRWKV_CUDA_TRIAL");
-    c->trial = trial && !strcmp(trial, "1");
     const char *tile = getenv("VRWKV_CUDA_TILE_FLOATS");
     c->tile_floats = tile && atol(tile) > 0 ? (size_t)atol(tile) : (size_t)32 << 20; /* 128 MiB of f32 */
     static const vr_backend_ops cuda_ops = make_ops(1), cuda_ops_unfused = make_ops(0); /* once, thread-safely */

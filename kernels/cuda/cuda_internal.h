@@ -47,8 +47,7 @@ typedef struct vrc_impl {
     cudaStream_t stream;
     cublasHandle_t blas;
     int fast_gemm;             /* VRWKV_CUDA_FAST_GEMM=1 */
-    int split_gemm;            /* many-row bf16/f16 GEMMs as 3 tensor-core GEMMs each (VRWKV_CUDA_GEMM) */
-    int trial;                 /* VRWKV_CUDA_TRIAL=1: the speed steps not yet measured on a GPU (docs/cuda.md) */
+    int split_gemm;            /* many-row bf16/f16 GEMMs on 3 activation slices, tensor cores (VRWKV_CUDA_GEMM) */
     size_t tile_floats;        /* f32 weight tile for many-row f16/bf16 GEMMs (VRWKV_CUDA_TILE_FLOATS, tests) */
     int num_sms;
     void *scratch[VRC_SCR_N];  /* device */

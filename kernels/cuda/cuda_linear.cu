@@ -1,30 +1,30 @@
 /* kernels/cuda/cuda_linear.cu — the CUDA GEMMs and what is made of them: linear (y = x W^T
  * with W in its loaded dtype), embedding gather, ViT attention, patch embedding.
  * Few activation rows (decode): a bandwidth-bound GEMV kernel, one warp per weight row,
- * reading f32/f16/bf16 weights directly with 16-byte loads, f32 accumulation. Many rows
- * (prefill, vision): f32 weights go to cublasSgemm; f16/bf16 weights are converted to f32 a
- * tile of rows at a time on the device and then cublasSgemm (TF32 off: exact f32 products).
- * VRWKV_CUDA_GEMM=split runs many-row bf16 GEMMs as three bf16 tensor-core GEMMs on 8-bit
- * slices of the activations, and f16 ones as three f16 GEMMs on 11-bit slices of row-scaled
- * activations (f32 precision up to summation order; the default, VRWKV_CUDA_GEMM=f32 to opt out).
- * VRWKV_CUDA_FAST_GEMM=1 instead rounds the activations to the weight dtype and calls
- * cublasGemmEx with f32 compute and f32 output (tensor cores; ~1e-2 relative error, not the
- * default). Must not convert a whole large matrix at once (bounded scratch). */
+ * reading f32/f16/bf16 weights directly with 16-byte loads, f32 accumulation (up to 16 rows for
+ * f32 weights, up to 4 for f16/bf16). More rows: f32 weights go to cublasSgemm; f16/bf16
+ * weights by default to split GEMMs: the activations as three bf16 slices of 8 bits, or three
+ * f16 slices of 11 bits of row-scaled activations, multiplied on tensor cores in one GEMM (the
+ * slices stacked as rows, so the weights are read once) and summed: f32 precision up to
+ * summation order. VRWKV_CUDA_GEMM=f32 instead converts f16/bf16 weights to f32 a tile of rows
+ * at a time and calls cublasSgemm (TF32 off: exact f32 products); VRWKV_CUDA_FAST_GEMM=1 rounds
+ * the activations to the weight dtype and calls cublasGemmEx (tensor cores; ~1e-2 relative
+ * error, not the default). Must not convert a whole large matrix at once (bounded scratch). */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
 
 #include "kernels/cuda/cuda_internal.h"
 
-enum { VRC_SMALL_M = 16, VRC_GEMV_MB = 8, VRC_TRIAL_GEMV_M = 4 };
+enum { VRC_SMALL_M = 16, VRC_GEMV_MB = 8, VRC_TENSOR_GEMV_M = 4 };
 
 /* The most activation rows a weight of dtype class wt (0 f32, 1 f16, 2 bf16) takes through the
- * GEMV. With VRWKV_CUDA_TRIAL, f16/bf16 weights take the tensor-core GEMM from 5 rows: the GEMV
- * reads 8-row weights at about half the bandwidth (H100: 1.4 of 2.95 TB/s), the GEMM reads them
- * once. */
+ * GEMV. f16/bf16 weights take the tensor-core GEMM (split or fast) from 5 rows: the GEMV reads
+ * weights for 8 rows at about half the bandwidth (H100: 1.4 of 2.95 TB/s), the GEMM reads them
+ * once (batch 8: 7.3 -> 5.7 ms per 1b6 f16 step on an H100). */
 static inline int gemv_max_rows(vr_backend *be, int wt) {
     const vrc_impl *c = vrc(be);
-    return c->trial && wt != 0 && (c->split_gemm || c->fast_gemm) ? VRC_TRIAL_GEMV_M : VRC_SMALL_M;
+    return wt != 0 && (c->split_gemm || c->fast_gemm) ? VRC_TENSOR_GEMV_M : VRC_SMALL_M;
 }
 
 /* ---- block reductions ---- */
@@ -327,80 +327,54 @@ __global__ void split3_kernel(const float *__restrict__ x, int m, int k, int ldx
     }
 }
 
-/* y = beta y + s_r t (row r, s_r 1 without row_scale), where t is the split GEMM's product:
- * one [m][n] block already summed (slices 1), or the three slices' products stacked,
- * [3][m][n], summed here in the order the three-GEMM path sums them; beta 0 never reads y */
+/* y = beta y + s_r ((t1 + t2) + t3) (row r, s_r 1 without row_scale), where t is the three
+ * slices' products stacked, [3][m][n]; beta 0 never reads y */
 __global__ void unscale_rows_kernel(const float *__restrict__ t, const float *__restrict__ row_scale, int m, int n,
-                                    int slices, float beta, float *y) {
+                                    float beta, float *y) {
     size_t total = (size_t)m * n;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-        float v = slices == 3 ? __fadd_rn(__fadd_rn(t[i], t[i + total]), t[i + 2 * total]) : t[i];
+        float v = __fadd_rn(__fadd_rn(t[i], t[i + total]), t[i + 2 * total]);
         if (row_scale) v = row_scale[i / (size_t)n] * v;
         y[i] = beta == 0.0f ? v : __fmaf_rn(beta, y[i], v);
     }
 }
 
-/* The products of the three activation slices (each mm x k, contiguous from parts) by w, in
- * t (ldc n). Stacked (VRWKV_CUDA_TRIAL): one GEMM of 3mm rows, the weights read once, t
- * [3][mm][n] for unscale_rows_kernel to sum; else three GEMMs summing into t (beta 0, then 1).
- * 0 on success. */
+/* The products of the three activation slices (each mm x k, contiguous from parts: one matrix
+ * of 3mm rows) by w in one GEMM, so the weights are read once: t [3][mm][n] (ldc n), for
+ * unscale_rows_kernel to sum. 0 on success. */
 static int slice_products(vr_backend *be, const vr_tensor *w, cudaDataType dt, const void *parts, int mm, int k,
-                          int stacked, float *t) {
-    vrc_impl *c = vrc(be);
+                          float *t) {
     const int n = (int)w->shape[0];
-    const size_t esize = 2; /* bf16 and f16 */
     const float one = 1.0f, zero = 0.0f;
-    for (int q = 0; q < (stacked ? 1 : 3); q++) {
-        const void *pq = (const char *)parts + (size_t)q * mm * k * esize;
-        if (vrc_check_blas(be,
-                           cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, stacked ? 3 * mm : mm, k, &one, w->data,
-                                        dt, k, pq, dt, k, q == 0 ? &zero : &one, t, CUDA_R_32F, n,
-                                        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                           "linear (split cublasGemmEx)"))
-            return 1;
-    }
-    return 0;
+    return vrc_check_blas(be,
+                          cublasGemmEx(vrc(be)->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, 3 * mm, k, &one, w->data, dt, k,
+                                       parts, dt, k, &zero, t, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                          "linear (split cublasGemmEx)");
 }
 
-/* many rows by bf16 weights in three bf16 tensor-core GEMMs (VRWKV_CUDA_GEMM=split); rows in
- * chunks so the slices stay within 3 x 64 MiB (and, stacked, the products within 3 x 64 MiB) */
+/* many rows by bf16 weights: three bf16 slices of the activations, their tensor-core products in
+ * one GEMM, summed into y; rows in chunks so the slices and the products stay within 3 x 64 MiB
+ * each */
 static void split_gemm(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, float beta, float *y) {
     vrc_impl *c = vrc(be);
     int n = (int)w->shape[0];
-    const int stacked = c->trial;
-    size_t rows = ((size_t)32 << 20) / (size_t)k;
-    if (stacked && ((size_t)16 << 20) / (size_t)n < rows) rows = ((size_t)16 << 20) / (size_t)n;
+    size_t rows = ((size_t)32 << 20) / (size_t)k, rows_n = ((size_t)16 << 20) / (size_t)n;
+    if (rows_n < rows) rows = rows_n;
     if (rows < 1) rows = 1;
     if (rows > (size_t)m) rows = (size_t)m;
     __nv_bfloat16 *parts = (__nv_bfloat16 *)vrc_scratch(be, VRC_SCR_XCONV, 3 * rows * (size_t)k * sizeof(__nv_bfloat16));
-    if (!parts) return;
-    float *t = NULL;
-    if (stacked && !(t = (float *)vrc_scratch(be, VRC_SCR_SPLIT, 3 * rows * (size_t)n * sizeof(float)))) return;
+    float *t = parts ? (float *)vrc_scratch(be, VRC_SCR_SPLIT, 3 * rows * (size_t)n * sizeof(float)) : NULL;
+    if (!t) return;
     for (size_t r0 = 0; r0 < (size_t)m; r0 += rows) {
         int mm = (int)((size_t)m - r0 < rows ? (size_t)m - r0 : rows);
         size_t cells = (size_t)mm * k;
         __nv_bfloat16 *p1 = parts, *p2 = parts + cells, *p3 = parts + 2 * cells;
         split3_kernel<<<vrc_blocks(cells, 256), 256, 0, c->stream>>>(x + r0 * (size_t)ldx, mm, k, ldx, p1, p2, p3);
         if (vrc_check_launch(be, "linear (splitting activations)")) return;
-        if (stacked) {
-            if (slice_products(be, w, CUDA_R_16BF, parts, mm, k, 1, t)) return;
-            size_t total = (size_t)mm * n;
-            unscale_rows_kernel<<<vrc_blocks(total, 256), 256, 0, c->stream>>>(t, NULL, mm, n, 3, beta,
-                                                                               y + r0 * (size_t)n);
-            if (vrc_check_launch(be, "linear (summing split products)")) return;
-            continue;
-        }
-        const float one = 1.0f;
-        const __nv_bfloat16 *ps[3] = {p1, p2, p3};
-        for (int q = 0; q < 3; q++) {
-            const float b = q == 0 ? beta : 1.0f;
-            if (vrc_check_blas(be,
-                               cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, mm, k, &one, w->data, CUDA_R_16BF, k,
-                                            ps[q], CUDA_R_16BF, k, &b, y + r0 * (size_t)n, CUDA_R_32F, n,
-                                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                               "linear (split cublasGemmEx)"))
-                return;
-        }
+        if (slice_products(be, w, CUDA_R_16BF, parts, mm, k, t)) return;
+        size_t total = (size_t)mm * n;
+        unscale_rows_kernel<<<vrc_blocks(total, 256), 256, 0, c->stream>>>(t, NULL, mm, n, beta, y + r0 * (size_t)n);
+        if (vrc_check_launch(be, "linear (summing split products)")) return;
     }
 }
 
@@ -437,32 +411,29 @@ __global__ void split3h_rows_kernel(const float *__restrict__ x, int k, int ldx,
     if (threadIdx.x == 0) row_scale[blockIdx.x] = ldexpf(1.0f, e);
 }
 
-/* many rows by f16 weights in three f16 tensor-core GEMMs on row-scaled slices
- * (VRWKV_CUDA_GEMM=split; stacked into one with VRWKV_CUDA_TRIAL), unscaled into y; rows in
- * chunks so the scratch stays bounded */
+/* many rows by f16 weights: three f16 slices of the row-scaled activations, their tensor-core
+ * products in one GEMM, summed and unscaled into y; rows in chunks so the scratch stays bounded */
 static void split_gemm_f16(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, float beta,
                            float *y) {
     vrc_impl *c = vrc(be);
     int n = (int)w->shape[0];
-    const int stacked = c->trial, slices = stacked ? 3 : 1;
     size_t rows = ((size_t)32 << 20) / (size_t)k, rows_n = ((size_t)16 << 20) / (size_t)n;
     if (rows_n < rows) rows = rows_n;
     if (rows < 1) rows = 1;
     if (rows > (size_t)m) rows = (size_t)m;
     __half *parts = (__half *)vrc_scratch(be, VRC_SCR_XCONV, 3 * rows * (size_t)k * sizeof(__half));
-    float *t = parts ? (float *)vrc_scratch(be, VRC_SCR_SPLIT, rows * ((size_t)slices * n + 1) * sizeof(float)) : NULL;
+    float *t = parts ? (float *)vrc_scratch(be, VRC_SCR_SPLIT, rows * (3 * (size_t)n + 1) * sizeof(float)) : NULL;
     if (!t) return;
-    float *scale = t + rows * (size_t)slices * n;
+    float *scale = t + rows * 3 * (size_t)n;
     for (size_t r0 = 0; r0 < (size_t)m; r0 += rows) {
         int mm = (int)((size_t)m - r0 < rows ? (size_t)m - r0 : rows);
         size_t cells = (size_t)mm * k;
         __half *p1 = parts, *p2 = parts + cells, *p3 = parts + 2 * cells;
         split3h_rows_kernel<<<mm, 256, 0, c->stream>>>(x + r0 * (size_t)ldx, k, ldx, p1, p2, p3, scale);
         if (vrc_check_launch(be, "linear (splitting activations into f16)")) return;
-        if (slice_products(be, w, CUDA_R_16F, parts, mm, k, stacked, t)) return;
+        if (slice_products(be, w, CUDA_R_16F, parts, mm, k, t)) return;
         size_t total = (size_t)mm * n;
-        unscale_rows_kernel<<<vrc_blocks(total, 256), 256, 0, c->stream>>>(t, scale, mm, n, slices, beta,
-                                                                           y + r0 * (size_t)n);
+        unscale_rows_kernel<<<vrc_blocks(total, 256), 256, 0, c->stream>>>(t, scale, mm, n, beta, y + r0 * (size_t)n);
         if (vrc_check_launch(be, "linear (unscaling split products)")) return;
     }
 }
@@ -681,10 +652,10 @@ void vrc_ddlerp_lora(vr_backend *be, const float *x, const float *sx, int m, int
     size_t total = (size_t)m * n;
     if (!total || m < 0 || count <= 0) return;
     if (vrc_enter(be)) return;
-    if (vrc(be)->trial && m > VRC_SMALL_M) {
-        /* many rows (VRWKV_CUDA_TRIAL): each LoRA product by the GEMM path, then ddlerp, as
-         * model/ composes them without this op; the one-thread-per-output dot below is slow
-         * there (338 us per call at 256 rows on an H100) */
+    if (m > VRC_SMALL_M) {
+        /* many rows: each LoRA product by the GEMM path, then ddlerp, as model/ composes them
+         * without this op; the one-thread-per-output dot below is slow there (338 us per call at
+         * 256 rows on an H100) */
         float *lora = (float *)vrc_scratch(be, VRC_SCR_EPI, total * sizeof(float));
         if (!lora) return;
         for (int j = 0; j < count; j++) {

@@ -2,9 +2,8 @@
 # tests/gpu/run.sh [OUTDIR] — the GPU verification in one script: builds with
 # -DVRWKV_CUDA=ON -DVRWKV_SERVICE=OFF, runs the CUDA-vs-CPU op tests, the fixture cases on the
 # cuda backend, the NCCL tests, then `vrwkv bench --backend cuda` (SHAPE:DTYPE list from
-# VRWKV_GPU_BENCH_SHAPES, default "1b6:f16 1b6:f16:trial 1b6:f16:f32 1b6:f16:profile 7b:f16
-# 1b6:f16:unfused 1b6:bf16 3b:f16", the most telling first; a third field "split" or "f32" sets
-# VRWKV_CUDA_GEMM, "trial" VRWKV_CUDA_TRIAL=1 (speed steps not yet measured), "unfused"
+# VRWKV_GPU_BENCH_SHAPES, default "1b6:f16 1b6:f16:f32 1b6:f16:profile 7b:f16 1b6:f16:unfused
+# 1b6:bf16 3b:f16", the most telling first; a third field "split" or "f32" sets VRWKV_CUDA_GEMM, "unfused"
 # VRWKV_CUDA_FUSE=0, "profile" VRWKV_CUDA_PROFILE=1 with graphs off: per-op device times of
 # each phase, in bench.log), and writes its logs and a summary into OUTDIR (8 files, what a device
 # call brings back: run.log build.log ops.log model.log (fixture cases and the in-process eval)
@@ -142,11 +141,7 @@ if grep -q "^FAIL" "$OUT/ops.log" && command -v compute-sanitizer >/dev/null && 
   echo "== compute-sanitizer memcheck on the op tests (first 60 s)" >> "$OUT/ops.log"
   timeout 60 compute-sanitizer --tool memcheck --print-limit 20 "$BUILD/tests/gpu/test_cuda_ops" 2>&1 | grep -E "^=========|FAIL" | head -60 >> "$OUT/ops.log"
 fi
-run_test "op tests, trial speed steps (VRWKV_CUDA_TRIAL=1)" "$OUT/ops.log" 120 \
-  env VRWKV_CUDA_TRIAL=1 "$BUILD/tests/gpu/test_cuda_ops"
 run_test "fixture cases on cuda" "$OUT/model.log" 240 "$BUILD/tests/gpu/test_cuda_model"
-run_test "fixture cases on cuda, trial speed steps (VRWKV_CUDA_TRIAL=1)" "$OUT/model.log" 240 \
-  env VRWKV_CUDA_TRIAL=1 "$BUILD/tests/gpu/test_cuda_model"
 run_test "fixture cases on cuda, split GEMMs (VRWKV_CUDA_GEMM=split)" "$OUT/model.log" 240 \
   env VRWKV_CUDA_GEMM=split "$BUILD/tests/gpu/test_cuda_model"
 run_test "fixture cases on cuda, f32 GEMMs (VRWKV_CUDA_GEMM=f32)" "$OUT/model.log" 240 \
@@ -206,11 +201,11 @@ grep -E "^(ok|FAIL)" "$OUT/ops.log" | grep -c "^ok" | sed 's/^/op checks passed:
 : > "$OUT/bench.log"
 vocab=()
 [ -f "$STAGE/rwkv_vocab_v20230424.txt" ] && vocab=(--vocab "$STAGE/rwkv_vocab_v20230424.txt")
-for spec in ${VRWKV_GPU_BENCH_SHAPES:-1b6:f16 1b6:f16:trial 1b6:f16:f32 1b6:f16:profile 7b:f16 1b6:f16:unfused 1b6:bf16 3b:f16}; do
+for spec in ${VRWKV_GPU_BENCH_SHAPES:-1b6:f16 1b6:f16:f32 1b6:f16:profile 7b:f16 1b6:f16:unfused 1b6:bf16 3b:f16}; do
   IFS=: read -r shape dtype opt <<< "$spec"
   dtype=${dtype:-f16}
-  gemm=; fuse=; profile=0; graphs=1; trial=0
-  case $opt in split) gemm=split;; f32) gemm=f32;; unfused) fuse=0;; profile) profile=1; graphs=0;; trial) trial=1;; esac
+  gemm=; fuse=; profile=0; graphs=1
+  case $opt in split) gemm=split;; f32) gemm=f32;; unfused) fuse=0;; profile) profile=1; graphs=0;; esac
   # roughly what a shape takes with its random checkpoint still to be written
   case $shape in 7b) need=150;; 3b) need=90;; *) need=50;; esac
   limit=$(( $(left) - 10 ))
@@ -219,8 +214,8 @@ for spec in ${VRWKV_GPU_BENCH_SHAPES:-1b6:f16 1b6:f16:trial 1b6:f16:f32 1b6:f16:
     note "bench $spec: NOT RUN (out of time: $(left) s left of $DEADLINE)"
     continue
   fi
-  echo "== bench --backend cuda --shape $shape --dtype $dtype${gemm:+ (VRWKV_CUDA_GEMM=$gemm)}${fuse:+ (VRWKV_CUDA_FUSE=0)}$([ $trial = 1 ] && echo " (VRWKV_CUDA_TRIAL=1)")$([ $profile = 1 ] && echo " (VRWKV_CUDA_PROFILE=1, graphs off: slower; see its profile lines)")" | tee -a "$OUT/bench.log"
-  VRWKV_CUDA_GEMM=${gemm:-} VRWKV_CUDA_FUSE=${fuse:-1} VRWKV_CUDA_PROFILE=$profile VRWKV_CUDA_GRAPHS=$graphs VRWKV_CUDA_TRIAL=$trial \
+  echo "== bench --backend cuda --shape $shape --dtype $dtype${gemm:+ (VRWKV_CUDA_GEMM=$gemm)}${fuse:+ (VRWKV_CUDA_FUSE=0)}$([ $profile = 1 ] && echo " (VRWKV_CUDA_PROFILE=1, graphs off: slower; see its profile lines)")" | tee -a "$OUT/bench.log"
+  VRWKV_CUDA_GEMM=${gemm:-} VRWKV_CUDA_FUSE=${fuse:-1} VRWKV_CUDA_PROFILE=$profile VRWKV_CUDA_GRAPHS=$graphs \
     timeout "$limit" "$BUILD/vrwkv" bench --backend cuda \
     --shape "$shape" --dtype "$dtype" --cache-dir "${VRWKV_GPU_BENCH_CACHE:-/tmp}" "${vocab[@]}" >> "$OUT/bench.log" 2>&1
   rc=$?

@@ -826,6 +826,9 @@ int main(void) {
     if (vr_backend_create("cuda", 0, &tiled, &err) == VR_OK) {
         check_linear(tiled, " tiled", VR_BF16, 50, 512, 130, 512, 0.0f, 1, 1e-5f);
         check_linear(tiled, " tiled", VR_F16, 33, 200, 61, 208, 1.0f, 0, 1e-5f);
+        /* with f32 GEMMs, f16/bf16 weights keep the GEMV up to 16 rows (split GEMMs: up to 4) */
+        check_linear(tiled, " f32-gemm", VR_F16, 8, 512, 130, 512, 0.0f, 0, 1e-5f);
+        check_linear(tiled, " f32-gemm", VR_BF16, 13, 200, 96, 1000, 1.0f, 1, 1e-5f);
         vr_backend_free(tiled);
     }
     unsetenv("VRWKV_CUDA_TILE_FLOATS");
