@@ -352,32 +352,6 @@ static int slice_products(vr_backend *be, const vr_tensor *w, cudaDataType dt, c
                           "linear (split cublasGemmEx)");
 }
 
-/* many rows by bf16 weights: three bf16 slices of the activations, their tensor-core products in
- * one GEMM, summed into y; rows in chunks so the slices and the products stay within 3 x 64 MiB
- * each */
-static void split_gemm(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, float beta, float *y) {
-    vrc_impl *c = vrc(be);
-    int n = (int)w->shape[0];
-    size_t rows = ((size_t)32 << 20) / (size_t)k, rows_n = ((size_t)16 << 20) / (size_t)n;
-    if (rows_n < rows) rows = rows_n;
-    if (rows < 1) rows = 1;
-    if (rows > (size_t)m) rows = (size_t)m;
-    __nv_bfloat16 *parts = (__nv_bfloat16 *)vrc_scratch(be, VRC_SCR_XCONV, 3 * rows * (size_t)k * sizeof(__nv_bfloat16));
-    float *t = parts ? (float *)vrc_scratch(be, VRC_SCR_SPLIT, 3 * rows * (size_t)n * sizeof(float)) : NULL;
-    if (!t) return;
-    for (size_t r0 = 0; r0 < (size_t)m; r0 += rows) {
-        int mm = (int)((size_t)m - r0 < rows ? (size_t)m - r0 : rows);
-        size_t cells = (size_t)mm * k;
-        __nv_bfloat16 *p1 = parts, *p2 = parts + cells, *p3 = parts + 2 * cells;
-        split3_kernel<<<vrc_blocks(cells, 256), 256, 0, c->stream>>>(x + r0 * (size_t)ldx, mm, k, ldx, p1, p2, p3);
-        if (vrc_check_launch(be, "linear (splitting activations)")) return;
-        if (slice_products(be, w, CUDA_R_16BF, parts, mm, k, t)) return;
-        size_t total = (size_t)mm * n;
-        unscale_rows_kernel<<<vrc_blocks(total, 256), 256, 0, c->stream>>>(t, NULL, mm, n, beta, y + r0 * (size_t)n);
-        if (vrc_check_launch(be, "linear (summing split products)")) return;
-    }
-}
-
 /* f16 weights: x_r = s_r (p1 + p2 + p3), each an f16 slice of 11 bits of row r scaled by
  * 1/s_r = 2^-e_r, e_r chosen so that the row's largest magnitude lies in [2^14, 2^15) (inside
  * f16's range, which activations may exceed). Each remainder is exact in f32; a slice that
@@ -411,30 +385,36 @@ __global__ void split3h_rows_kernel(const float *__restrict__ x, int k, int ldx,
     if (threadIdx.x == 0) row_scale[blockIdx.x] = ldexpf(1.0f, e);
 }
 
-/* many rows by f16 weights: three f16 slices of the row-scaled activations, their tensor-core
- * products in one GEMM, summed and unscaled into y; rows in chunks so the scratch stays bounded */
-static void split_gemm_f16(vr_backend *be, const float *x, int m, int k, int ldx, const vr_tensor *w, float beta,
-                           float *y) {
+/* many rows by f16 (wt 1) or bf16 (wt 2) weights: three slices of the activations (f16: 11 bits
+ * of the row-scaled values; bf16: 8 bits), their tensor-core products in one GEMM, summed (and
+ * unscaled) into y; rows in chunks so the slices and the products stay within 3 x 64 MiB each */
+static void split_gemm(vr_backend *be, int wt, const float *x, int m, int k, int ldx, const vr_tensor *w, float beta,
+                       float *y) {
     vrc_impl *c = vrc(be);
     int n = (int)w->shape[0];
     size_t rows = ((size_t)32 << 20) / (size_t)k, rows_n = ((size_t)16 << 20) / (size_t)n;
     if (rows_n < rows) rows = rows_n;
     if (rows < 1) rows = 1;
     if (rows > (size_t)m) rows = (size_t)m;
-    __half *parts = (__half *)vrc_scratch(be, VRC_SCR_XCONV, 3 * rows * (size_t)k * sizeof(__half));
+    uint16_t *parts = (uint16_t *)vrc_scratch(be, VRC_SCR_XCONV, 3 * rows * (size_t)k * sizeof(uint16_t)); /* f16 or bf16 */
     float *t = parts ? (float *)vrc_scratch(be, VRC_SCR_SPLIT, rows * (3 * (size_t)n + 1) * sizeof(float)) : NULL;
     if (!t) return;
-    float *scale = t + rows * 3 * (size_t)n;
+    float *scale = wt == 1 ? t + rows * 3 * (size_t)n : NULL; /* the rows' scales (f16 only) */
     for (size_t r0 = 0; r0 < (size_t)m; r0 += rows) {
         int mm = (int)((size_t)m - r0 < rows ? (size_t)m - r0 : rows);
         size_t cells = (size_t)mm * k;
-        __half *p1 = parts, *p2 = parts + cells, *p3 = parts + 2 * cells;
-        split3h_rows_kernel<<<mm, 256, 0, c->stream>>>(x + r0 * (size_t)ldx, k, ldx, p1, p2, p3, scale);
-        if (vrc_check_launch(be, "linear (splitting activations into f16)")) return;
-        if (slice_products(be, w, CUDA_R_16F, parts, mm, k, t)) return;
+        const float *xr = x + r0 * (size_t)ldx;
+        if (wt == 1)
+            split3h_rows_kernel<<<mm, 256, 0, c->stream>>>(xr, k, ldx, (__half *)parts, (__half *)parts + cells,
+                                                           (__half *)parts + 2 * cells, scale);
+        else
+            split3_kernel<<<vrc_blocks(cells, 256), 256, 0, c->stream>>>(
+                xr, mm, k, ldx, (__nv_bfloat16 *)parts, (__nv_bfloat16 *)parts + cells, (__nv_bfloat16 *)parts + 2 * cells);
+        if (vrc_check_launch(be, "linear (splitting activations)")) return;
+        if (slice_products(be, w, wt == 1 ? CUDA_R_16F : CUDA_R_16BF, parts, mm, k, t)) return;
         size_t total = (size_t)mm * n;
         unscale_rows_kernel<<<vrc_blocks(total, 256), 256, 0, c->stream>>>(t, scale, mm, n, beta, y + r0 * (size_t)n);
-        if (vrc_check_launch(be, "linear (unscaling split products)")) return;
+        if (vrc_check_launch(be, "linear (summing split products)")) return;
     }
 }
 
@@ -455,10 +435,8 @@ static void linear_run(vr_backend *be, const float *x, int m, int k, int ldx, co
         sgemm_xwT(be, m, n, k, x, ldx, (const float *)w->data, k, beta, y, n);
     } else if (c->fast_gemm) {
         fast_gemm(be, x, m, k, ldx, w, beta, y);
-    } else if (c->split_gemm && wt == 2) {
-        split_gemm(be, x, m, k, ldx, w, beta, y);
-    } else if (c->split_gemm && wt == 1) {
-        split_gemm_f16(be, x, m, k, ldx, w, beta, y);
+    } else if (c->split_gemm) { /* wt 1 or 2 */
+        split_gemm(be, wt, x, m, k, ldx, w, beta, y);
     } else {
         size_t rows = c->tile_floats / (size_t)k;
         if (rows < 1) rows = 1;
